@@ -1,0 +1,71 @@
+package channel
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/wire"
+)
+
+// Invocation is one call of an instance's function.
+type Invocation struct {
+	Method   string // empty means the default
+	Payload  []byte
+	Metadata map[string]string
+}
+
+// encode builds an EXECUTE_REQUEST, carrying ctx's deadline as timeout_ms
+// so the instance can stop when the caller stops waiting.
+func (inv Invocation) encode(ctx context.Context) Message {
+	pb := &spearpb.ExecuteRequest{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata}
+	if d, ok := ctx.Deadline(); ok {
+		pb.TimeoutMs = uint64(max(time.Until(d).Milliseconds(), 1))
+	}
+	b, _ := proto.Marshal(pb)
+	return Message{Type: wire.TypeExecuteRequest, Payload: b}
+}
+
+// Execute runs the instance's function and returns its result. The
+// instance's own failure is a *spear.RemoteError.
+func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
+	r, err := ch.Request(ctx, inv.encode(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if r.Type != wire.TypeExecuteResponse {
+		return nil, spear.InstanceErr(ch.InstanceID(), "execute",
+			fmt.Errorf("%w: %s answered an EXECUTE_REQUEST", spear.ErrInvalidMessage, r.Type))
+	}
+	var resp spearpb.ExecuteResponse
+	if err := proto.Unmarshal(r.Payload, &resp); err != nil {
+		return nil, spear.InstanceErr(ch.InstanceID(), "execute",
+			fmt.Errorf("%w: undecodable EXECUTE_RESPONSE: %w", spear.ErrInvalidMessage, err))
+	}
+	return resp.Payload, nil
+}
+
+// ExecuteStream runs the instance's function with streamed output.
+func ExecuteStream(ctx context.Context, ch Channel, inv Invocation) (*Stream, error) {
+	return ch.Stream(ctx, inv.encode(ctx))
+}
+
+// Signal kinds, re-exported for callers of SendSignal.
+const (
+	SignalTerminate = spearpb.SignalKind_SIGNAL_KIND_TERMINATE
+	SignalPause     = spearpb.SignalKind_SIGNAL_KIND_PAUSE
+	SignalResume    = spearpb.SignalKind_SIGNAL_KIND_RESUME
+	SignalCustom    = spearpb.SignalKind_SIGNAL_KIND_CUSTOM
+)
+
+// SendSignal sends a signal and waits for the instance to acknowledge it.
+// name and data are for custom signals.
+func SendSignal(ctx context.Context, ch Channel, kind spearpb.SignalKind, name string, data []byte) error {
+	b, _ := proto.Marshal(&spearpb.Signal{Kind: kind, Name: name, Data: data})
+	_, err := ch.Request(ctx, Message{Type: wire.TypeSignal, Payload: b})
+	return err
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package channel
+
+import "github.com/spear-go/spear/transport"
+
+// checkPeer is only implemented on Linux.
+func checkPeer(transport.Info, int) error { return nil }

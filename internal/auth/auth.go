@@ -1,0 +1,245 @@
+// Package auth is the connection handshake of docs/protocol.md, a
+// challenge-response over HMAC-SHA256 that never sends the secret:
+//
+//	agent    -> instance  AUTH_CHALLENGE {nonce, versions}
+//	instance -> agent     AUTH_REQUEST   {instance_id, client_nonce, proof}
+//	agent    -> instance  AUTH_RESPONSE  {session_id, features, server_proof, ...}
+//	                      or ERROR {AUTH_FAILED}, then close
+//
+// proof = HMAC(secret, "spear-auth-v1 instance" 0 nonce client_nonce id) and
+// server_proof the same with "spear-auth-v1 agent", so each side proves it
+// holds the secret, and a fresh nonce per connection defeats replay.
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/transport"
+	"github.com/spear-go/spear/wire"
+)
+
+// NonceSize is the size of both nonces.
+const NonceSize = 32
+
+// SecretSize is the size of the secrets NewSecret makes.
+const SecretSize = 32
+
+const (
+	roleInstance = "spear-auth-v1 instance"
+	roleAgent    = "spear-auth-v1 agent"
+)
+
+// NewSecret returns a fresh random per-instance secret.
+func NewSecret() spear.Secret {
+	b := make([]byte, SecretSize)
+	_, _ = rand.Read(b) // never fails on supported platforms
+	return b
+}
+
+// Proof computes HMAC-SHA256(secret, role 0x00 nonce clientNonce id).
+func Proof(secret []byte, role string, nonce, clientNonce []byte, id string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(role))
+	m.Write([]byte{0})
+	m.Write(nonce)
+	m.Write(clientNonce)
+	m.Write([]byte(id))
+	return m.Sum(nil)
+}
+
+// Credentials are what the agent knows about an instance that may connect.
+type Credentials struct {
+	Secret spear.Secret
+}
+
+// Lookup finds the credentials of the instance a connection claims to be.
+// It reports false for an instance the agent does not expect.
+type Lookup func(id spear.InstanceID) (Credentials, bool)
+
+// Offer is what the agent tells an accepted instance.
+type Offer struct {
+	SessionID         string
+	Features          []string
+	HeartbeatInterval uint32 // ms
+	MaxPayload        uint32
+}
+
+// failedMessage is the one message every refusal carries, so a peer cannot
+// tell an unknown instance from a wrong secret.
+const failedMessage = "authentication failed"
+
+// Accept runs the agent's side of the handshake on conn. It returns the
+// authenticated instance. ctx bounds the whole handshake: a peer that is
+// silent past it has conn closed under it. Errors match spear.ErrAuthFailed,
+// spear.ErrTimeout or spear.ErrInvalidMessage; on error the peer was told
+// why (where it can be told) and the caller must close conn.
+func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Offer) (spear.InstanceID, error) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	id, err := accept(conn, lookup, offer)
+	if err != nil && ctx.Err() != nil {
+		return spear.InstanceID{}, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
+	}
+	return id, err
+}
+
+func accept(conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Offer) (spear.InstanceID, error) {
+	nonce := make([]byte, NonceSize)
+	_, _ = rand.Read(nonce)
+	ch, _ := proto.Marshal(&spearpb.AuthChallenge{Nonce: nonce, Versions: []uint32{wire.Version}})
+	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthChallenge, Payload: ch}); err != nil {
+		return spear.InstanceID{}, fmt.Errorf("%w: send challenge: %w", spear.ErrConnectionFailed, err)
+	}
+	f, err := conn.ReadFrame()
+	if err != nil {
+		refuse(conn, err)
+		return spear.InstanceID{}, fmt.Errorf("read auth request: %w", err)
+	}
+	if f.Type != wire.TypeAuthRequest {
+		err := fmt.Errorf("%w: expected AUTH_REQUEST, got %s", spear.ErrInvalidMessage, f.Type)
+		refuse(conn, err)
+		return spear.InstanceID{}, err
+	}
+	var req spearpb.AuthRequest
+	if err := proto.Unmarshal(f.Payload, &req); err != nil {
+		err := fmt.Errorf("%w: undecodable AUTH_REQUEST: %w", spear.ErrInvalidMessage, err)
+		refuse(conn, err)
+		return spear.InstanceID{}, err
+	}
+	id, idErr := spear.ParseInstanceID(req.InstanceId)
+	creds, known := Credentials{}, false
+	if idErr == nil {
+		creds, known = lookup(id)
+	}
+	secret := creds.Secret
+	if !known {
+		// Do the same work for an unknown id, so timing does not tell
+		// which ids exist.
+		secret = make([]byte, SecretSize)
+	}
+	want := Proof(secret, roleInstance, nonce, req.ClientNonce, req.InstanceId)
+	ok := hmac.Equal(want, req.Proof) && known && len(req.ClientNonce) == NonceSize
+	if !ok {
+		_ = conn.WriteFrame(errorFrame(spear.CodeAuthFailed, failedMessage))
+		if idErr != nil {
+			return spear.InstanceID{}, fmt.Errorf("%w: %w", spear.ErrAuthFailed, idErr)
+		}
+		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceId)
+	}
+	o := offer(id)
+	resp, _ := proto.Marshal(&spearpb.AuthResponse{
+		SessionId:           o.SessionID,
+		Features:            o.Features,
+		ServerProof:         Proof(secret, roleAgent, nonce, req.ClientNonce, req.InstanceId),
+		HeartbeatIntervalMs: o.HeartbeatInterval,
+		MaxPayload:          o.MaxPayload,
+	})
+	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthResponse, Payload: resp}); err != nil {
+		return spear.InstanceID{}, fmt.Errorf("%w: send auth response: %w", spear.ErrConnectionFailed, err)
+	}
+	return id, nil
+}
+
+// refuse tells the peer why its handshake failed, where the error is one
+// the peer caused and can be told about.
+func refuse(conn transport.Conn, err error) {
+	var ve *wire.VersionError
+	switch {
+	case errors.As(err, &ve):
+		_ = conn.WriteFrame(errorFrame(spear.CodeUnsupportedVersion,
+			fmt.Sprintf("protocol version %d is not supported; this agent speaks %d", ve.Got, wire.Version)))
+	case errors.Is(err, spear.ErrInvalidMessage):
+		_ = conn.WriteFrame(errorFrame(spear.CodeInvalidMessage, err.Error()))
+	}
+}
+
+func errorFrame(code spear.Code, msg string) *wire.Frame {
+	b, _ := proto.Marshal(&spearpb.Error{Code: uint32(code), Message: msg})
+	return &wire.Frame{Type: wire.TypeError, Payload: b}
+}
+
+// Connect runs the instance's side of the handshake. It checks the agent's
+// proof too, so an instance never talks to an impostor. ctx bounds the
+// handshake as in Accept.
+func Connect(ctx context.Context, conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*spearpb.AuthResponse, error) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	resp, err := connect(conn, id, secret)
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
+	}
+	return resp, err
+}
+
+func connect(conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*spearpb.AuthResponse, error) {
+	f, err := conn.ReadFrame()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read challenge: %w", spear.ErrConnectionFailed, err)
+	}
+	if err := frameErr(f); err != nil {
+		return nil, err
+	}
+	var ch spearpb.AuthChallenge
+	if f.Type != wire.TypeAuthChallenge || proto.Unmarshal(f.Payload, &ch) != nil || len(ch.Nonce) != NonceSize {
+		return nil, fmt.Errorf("%w: expected an AUTH_CHALLENGE, got %s", spear.ErrInvalidMessage, f.Type)
+	}
+	clientNonce := make([]byte, NonceSize)
+	_, _ = rand.Read(clientNonce)
+	full := id.String()
+	req, _ := proto.Marshal(&spearpb.AuthRequest{
+		InstanceId:  full,
+		ClientNonce: clientNonce,
+		Proof:       Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
+	})
+	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthRequest, Payload: req}); err != nil {
+		return nil, fmt.Errorf("%w: send auth request: %w", spear.ErrConnectionFailed, err)
+	}
+	f, err = conn.ReadFrame()
+	if err != nil {
+		return nil, fmt.Errorf("%w: read auth response: %w", spear.ErrConnectionFailed, err)
+	}
+	if err := frameErr(f); err != nil {
+		return nil, err
+	}
+	var resp spearpb.AuthResponse
+	if f.Type != wire.TypeAuthResponse || proto.Unmarshal(f.Payload, &resp) != nil {
+		return nil, fmt.Errorf("%w: expected an AUTH_RESPONSE, got %s", spear.ErrInvalidMessage, f.Type)
+	}
+	want := Proof(secret, roleAgent, ch.Nonce, clientNonce, full)
+	if !hmac.Equal(want, resp.ServerProof) {
+		return nil, fmt.Errorf("%w: the agent could not prove it knows the secret", spear.ErrAuthFailed)
+	}
+	return &resp, nil
+}
+
+// frameErr turns an ERROR frame into a *spear.RemoteError wrapped with the
+// category its code implies.
+func frameErr(f wire.Frame) error {
+	if f.Type != wire.TypeError {
+		return nil
+	}
+	var e spearpb.Error
+	_ = proto.Unmarshal(f.Payload, &e)
+	re := &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
+	if re.Code == spear.CodeAuthFailed {
+		return fmt.Errorf("%w: %w", spear.ErrAuthFailed, re)
+	}
+	return re
+}
+
+// NewSessionID returns a random session id for logs.
+func NewSessionID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,581 @@
+// Package session is the request/response layer shared by the agent's
+// channels and the instance SDK, written once above every transport:
+// request ids, matching responses to waiters, deadlines, cancellation,
+// streams, heartbeats, statistics and close semantics.
+//
+// Goroutines. Each Session has exactly one reader goroutine, which owns
+// ReadFrame. It hands responses to waiting callers through per-call
+// buffered channels (never blocking on a slow caller), answers heartbeats,
+// and starts one goroutine per request the peer opens, so handlers never
+// run on the reader. Writers call transport.Conn.WriteFrame directly; the
+// transports batch concurrent writes. Heartbeats run on a timer, not a
+// goroutine of their own. When the reader ends, for any reason, it fails
+// every pending call with the session's error and closes Done.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/stats"
+	"github.com/spear-go/spear/transport"
+	"github.com/spear-go/spear/wire"
+)
+
+// DefaultHeartbeatMisses is how many heartbeat intervals may pass without a
+// frame from the peer before the session fails.
+const DefaultHeartbeatMisses = 3
+
+// DefaultStreamBuffer is how many unread chunks a stream holds before it is
+// cancelled as too slow.
+const DefaultStreamBuffer = 256
+
+// Handler serves requests the peer opens (EXECUTE_REQUEST and SIGNAL).
+type Handler interface {
+	// Serve runs on its own goroutine. ctx ends when the peer cancels the
+	// request or the session ends. Replies go through r.
+	Serve(ctx context.Context, req wire.Frame, r *Responder)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req wire.Frame, r *Responder)
+
+// Serve calls f.
+func (f HandlerFunc) Serve(ctx context.Context, req wire.Frame, r *Responder) { f(ctx, req, r) }
+
+// Config configures a Session. Zero values mean the defaults.
+type Config struct {
+	// Agent selects odd request ids (the agent's); otherwise even ids (the
+	// instance's).
+	Agent bool
+	// Handler serves requests the peer opens; nil answers them with an
+	// ERROR frame of code NOT_FOUND.
+	Handler Handler
+	// OnMessage receives one-way MESSAGE frames. It runs on the reader and
+	// must not block.
+	OnMessage func(wire.Frame)
+	// HeartbeatInterval is how often to probe an idle peer; 0 disables
+	// heartbeats (used for in-process instances).
+	HeartbeatInterval time.Duration
+	// HeartbeatMisses is how many intervals without any frame from the peer
+	// fail the session with spear.ErrHeartbeatTimeout.
+	HeartbeatMisses int
+	// StreamBuffer bounds unread chunks per stream.
+	StreamBuffer int
+	// Stats receives the session's counts; nil means private counters.
+	Stats *stats.Counters
+	// Logger receives lifecycle logs; nil discards them.
+	Logger *slog.Logger
+	// OnClose is called once, on the reader goroutine, after the session
+	// ended and every pending call failed.
+	OnClose func(err error)
+}
+
+// Session runs the protocol over one authenticated connection.
+type Session struct {
+	conn   transport.Conn
+	cfg    Config
+	stats  *stats.Counters
+	log    *slog.Logger
+	nextID atomic.Uint64
+	ctx    context.Context // ends when the session ends
+	cancel context.CancelCauseFunc
+
+	readerDone chan struct{}
+	handlers   sync.WaitGroup
+	framesIn   atomic.Uint64 // for heartbeat liveness
+	hbTimer    *time.Timer
+
+	mu       sync.Mutex // guards the fields below
+	pending  map[uint64]*call
+	serving  map[uint64]context.CancelFunc
+	err      error  // why the session ended; set once
+	hbLast   uint64 // framesIn at the last heartbeat tick
+	hbMisses int    // ticks in a row without a frame
+}
+
+// call is one request waiting for its answer. The reader is the only
+// goroutine that sends on or closes ch; it sets err before closing.
+type call struct {
+	ch     chan wire.Frame
+	stream bool
+	err    error
+}
+
+// Start begins serving conn, which must already be authenticated.
+func Start(conn transport.Conn, cfg Config) *Session {
+	if cfg.HeartbeatMisses <= 0 {
+		cfg.HeartbeatMisses = DefaultHeartbeatMisses
+	}
+	if cfg.StreamBuffer <= 0 {
+		cfg.StreamBuffer = DefaultStreamBuffer
+	}
+	s := &Session{
+		conn:       conn,
+		cfg:        cfg,
+		stats:      cfg.Stats,
+		log:        cfg.Logger,
+		readerDone: make(chan struct{}),
+		pending:    map[uint64]*call{},
+		serving:    map[uint64]context.CancelFunc{},
+	}
+	if s.stats == nil {
+		s.stats = stats.New()
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.Agent {
+		s.nextID.Store(0) // first id 2
+	} else {
+		s.nextID.Store(^uint64(0)) // first id 1
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	if cfg.HeartbeatInterval > 0 {
+		s.hbTimer = time.AfterFunc(cfg.HeartbeatInterval, s.heartbeat)
+	}
+	go s.read()
+	return s
+}
+
+// Context returns a context that ends, with the session's error as its
+// cause, when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Done is closed when the session has ended and every pending call failed.
+func (s *Session) Done() <-chan struct{} { return s.readerDone }
+
+// Err returns why the session ended, or nil while it runs.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Conn returns the connection the session runs on.
+func (s *Session) Conn() transport.Conn { return s.conn }
+
+// Stats returns the counters the session updates.
+func (s *Session) Stats() *stats.Counters { return s.stats }
+
+// Close ends the session with cause (spear.ErrChannelClosed when nil):
+// pending calls fail at once with it and the connection closes. It waits
+// for the reader goroutine, not for handlers (see Wait). Calling it again,
+// or after the session ended, does nothing.
+func (s *Session) Close(cause error) {
+	if cause == nil {
+		cause = spear.ErrChannelClosed
+	}
+	s.end(cause)
+	<-s.readerDone
+}
+
+// Wait waits until the handlers of requests the peer opened have returned.
+func (s *Session) Wait() { s.handlers.Wait() }
+
+// end records the cause (the first one wins) and closes the connection,
+// which wakes the reader to fail everything pending.
+func (s *Session) end(cause error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = cause
+	}
+	s.mu.Unlock()
+	s.conn.Close()
+}
+
+// GoAway tells the peer this side is closing (a CLOSE frame with reason),
+// then ends the session with cause.
+func (s *Session) GoAway(code spear.Code, reason string, cause error) {
+	b, _ := proto.Marshal(&spearpb.Close{Code: uint32(code), Reason: reason})
+	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: b})
+	s.Close(cause)
+}
+
+// Request sends f (its ID is assigned here) and waits for the answering
+// frame. An ERROR answer becomes a *spear.RemoteError. The wait ends early
+// when ctx ends (a CANCEL frame then tells the peer) or the session ends.
+func (s *Session) Request(ctx context.Context, f *wire.Frame) (wire.Frame, error) {
+	c, err := s.register(f, false)
+	if err != nil {
+		return wire.Frame{}, err
+	}
+	start := time.Now()
+	if err := s.write(f); err != nil {
+		s.forget(f.ID)
+		return wire.Frame{}, err
+	}
+	select {
+	case r, ok := <-c.ch:
+		if !ok {
+			s.stats.Error(stats.ErrClosed)
+			return wire.Frame{}, c.err
+		}
+		s.stats.Latency(time.Since(start))
+		return r, remoteErr(r)
+	case <-ctx.Done():
+		return wire.Frame{}, s.abandon(ctx, f.ID)
+	}
+}
+
+// Send writes a frame that expects no answer.
+func (s *Session) Send(f *wire.Frame) error { return s.write(f) }
+
+// OpenStream sends f, which asks for a streamed answer, and returns the
+// stream of answering frames.
+func (s *Session) OpenStream(ctx context.Context, f *wire.Frame) (*Stream, error) {
+	c, err := s.register(f, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.write(f); err != nil {
+		s.forget(f.ID)
+		return nil, err
+	}
+	return &Stream{s: s, c: c, id: f.ID, ctx: ctx}, nil
+}
+
+// Stream is the answer to a streaming request. Recv is for one goroutine.
+type Stream struct {
+	s    *Session
+	c    *call
+	id   uint64
+	ctx  context.Context
+	done bool
+}
+
+// Recv returns the next STREAM_DATA payload, io.EOF after the last one, or
+// the error that ended the stream (the peer's ERROR frame as a
+// *spear.RemoteError, spear.ErrStreamOverflow, the session's error, or
+// the context's).
+func (st *Stream) Recv() ([]byte, error) {
+	if st.done {
+		return nil, io.EOF
+	}
+	select {
+	case f, ok := <-st.c.ch:
+		if !ok {
+			st.done = true
+			return nil, st.c.err
+		}
+		if err := remoteErr(f); err != nil {
+			st.done = true
+			return nil, err
+		}
+		if f.Flags&wire.FlagEnd != 0 || f.Type != wire.TypeStreamData {
+			st.done = true
+			if len(f.Payload) == 0 {
+				return nil, io.EOF
+			}
+		}
+		return f.Payload, nil
+	case <-st.ctx.Done():
+		st.done = true
+		return nil, st.s.abandon(st.ctx, st.id)
+	}
+}
+
+// Close abandons the stream if it has not ended, telling the peer to stop.
+func (st *Stream) Close() {
+	if !st.done {
+		st.done = true
+		if st.s.forget(st.id) {
+			st.s.sendCancel(st.id)
+		}
+	}
+}
+
+func (s *Session) register(f *wire.Frame, stream bool) (*call, error) {
+	size := 1
+	if stream {
+		size = s.cfg.StreamBuffer
+	}
+	c := &call{ch: make(chan wire.Frame, size), stream: stream}
+	f.ID = s.nextID.Add(2)
+	if stream {
+		f.Flags |= wire.FlagStream
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return nil, s.err
+	}
+	s.pending[f.ID] = c
+	return c, nil
+}
+
+// forget removes a pending call and reports whether it was still pending.
+func (s *Session) forget(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[id]
+	delete(s.pending, id)
+	return ok
+}
+
+// abandon gives up on request id because ctx ended, and tells the peer.
+func (s *Session) abandon(ctx context.Context, id uint64) error {
+	if s.forget(id) {
+		s.sendCancel(id)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		s.stats.Error(stats.ErrTimeout)
+		return fmt.Errorf("%w: request %d: %w", spear.ErrTimeout, id, ctx.Err())
+	}
+	s.stats.Error(stats.ErrCanceled)
+	return fmt.Errorf("request %d: %w", id, ctx.Err())
+}
+
+func (s *Session) sendCancel(id uint64) {
+	_ = s.write(&wire.Frame{Type: wire.TypeCancel, ID: id})
+}
+
+// write sends one frame; a failed write ends the session, since the
+// connection is out of step after it.
+func (s *Session) write(f *wire.Frame) error {
+	if err := s.conn.WriteFrame(f); err != nil {
+		if cause := s.Err(); cause != nil {
+			return cause
+		}
+		s.stats.Error(stats.ErrSend)
+		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
+		s.end(err)
+		return err
+	}
+	s.stats.Sent(f.Size())
+	return nil
+}
+
+func remoteErr(f wire.Frame) error {
+	if f.Type != wire.TypeError {
+		return nil
+	}
+	var e spearpb.Error
+	if err := proto.Unmarshal(f.Payload, &e); err != nil {
+		return fmt.Errorf("%w: undecodable ERROR frame: %w", spear.ErrInvalidMessage, err)
+	}
+	return &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
+}
+
+// ErrorFrame builds an ERROR frame answering request id.
+func ErrorFrame(id uint64, code spear.Code, msg string) *wire.Frame {
+	b, _ := proto.Marshal(&spearpb.Error{Code: uint32(code), Message: msg})
+	return &wire.Frame{Type: wire.TypeError, ID: id, Payload: b}
+}
+
+// read is the reader goroutine.
+func (s *Session) read() {
+	err := s.readLoop()
+	s.finish(err)
+}
+
+func (s *Session) readLoop() error {
+	for {
+		f, err := s.conn.ReadFrame()
+		if err != nil {
+			return err
+		}
+		s.framesIn.Add(1)
+		s.stats.Received(f.Size())
+		switch f.Type {
+		case wire.TypeExecuteResponse, wire.TypeStreamData, wire.TypeError:
+			s.deliver(f)
+		case wire.TypeExecuteRequest, wire.TypeSignal:
+			s.serve(f)
+		case wire.TypeCancel:
+			s.mu.Lock()
+			cancel := s.serving[f.ID]
+			s.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		case wire.TypeHeartbeat:
+			if f.Flags&wire.FlagAck == 0 {
+				_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
+			}
+		case wire.TypeMessage:
+			if s.cfg.OnMessage != nil {
+				s.cfg.OnMessage(f)
+			}
+		case wire.TypeClose:
+			var c spearpb.Close
+			_ = proto.Unmarshal(f.Payload, &c)
+			return fmt.Errorf("%w: peer closed the connection: %s", spear.ErrChannelClosed, c.Reason)
+		default: // handshake frames after the handshake
+			s.stats.Error(stats.ErrInvalid)
+			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
+			_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
+			return err
+		}
+	}
+}
+
+// deliver hands an answering frame to its waiting call.
+func (s *Session) deliver(f wire.Frame) {
+	terminal := f.Type != wire.TypeStreamData || f.Flags&wire.FlagEnd != 0
+	s.mu.Lock()
+	c := s.pending[f.ID]
+	if c == nil { // a late answer to an abandoned request
+		s.mu.Unlock()
+		return
+	}
+	if terminal || !c.stream {
+		delete(s.pending, f.ID)
+	}
+	s.mu.Unlock()
+	if !c.stream {
+		c.ch <- f // capacity 1, and only one answer is delivered
+		return
+	}
+	select {
+	case c.ch <- f:
+		if terminal {
+			close(c.ch)
+		}
+	default:
+		if !terminal && !s.forget(f.ID) {
+			return
+		}
+		s.stats.Error(stats.ErrOverflow)
+		c.err = fmt.Errorf("%w: stream %d held %d unread chunks", spear.ErrStreamOverflow, f.ID, cap(c.ch))
+		close(c.ch)
+		s.sendCancel(f.ID)
+	}
+}
+
+// serve starts a handler for a request the peer opened.
+func (s *Session) serve(f wire.Frame) {
+	if s.cfg.Handler == nil {
+		if f.ID != 0 {
+			_ = s.write(ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
+		}
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	if f.ID != 0 {
+		s.mu.Lock()
+		_, dup := s.serving[f.ID]
+		if !dup {
+			s.serving[f.ID] = cancel
+		}
+		s.mu.Unlock()
+		if dup {
+			cancel()
+			_ = s.write(ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
+			return
+		}
+	}
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer cancel()
+		s.cfg.Handler.Serve(ctx, f, &Responder{s: s, id: f.ID})
+		if f.ID != 0 {
+			s.mu.Lock()
+			delete(s.serving, f.ID)
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// finish runs on the reader after it stopped: it settles the session's
+// error, fails every pending call and cancels every handler.
+func (s *Session) finish(readErr error) {
+	if s.hbTimer != nil {
+		s.hbTimer.Stop()
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		switch {
+		case errors.Is(readErr, spear.ErrInvalidMessage):
+			s.err = readErr
+		case errors.Is(readErr, spear.ErrChannelClosed):
+			s.err = fmt.Errorf("%w: %w", spear.ErrPeerGone, readErr)
+		default:
+			s.err = fmt.Errorf("%w: %w", spear.ErrReceiveFailed, readErr)
+		}
+		if !errors.Is(readErr, spear.ErrChannelClosed) || errors.Is(readErr, spear.ErrInvalidMessage) {
+			s.stats.Error(stats.ErrReceive)
+		}
+	}
+	err := s.err
+	pending := s.pending
+	s.pending = nil
+	for _, cancel := range s.serving {
+		cancel()
+	}
+	s.mu.Unlock()
+	s.conn.Close()
+	s.cancel(err)
+	for _, c := range pending {
+		c.err = err
+		close(c.ch)
+	}
+	s.log.Debug("session ended", "err", err)
+	if s.cfg.OnClose != nil {
+		s.cfg.OnClose(err)
+	}
+	close(s.readerDone)
+}
+
+// heartbeat runs every interval on a timer: it fails the session after too
+// many silent intervals, and probes the peer when it has been quiet.
+func (s *Session) heartbeat() {
+	select {
+	case <-s.readerDone:
+		return
+	default:
+	}
+	seen := s.framesIn.Load()
+	s.mu.Lock()
+	if s.hbLast == seen {
+		s.hbMisses++
+	} else {
+		s.hbLast, s.hbMisses = seen, 0
+	}
+	misses := s.hbMisses
+	s.mu.Unlock()
+	if misses >= s.cfg.HeartbeatMisses {
+		s.stats.Error(stats.ErrHeartbeat)
+		s.end(fmt.Errorf("%w: no frame in %d intervals of %s", spear.ErrHeartbeatTimeout, misses, s.cfg.HeartbeatInterval))
+		return
+	}
+	if misses > 0 {
+		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
+	}
+	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
+}
+
+// Responder answers one request the peer opened.
+type Responder struct {
+	s  *Session
+	id uint64
+}
+
+// ID returns the request id; 0 for a one-way signal, whose answers are
+// dropped.
+func (r *Responder) ID() uint64 { return r.id }
+
+// Send writes f as an answer to the request.
+func (r *Responder) Send(f *wire.Frame) error {
+	if r.id == 0 {
+		return nil
+	}
+	f.ID = r.id
+	return r.s.write(f)
+}
+
+// Error answers the request with an ERROR frame.
+func (r *Responder) Error(code spear.Code, msg string) error {
+	return r.Send(ErrorFrame(0, code, msg))
+}

@@ -1,0 +1,73 @@
+// Package tcp is the tcp transport. The agent runs one listener for all
+// instances and routes each connection by the instance id it authenticates
+// as (see docs/architecture.md for why not a port per instance).
+package tcp
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/transport"
+)
+
+// Name is the transport's name.
+const Name = "tcp"
+
+// Options tune connections. The zero value means the defaults.
+type Options struct {
+	MaxPayload   uint32        // largest incoming payload; 0 means wire.DefaultMaxPayload
+	WriteTimeout time.Duration // 0 means transport.DefaultWriteTimeout
+}
+
+// Listener accepts tcp connections.
+type Listener struct {
+	ln   net.Listener
+	opts Options
+}
+
+var _ transport.Listener = (*Listener)(nil)
+
+// Listen listens on addr, for example "127.0.0.1:0" for an ephemeral port
+// on loopback.
+func Listen(addr string, opts Options) (*Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: listen on tcp %s: %w", spear.ErrTransport, addr, err)
+	}
+	return &Listener{ln: ln, opts: opts}, nil
+}
+
+// Accept implements transport.Listener.
+func (l *Listener) Accept() (transport.Conn, error) {
+	c, err := l.ln.Accept()
+	if err != nil {
+		return nil, transport.FilterCloseErr(err)
+	}
+	return wrap(c, l.opts), nil
+}
+
+// Close implements transport.Listener.
+func (l *Listener) Close() error { return l.ln.Close() }
+
+// Addr returns the listening address, host:port.
+func (l *Listener) Addr() string { return l.ln.Addr().String() }
+
+// Dial connects to addr.
+func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial tcp %s: %w", spear.ErrConnectionFailed, addr, err)
+	}
+	return wrap(c, opts), nil
+}
+
+func wrap(c net.Conn, opts Options) *transport.StreamConn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	return transport.NewStreamConn(c, transport.Info{Transport: Name, PeerPID: -1, PeerUID: -1}, opts.MaxPayload, opts.WriteTimeout)
+}

@@ -1,0 +1,82 @@
+// Package transport defines what a transport does in Spear: move whole
+// frames between the agent and one instance, and nothing else. Request ids,
+// deadlines, authentication and heartbeats live above it, in the session
+// layer, written once for every transport.
+//
+// The implementations are transport/unix, transport/tcp (both byte streams
+// framed by [NewStreamConn]), transport/grpc and transport/memory.
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/wire"
+)
+
+// Conn is one connection between the agent and an instance.
+type Conn interface {
+	// ReadFrame returns the next frame; its payload belongs to the caller.
+	// Only one goroutine may call it at a time. It returns an error
+	// matching spear.ErrChannelClosed once the connection is closed, and
+	// the errors of wire.Reader for malformed input.
+	ReadFrame() (wire.Frame, error)
+	// WriteFrame sends f. It is safe for concurrent use, and returns once
+	// the frame is handed to the operating system or the peer; f.Payload
+	// is not retained after that.
+	WriteFrame(f *wire.Frame) error
+	// Close closes the connection and unblocks ReadFrame and WriteFrame.
+	// It is safe to call more than once and from many goroutines.
+	Close() error
+	// Info describes the connection.
+	Info() Info
+}
+
+// Info describes a connection.
+type Info struct {
+	// Transport is the transport's name: "unix", "tcp", "grpc" or "memory".
+	Transport string
+	// Remote is the peer's address, when the transport knows one.
+	Remote string
+	// PeerPID and PeerUID are the peer's process id and user id from the
+	// kernel (SO_PEERCRED), for unix sockets on Linux; -1 when unknown.
+	PeerPID, PeerUID int
+}
+
+// Listener accepts connections from instances.
+type Listener interface {
+	// Accept waits for the next connection. After Close it returns an
+	// error matching spear.ErrChannelClosed.
+	Accept() (Conn, error)
+	// Close stops listening; connections already accepted stay open.
+	Close() error
+	// Addr is the address instances dial, in the form the transport's
+	// Dial takes.
+	Addr() string
+}
+
+// FilterCloseErr maps the ways a connection ends (EOF, a closed socket,
+// EPIPE, ECONNRESET) to an error matching spear.ErrChannelClosed and leaves
+// other errors as they are. It is the one place that decides what "closed"
+// looks like.
+func FilterCloseErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, spear.ErrChannelClosed):
+		return err
+	case errors.Is(err, net.ErrClosed), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, io.EOF):
+		return &closedError{cause: err}
+	}
+	return err
+}
+
+type closedError struct{ cause error }
+
+func (e *closedError) Error() string        { return "spear: channel closed: " + e.cause.Error() }
+func (e *closedError) Unwrap() []error      { return []error{spear.ErrChannelClosed, e.cause} }
+func (e *closedError) Is(target error) bool { return target == spear.ErrChannelClosed }
