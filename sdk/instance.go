@@ -279,7 +279,7 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 		err = Error(spear.CodeNotFound, fmt.Sprintf("no handler for signal %s %q", s.Kind, s.Name))
 	}
 	if err != nil {
-		_ = r.Error(codeFor(ctx, err), err.Error())
+		_ = r.Error(codeFor(ctx, err), errMessage(err))
 		return
 	}
 	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})

@@ -101,7 +101,7 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	}
 	out, err := callHandler(ctx, h, req)
 	if err != nil {
-		_ = r.Error(codeFor(ctx, err), err.Error())
+		_ = r.Error(codeFor(ctx, err), errMessage(err))
 		return
 	}
 	if req.streaming {
@@ -124,6 +124,16 @@ func callHandler(ctx context.Context, h Handler, req *Request) (out []byte, err 
 		}
 	}()
 	return h.Execute(ctx, req)
+}
+
+// errMessage is the text sent with an ERROR frame: a RemoteError's own
+// message (its code travels separately), else the error's text.
+func errMessage(err error) string {
+	var re *spear.RemoteError
+	if errors.As(err, &re) {
+		return re.Message
+	}
+	return err.Error()
 }
 
 func codeFor(ctx context.Context, err error) spear.Code {

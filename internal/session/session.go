@@ -410,7 +410,7 @@ func (s *Session) readLoop() error {
 		case wire.TypeClose:
 			var c spearpb.Close
 			_ = proto.Unmarshal(f.Payload, &c)
-			return fmt.Errorf("%w: peer closed the connection: %s", spear.ErrChannelClosed, c.Reason)
+			return &peerClosedError{reason: c.Reason}
 		default: // handshake frames after the handshake
 			s.stats.Error(stats.ErrInvalid)
 			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
@@ -497,7 +497,7 @@ func (s *Session) finish(readErr error) {
 	s.mu.Lock()
 	if s.err == nil {
 		switch {
-		case errors.Is(readErr, spear.ErrInvalidMessage):
+		case errors.Is(readErr, spear.ErrInvalidMessage), isPeerClosed(readErr):
 			s.err = readErr
 		case errors.Is(readErr, spear.ErrChannelClosed):
 			s.err = fmt.Errorf("%w: %w", spear.ErrPeerGone, readErr)
@@ -526,6 +526,21 @@ func (s *Session) finish(readErr error) {
 		s.cfg.OnClose(err)
 	}
 	close(s.readerDone)
+}
+
+// peerClosedError ends a session whose peer said goodbye with a CLOSE
+// frame: an orderly end, unlike a connection that just broke.
+type peerClosedError struct{ reason string }
+
+func (e *peerClosedError) Error() string {
+	return "spear: channel closed: peer closed the connection: " + e.reason
+}
+
+func (e *peerClosedError) Is(target error) bool { return target == spear.ErrChannelClosed }
+
+func isPeerClosed(err error) bool {
+	var pc *peerClosedError
+	return errors.As(err, &pc)
 }
 
 // heartbeat runs every interval on a timer: it fails the session after too
