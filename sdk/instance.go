@@ -41,8 +41,8 @@ type Options struct {
 	// OnSignal handles pause, resume and custom signals. Nil means the
 	// defaults: pause makes new requests fail with CodeUnavailable until
 	// resume; custom signals are answered with CodeNotFound. Terminate is
-	// always handled by the SDK: in-flight requests finish, then Serve
-	// returns nil.
+	// always handled by the SDK: in-flight requests finish (new ones get
+	// CodeUnavailable), then Serve returns nil.
 	OnSignal func(ctx context.Context, s Signal) error
 	// OnMessage receives one-way messages from the agent. It must not block.
 	OnMessage func(payload []byte)
@@ -184,13 +184,14 @@ func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
 		conn.Close()
 		return false, err
 	}
+	// Start under mu, so that Send works from the first request on.
+	in.mu.Lock()
 	sess := session.Start(conn, session.Config{
 		Handler:           session.HandlerFunc(in.serve),
 		OnMessage:         in.onMessage,
 		HeartbeatInterval: time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond,
 		Logger:            in.log,
 	})
-	in.mu.Lock()
 	in.sess = sess
 	in.mu.Unlock()
 	in.log.Info("connected to agent", "session", resp.SessionId)
@@ -245,7 +246,12 @@ func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responde
 		in.mu.Lock()
 		paused := in.paused
 		in.mu.Unlock()
-		if paused {
+		switch {
+		case in.terminated():
+			// Draining: only requests already running may finish.
+			_ = r.Error(spear.CodeUnavailable, "instance is terminating")
+			return
+		case paused:
 			_ = r.Error(spear.CodeUnavailable, "instance is paused")
 			return
 		}

@@ -133,7 +133,7 @@ const (
 	subBits    = 5
 	subBuckets = 1 << subBits
 	minShift   = 10 // 1 µs
-	maxShift   = 40 // about 18 minutes; longer samples land in the last bucket
+	maxShift   = 40 // about 18 minutes; samples from 2^maxShift ns on land in the last bucket
 	numBuckets = (maxShift - minShift + 1) * subBuckets
 )
 
@@ -149,15 +149,20 @@ func bucketOf(ns int64) int {
 		return int(ns >> (minShift - subBits))
 	}
 	exp := bits.Len64(uint64(ns)) - 1 // ns in [2^exp, 2^(exp+1))
-	if exp > maxShift {
+	if exp >= maxShift {
+		// Its group would be past the end: clamp to the open last bucket.
 		return numBuckets - 1
 	}
 	sub := int(ns>>(exp-subBits)) & (subBuckets - 1)
 	return (exp-minShift+1)*subBuckets + sub
 }
 
-// bucketUpper returns the largest value that falls in bucket i.
+// bucketUpper returns the largest value that falls in bucket i. The last
+// bucket is open-ended.
 func bucketUpper(i int) int64 {
+	if i == numBuckets-1 {
+		return math.MaxInt64
+	}
 	group, sub := i/subBuckets, i%subBuckets
 	if group == 0 {
 		return int64(sub+1)<<(minShift-subBits) - 1

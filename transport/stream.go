@@ -1,10 +1,14 @@
 package transport
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -94,9 +98,12 @@ func (s *StreamConn) WriteFrame(f *wire.Frame) error {
 		s.mu.Unlock()
 		err := s.writeBatch(frames)
 		s.mu.Lock()
-		s.flushed = upto
 		if err != nil {
-			s.werr = FilterCloseErr(err)
+			// The frames of a failed batch were not (all) written:
+			// flushed stays put, so their writers get werr.
+			s.werr = writeErr(err)
+		} else {
+			s.flushed = upto
 		}
 		s.cond.Broadcast()
 	}
@@ -143,6 +150,16 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 	clear(bufs)
 	s.batch = bufs[:0]
 	return err
+}
+
+// writeErr classifies a failed write: a passed write deadline means the
+// peer stopped reading (spear.ErrTimeout); the rest go through
+// FilterCloseErr.
+func writeErr(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: write: peer not reading: %w", spear.ErrTimeout, err)
+	}
+	return FilterCloseErr(err)
 }
 
 // Close implements [Conn].

@@ -92,13 +92,16 @@ type Session struct {
 	cancel context.CancelCauseFunc
 
 	readerDone chan struct{}
-	handlers   sync.WaitGroup
 	framesIn   atomic.Uint64 // for heartbeat liveness
 	hbTimer    *time.Timer
 
-	mu       sync.Mutex // guards the fields below
-	pending  map[uint64]*call
-	serving  map[uint64]context.CancelFunc
+	mu      sync.Mutex // guards the fields below
+	idle    sync.Cond  // on mu; signalled when handlers drops to 0
+	pending map[uint64]*call
+	serving map[uint64]context.CancelFunc
+	// handlers counts running handlers. It is not a sync.WaitGroup
+	// because Wait may run while the reader starts new handlers.
+	handlers int
 	err      error  // why the session ended; set once
 	hbLast   uint64 // framesIn at the last heartbeat tick
 	hbMisses int    // ticks in a row without a frame
@@ -129,6 +132,7 @@ func Start(conn transport.Conn, cfg Config) *Session {
 		pending:    map[uint64]*call{},
 		serving:    map[uint64]context.CancelFunc{},
 	}
+	s.idle.L = &s.mu
 	if s.stats == nil {
 		s.stats = stats.New()
 	}
@@ -142,7 +146,9 @@ func Start(conn transport.Conn, cfg Config) *Session {
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	if cfg.HeartbeatInterval > 0 {
+		s.mu.Lock() // heartbeat reads hbTimer under mu; it may run before Start returns
 		s.hbTimer = time.AfterFunc(cfg.HeartbeatInterval, s.heartbeat)
+		s.mu.Unlock()
 	}
 	go s.read()
 	return s
@@ -180,8 +186,16 @@ func (s *Session) Close(cause error) {
 	<-s.readerDone
 }
 
-// Wait waits until the handlers of requests the peer opened have returned.
-func (s *Session) Wait() { s.handlers.Wait() }
+// Wait waits until no handler of a request the peer opened is running.
+// While the session runs, the peer may open more requests after it
+// returns; once Done is closed, none can start.
+func (s *Session) Wait() {
+	s.mu.Lock()
+	for s.handlers > 0 {
+		s.idle.Wait()
+	}
+	s.mu.Unlock()
+}
 
 // end records the cause (the first one wins) and closes the connection,
 // which wakes the reader to fail everything pending.
@@ -197,6 +211,16 @@ func (s *Session) end(cause error) {
 // GoAway tells the peer this side is closing (a CLOSE frame with reason),
 // then ends the session with cause.
 func (s *Session) GoAway(code spear.Code, reason string, cause error) {
+	if cause == nil {
+		cause = spear.ErrChannelClosed
+	}
+	// Record the cause first: the peer may hang up as soon as it reads
+	// CLOSE, and pending calls must fail with cause, not as a lost peer.
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = cause
+	}
+	s.mu.Unlock()
 	b, _ := proto.Marshal(&spearpb.Close{Code: uint32(code), Reason: reason})
 	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: b})
 	s.Close(cause)
@@ -383,6 +407,7 @@ func (s *Session) readLoop() error {
 	for {
 		f, err := s.conn.ReadFrame()
 		if err != nil {
+			s.refuse(err)
 			return err
 		}
 		s.framesIn.Add(1)
@@ -412,11 +437,26 @@ func (s *Session) readLoop() error {
 			_ = proto.Unmarshal(f.Payload, &c)
 			return &peerClosedError{reason: c.Reason}
 		default: // handshake frames after the handshake
-			s.stats.Error(stats.ErrInvalid)
 			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
 			_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
 			return err
 		}
+	}
+}
+
+// refuse tells the peer which of its frames broke the protocol, before the
+// connection closes (docs/protocol.md, "Errors"). A truncated frame means
+// the peer already hung up, so there is nobody to tell.
+func (s *Session) refuse(err error) {
+	var ve *wire.VersionError
+	var tl *wire.FrameTooLargeError
+	switch {
+	case errors.As(err, &ve):
+		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeUnsupportedVersion, err.Error()))
+	case errors.As(err, &tl):
+		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeTooLarge, err.Error()))
+	case errors.Is(err, spear.ErrInvalidMessage) && !errors.Is(err, io.ErrUnexpectedEOF):
+		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
 	}
 }
 
@@ -433,6 +473,9 @@ func (s *Session) deliver(f wire.Frame) {
 		delete(s.pending, f.ID)
 	}
 	s.mu.Unlock()
+	if f.Type == wire.TypeError {
+		s.stats.Error(stats.ErrRemote)
+	}
 	if !c.stream {
 		c.ch <- f // capacity 1, and only one answer is delivered
 		return
@@ -462,29 +505,30 @@ func (s *Session) serve(f wire.Frame) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	if f.ID != 0 {
-		s.mu.Lock()
-		_, dup := s.serving[f.ID]
-		if !dup {
-			s.serving[f.ID] = cancel
-		}
+	s.mu.Lock()
+	_, dup := s.serving[f.ID]
+	if f.ID != 0 && dup {
 		s.mu.Unlock()
-		if dup {
-			cancel()
-			_ = s.write(ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
-			return
-		}
+		cancel()
+		_ = s.write(ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
+		return
 	}
-	s.handlers.Add(1)
+	if f.ID != 0 {
+		s.serving[f.ID] = cancel
+	}
+	s.handlers++
+	s.mu.Unlock()
 	go func() {
-		defer s.handlers.Done()
 		defer cancel()
 		s.cfg.Handler.Serve(ctx, f, &Responder{s: s, id: f.ID})
+		s.mu.Lock()
 		if f.ID != 0 {
-			s.mu.Lock()
 			delete(s.serving, f.ID)
-			s.mu.Unlock()
 		}
+		if s.handlers--; s.handlers == 0 {
+			s.idle.Broadcast()
+		}
+		s.mu.Unlock()
 	}()
 }
 
@@ -504,7 +548,10 @@ func (s *Session) finish(readErr error) {
 		default:
 			s.err = fmt.Errorf("%w: %w", spear.ErrReceiveFailed, readErr)
 		}
-		if !errors.Is(readErr, spear.ErrChannelClosed) || errors.Is(readErr, spear.ErrInvalidMessage) {
+		switch {
+		case errors.Is(readErr, spear.ErrInvalidMessage):
+			s.stats.Error(stats.ErrInvalid)
+		case !errors.Is(readErr, spear.ErrChannelClosed):
 			s.stats.Error(stats.ErrReceive)
 		}
 	}
@@ -568,7 +615,9 @@ func (s *Session) heartbeat() {
 	if misses > 0 {
 		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
 	}
+	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
+	s.mu.Unlock()
 }
 
 // Responder answers one request the peer opened.

@@ -1,0 +1,274 @@
+package kubernetes
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+)
+
+// Labels and annotations the runtime puts on the objects it creates.
+const (
+	// LabelInstance holds the instance's name.
+	LabelInstance = "spear.dev/instance"
+	// LabelFunction holds the function the instance serves.
+	LabelFunction = "spear.dev/function"
+	// LabelManagedBy is LabelManagedByValue on every object the runtime
+	// creates; select on it to find them.
+	LabelManagedBy = "spear.dev/managed-by"
+	// LabelManagedByValue is the value of LabelManagedBy.
+	LabelManagedByValue = "spearlet"
+	// AnnotationInstanceID holds the instance's full id, which a label
+	// value cannot (it contains ':').
+	AnnotationInstanceID = "spear.dev/instance-id"
+)
+
+const (
+	containerName = "function"
+	volumeName    = "spear-secret"
+	// SecretKey is the key of the instance's hex-encoded secret in its
+	// Secret object.
+	SecretKey = "secret"
+	// SecretMountPath is where the pod's container finds the Secret;
+	// SPEAR_SECRET_FILE names SecretMountPath + "/" + SecretKey.
+	SecretMountPath = "/var/run/spear"
+	// secretFileMode lets the container read the secret whatever user it
+	// runs as: the volume is private to the pod, and a non-root image
+	// without an fsGroup could not read a 0400 file owned by root.
+	secretFileMode int32 = 0o444
+)
+
+// objects are the Kubernetes objects of one instance, built and checked
+// before anything is created.
+type objects struct {
+	namespace string
+	pod       *corev1.Pod
+	secret    *corev1.Secret // Data filled in once the channel exists
+}
+
+// namespaceFor picks the Kubernetes namespace of an instance (see the
+// package comment).
+func namespaceFor(id spear.InstanceID, spec runtime.Spec, def string) (string, error) {
+	switch {
+	case id.Namespace != "" && spec.Namespace != "" && id.Namespace != spec.Namespace:
+		return "", fmt.Errorf("%w: spec namespace %q differs from the instance id's namespace %q",
+			spear.ErrInvalidConfig, spec.Namespace, id.Namespace)
+	case spec.Namespace != "":
+		if errs := validation.IsDNS1123Label(spec.Namespace); len(errs) > 0 {
+			return "", fmt.Errorf("%w: namespace %q: %s", spear.ErrInvalidConfig, spec.Namespace, strings.Join(errs, "; "))
+		}
+		return spec.Namespace, nil
+	case id.Namespace != "":
+		return id.Namespace, nil
+	}
+	return def, nil
+}
+
+// buildObjects checks spec and builds the instance's pod and Secret. Every
+// error matches spear.ErrInvalidConfig.
+func buildObjects(id spear.InstanceID, spec runtime.Spec, o Options) (*objects, error) {
+	if spec.Image == "" {
+		return nil, fmt.Errorf("%w: no image", spear.ErrInvalidConfig)
+	}
+	ns, err := namespaceFor(id, spec, o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := podLabels(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resources(spec)
+	if err != nil {
+		return nil, err
+	}
+	env, err := userEnv(spec.Env)
+	if err != nil {
+		return nil, err
+	}
+	meta := metav1.ObjectMeta{
+		Namespace:   ns,
+		Labels:      labels,
+		Annotations: map[string]string{AnnotationInstanceID: id.String()},
+	}
+	secretMeta := *meta.DeepCopy()
+	secretMeta.Name = id.Name + "-secret"
+	podMeta := *meta.DeepCopy()
+	podMeta.Name = id.Name
+
+	grace := int64((spec.StopGrace + time.Second - 1) / time.Second) // whole seconds, rounded up
+	noToken := false
+	mode := secretFileMode
+	pod := &corev1.Pod{
+		ObjectMeta: podMeta,
+		Spec: corev1.PodSpec{
+			// The agent decides restarts: a restarted container would need
+			// a fresh channel anyway.
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: &grace,
+			// Functions talk to the agent, not to the Kubernetes API.
+			AutomountServiceAccountToken: &noToken,
+			Containers: []corev1.Container{{
+				Name:            containerName,
+				Image:           spec.Image,
+				ImagePullPolicy: o.ImagePullPolicy,
+				Resources:       res,
+				Env:             env, // the SPEAR_* variables are added by Start
+				VolumeMounts: []corev1.VolumeMount{{
+					Name:      volumeName,
+					MountPath: SecretMountPath,
+					ReadOnly:  true,
+				}},
+			}},
+			Volumes: []corev1.Volume{{
+				Name: volumeName,
+				VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName:  secretMeta.Name,
+					Items:       []corev1.KeyToPath{{Key: SecretKey, Path: SecretKey}},
+					DefaultMode: &mode,
+				}},
+			}},
+		},
+	}
+	secret := &corev1.Secret{ObjectMeta: secretMeta, Type: corev1.SecretTypeOpaque}
+	return &objects{namespace: ns, pod: pod, secret: secret}, nil
+}
+
+// connect fills in what the instance needs to reach its channel: the
+// SPEAR_* variables in the pod and the secret in the Secret.
+func (obj *objects) connect(cr channel.Credentials) {
+	c := &obj.pod.Spec.Containers[0]
+	c.Env = append(c.Env,
+		corev1.EnvVar{Name: spear.EnvInstanceID, Value: cr.ID.String()},
+		corev1.EnvVar{Name: spear.EnvChannel, Value: string(cr.Type)},
+		corev1.EnvVar{Name: spear.EnvAddress, Value: cr.Address},
+		corev1.EnvVar{Name: spear.EnvSecretFile, Value: SecretMountPath + "/" + SecretKey},
+	)
+	obj.secret.Data = map[string][]byte{SecretKey: []byte(hex.EncodeToString(cr.Secret))}
+}
+
+func podLabels(id spear.InstanceID, spec runtime.Spec) (map[string]string, error) {
+	labels := map[string]string{
+		LabelInstance:  id.Name,
+		LabelManagedBy: LabelManagedByValue,
+	}
+	if spec.Function != "" {
+		if errs := validation.IsValidLabelValue(spec.Function); len(errs) > 0 {
+			return nil, fmt.Errorf("%w: function name %q is not a label value: %s",
+				spear.ErrInvalidConfig, spec.Function, strings.Join(errs, "; "))
+		}
+		labels[LabelFunction] = spec.Function
+	}
+	for k, v := range spec.Labels {
+		if strings.HasPrefix(k, "spear.dev/") {
+			return nil, fmt.Errorf("%w: label %q: the spear.dev/ prefix is reserved", spear.ErrInvalidConfig, k)
+		}
+		errs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("%w: label %q=%q: %s", spear.ErrInvalidConfig, k, v, strings.Join(errs, "; "))
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}
+
+// resources makes spec's CPU and Memory both the request and the limit.
+func resources(spec runtime.Spec) (corev1.ResourceRequirements, error) {
+	list := corev1.ResourceList{}
+	for name, s := range map[corev1.ResourceName]string{corev1.ResourceCPU: spec.CPU, corev1.ResourceMemory: spec.Memory} {
+		if s == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(s)
+		if err != nil {
+			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q: %w", spear.ErrInvalidConfig, name, s, err)
+		}
+		if q.Sign() <= 0 {
+			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q is not positive", spear.ErrInvalidConfig, name, s)
+		}
+		list[name] = q
+	}
+	if len(list) == 0 {
+		return corev1.ResourceRequirements{}, nil
+	}
+	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}, nil
+}
+
+// reservedEnv are the variables Start sets; spec.Env may not.
+var reservedEnv = []string{spear.EnvInstanceID, spear.EnvChannel, spear.EnvAddress, spear.EnvSecretFile, spear.EnvSecret}
+
+func userEnv(env []string) ([]corev1.EnvVar, error) {
+	out := make([]corev1.EnvVar, 0, len(env)+4)
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%w: environment entry %q is not KEY=VALUE", spear.ErrInvalidConfig, kv)
+		}
+		for _, r := range reservedEnv {
+			if k == r {
+				return nil, fmt.Errorf("%w: environment variable %s is set by the runtime", spear.ErrInvalidConfig, k)
+			}
+		}
+		out = append(out, corev1.EnvVar{Name: k, Value: v})
+	}
+	return out, nil
+}
+
+// podEnded reports whether pod has ended, and why.
+func podEnded(pod *corev1.Pod) (bool, string) {
+	switch pod.Status.Phase {
+	case corev1.PodFailed, corev1.PodSucceeded:
+	default:
+		return false, ""
+	}
+	why := "pod " + strings.ToLower(string(pod.Status.Phase))
+	if pod.Status.Reason != "" {
+		why += ": " + pod.Status.Reason
+	}
+	if pod.Status.Message != "" {
+		why += ": " + pod.Status.Message
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil {
+			why += fmt.Sprintf("; container %s exited with code %d", cs.Name, t.ExitCode)
+			if t.Reason != "" {
+				why += ": " + t.Reason
+			}
+			if t.Message != "" {
+				why += ": " + t.Message
+			}
+		}
+	}
+	return true, why
+}
+
+// podWaiting describes why a pending pod's container is not running yet,
+// for the error of a Start that timed out: ErrImagePull and the like.
+func podWaiting(pod *corev1.Pod) string {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" {
+			if w.Message != "" {
+				return fmt.Sprintf("container %s waiting: %s: %s", cs.Name, w.Reason, w.Message)
+			}
+			return fmt.Sprintf("container %s waiting: %s", cs.Name, w.Reason)
+		}
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+			return "not scheduled: " + c.Message
+		}
+	}
+	if pod.Status.Phase != "" {
+		return "pod " + strings.ToLower(string(pod.Status.Phase))
+	}
+	return ""
+}

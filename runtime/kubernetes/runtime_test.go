@@ -1,0 +1,510 @@
+package kubernetes_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/kubernetes"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testTimeout bounds every wait: generous, for a loaded machine.
+const testTimeout = 60 * time.Second
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type env struct {
+	client  *fake.Clientset
+	factory *channel.Factory
+	rt      *kubernetes.Runtime
+	kubelet *kubelet
+	logs    *syncBuffer
+	ctx     context.Context
+}
+
+func setup(t *testing.T, configure func(*kubelet)) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s", logs)
+		}
+	})
+	f, err := channel.NewFactory(channel.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	client := fake.NewClientset()
+	rt, err := kubernetes.New(kubernetes.Options{Factory: f, Client: client, Namespace: "functions", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Close(context.Background()); err != nil {
+			t.Errorf("close runtime: %v", err)
+		}
+	})
+	k := startKubelet(t, client, configure)
+	return &env{client: client, factory: f, rt: rt, kubelet: k, logs: logs, ctx: ctx}
+}
+
+func instanceID(t *testing.T, name string) spear.InstanceID {
+	t.Helper()
+	id, err := spear.NewInstanceID(spear.Kubernetes, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func spec() runtime.Spec {
+	return runtime.Spec{
+		Function:     "echo",
+		Image:        "registry.example/echo:1",
+		Labels:       map[string]string{"team": "blue"},
+		CPU:          "250m",
+		Memory:       "64Mi",
+		Env:          []string{"GREETING=hello"},
+		StartTimeout: testTimeout,
+		StopGrace:    time.Second,
+	}
+}
+
+// assertNothingLeft checks that no pod, Secret or channel of id remains.
+func (e *env) assertNothingLeft(t *testing.T, id spear.InstanceID) {
+	t.Helper()
+	if _, err := e.client.CoreV1().Pods("functions").Get(e.ctx, id.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("pod %s: got err %v, want not found", id.Name, err)
+	}
+	if _, err := e.client.CoreV1().Secrets("functions").Get(e.ctx, id.Name+"-secret", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("secret of %s: got err %v, want not found", id.Name, err)
+	}
+	if _, ok := e.factory.Get(id); ok {
+		t.Errorf("the factory still has a channel for %s", id)
+	}
+}
+
+func TestStartInvokeStop(t *testing.T) {
+	e := setup(t, nil)
+	id := instanceID(t, "echo-1")
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := inst.Channel()
+	cr := ch.Credentials()
+	hexSecret := hex.EncodeToString(cr.Secret)
+	if cr.Type != channel.GRPC {
+		t.Errorf("channel type %s, want grpc (the kubernetes strategy's first)", cr.Type)
+	}
+	if got := inst.Info(); got.Status != runtime.StatusRunning || got.Function != "echo" || got.ID != id {
+		t.Errorf("info after start: %+v", got)
+	}
+
+	pod, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "echo-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPod(t, pod, cr, hexSecret)
+
+	secret, err := e.client.CoreV1().Secrets("functions").Get(e.ctx, "echo-1-secret", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(secret.Data[kubernetes.SecretKey]); got != hexSecret {
+		t.Errorf("secret object holds %d bytes that are not the channel's secret", len(got))
+	}
+	if secret.Type != corev1.SecretTypeOpaque || secret.Labels[kubernetes.LabelInstance] != "echo-1" {
+		t.Errorf("secret type %q labels %v", secret.Type, secret.Labels)
+	}
+	if refs := secret.OwnerReferences; len(refs) != 1 || refs[0].Kind != "Pod" || refs[0].Name != "echo-1" {
+		t.Errorf("secret owner references %+v, want the pod", refs)
+	}
+
+	out, err := channel.Execute(e.ctx, ch, channel.Invocation{Payload: []byte("ping")})
+	if err != nil || string(out) != "echo-1:ping" {
+		t.Fatalf("execute: %q, %v; want the stand-in's answer", out, err)
+	}
+
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inst.Done():
+	default:
+		t.Error("Done not closed after Stop")
+	}
+	if got := inst.Info(); got.Status != runtime.StatusStopped || got.Reason == "" {
+		t.Errorf("info after stop: %+v", got)
+	}
+	if err := ch.WaitConnected(e.ctx); !errors.Is(err, spear.ErrChannelClosed) {
+		t.Errorf("channel after stop: %v, want closed", err)
+	}
+	e.assertNothingLeft(t, id)
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Errorf("second stop: %v", err)
+	}
+	if strings.Contains(e.logs.String(), hexSecret) {
+		t.Error("the secret appears in the logs")
+	}
+}
+
+func checkPod(t *testing.T, pod *corev1.Pod, cr channel.Credentials, hexSecret string) {
+	t.Helper()
+	wantLabels := map[string]string{
+		kubernetes.LabelInstance:  "echo-1",
+		kubernetes.LabelFunction:  "echo",
+		kubernetes.LabelManagedBy: "spearlet",
+		"team":                    "blue",
+	}
+	for k, v := range wantLabels {
+		if pod.Labels[k] != v {
+			t.Errorf("pod label %s=%q, want %q", k, pod.Labels[k], v)
+		}
+	}
+	if pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("restart policy %q", pod.Spec.RestartPolicy)
+	}
+	if g := pod.Spec.TerminationGracePeriodSeconds; g == nil || *g != 1 {
+		t.Errorf("termination grace %v, want 1s from StopGrace", g)
+	}
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatalf("%d containers", len(pod.Spec.Containers))
+	}
+	c := pod.Spec.Containers[0]
+	if c.Image != "registry.example/echo:1" {
+		t.Errorf("image %q", c.Image)
+	}
+	for _, r := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
+		if q := r[corev1.ResourceCPU]; q.Cmp(resource.MustParse("250m")) != 0 {
+			t.Errorf("cpu %s, want 250m", q.String())
+		}
+		if q := r[corev1.ResourceMemory]; q.Cmp(resource.MustParse("64Mi")) != 0 {
+			t.Errorf("memory %s, want 64Mi", q.String())
+		}
+	}
+	env := map[string]string{}
+	for _, v := range c.Env {
+		env[v.Name] = v.Value
+		if strings.Contains(v.Value, hexSecret) || v.ValueFrom != nil {
+			t.Errorf("env %s carries the secret or a reference to it", v.Name)
+		}
+	}
+	want := map[string]string{
+		spear.EnvInstanceID: cr.ID.String(),
+		spear.EnvChannel:    string(cr.Type),
+		spear.EnvAddress:    cr.Address,
+		spear.EnvSecretFile: kubernetes.SecretMountPath + "/" + kubernetes.SecretKey,
+		"GREETING":          "hello",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("env %s=%q, want %q", k, env[k], v)
+		}
+	}
+	if _, ok := env[spear.EnvSecret]; ok {
+		t.Errorf("env has %s", spear.EnvSecret)
+	}
+	var vol *corev1.Volume
+	for n := range pod.Spec.Volumes {
+		if v := &pod.Spec.Volumes[n]; v.Secret != nil && v.Secret.SecretName == "echo-1-secret" {
+			vol = v
+		}
+	}
+	if vol == nil {
+		t.Fatalf("no volume of the instance's secret in %+v", pod.Spec.Volumes)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || m.Name == vol.Name && m.ReadOnly && m.MountPath == kubernetes.SecretMountPath
+	}
+	if !mounted {
+		t.Errorf("secret volume not mounted read-only at %s: %+v", kubernetes.SecretMountPath, c.VolumeMounts)
+	}
+}
+
+func TestPodFailsBeforeConnecting(t *testing.T) {
+	e := setup(t, func(k *kubelet) {
+		k.broken = func(*corev1.Pod) string { return "config file missing" }
+	})
+	id := instanceID(t, "broken")
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err == nil {
+		e.rt.Stop(e.ctx, inst)
+		t.Fatal("Start succeeded for a pod that failed")
+	}
+	if !errors.Is(err, spear.ErrConnectionFailed) || !strings.Contains(err.Error(), "config file missing") {
+		t.Errorf("got %v, want a connection failure with the pod's reason", err)
+	}
+	e.assertNothingLeft(t, id)
+}
+
+func TestPodPendingTimesOut(t *testing.T) {
+	e := setup(t, func(k *kubelet) {
+		k.pending = func(*corev1.Pod) bool { return true }
+	})
+	id := instanceID(t, "never-pulled")
+	s := spec()
+	s.StartTimeout = 100 * time.Millisecond // nothing will ever connect
+	_, err := e.rt.Start(e.ctx, id, s)
+	if !errors.Is(err, spear.ErrTimeout) {
+		t.Errorf("got %v, want a timeout", err)
+	}
+	e.assertNothingLeft(t, id)
+}
+
+func TestPodFailsAfterStart(t *testing.T) {
+	e := setup(t, nil)
+	id := instanceID(t, "oom")
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.kubelet.fail(e.ctx, "functions", "oom", "OOMKilled")
+	select {
+	case <-inst.Done():
+	case <-e.ctx.Done():
+		t.Fatal("Done not closed after the pod failed")
+	}
+	info := inst.Info()
+	if info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "OOMKilled") {
+		t.Errorf("info %+v, want stopped with the pod's reason", info)
+	}
+	if err := inst.Channel().WaitConnected(e.ctx); !errors.Is(err, spear.ErrChannelClosed) {
+		t.Errorf("channel: %v, want closed", err)
+	}
+	e.assertNothingLeft(t, id)
+	// The fake API server answers every log request with "fake logs".
+	if got := inst.Logs(5); !slices.Equal(got, []string{"fake logs"}) {
+		t.Errorf("logs kept after the pod went: %q", got)
+	}
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Errorf("stop after the pod failed: %v", err)
+	}
+}
+
+func TestPodDeletedFromOutside(t *testing.T) {
+	e := setup(t, nil)
+	id := instanceID(t, "evicted")
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.CoreV1().Pods("functions").Delete(e.ctx, "evicted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inst.Done():
+	case <-e.ctx.Done():
+		t.Fatal("Done not closed after the pod was deleted")
+	}
+	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "deleted") {
+		t.Errorf("info %+v, want stopped because the pod was deleted", info)
+	}
+	e.assertNothingLeft(t, id)
+}
+
+func TestInvalidSpec(t *testing.T) {
+	e := setup(t, nil)
+	tests := []struct {
+		name string
+		edit func(*runtime.Spec)
+	}{
+		{"cpu", func(s *runtime.Spec) { s.CPU = "lots" }},
+		{"negative memory", func(s *runtime.Spec) { s.Memory = "-1Gi" }},
+		{"no image", func(s *runtime.Spec) { s.Image = "" }},
+		{"reserved label", func(s *runtime.Spec) { s.Labels = map[string]string{kubernetes.LabelInstance: "x"} }},
+		{"bad label value", func(s *runtime.Spec) { s.Labels = map[string]string{"a": "not ok!"} }},
+		{"reserved env", func(s *runtime.Spec) { s.Env = []string{spear.EnvAddress + "=elsewhere:1"} }},
+		{"malformed env", func(s *runtime.Spec) { s.Env = []string{"NOVALUE"} }},
+		{"namespace", func(s *runtime.Spec) { s.Namespace = "Not_A_Namespace" }},
+		{"negative grace", func(s *runtime.Spec) { s.StopGrace = -time.Second }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := spec()
+			tt.edit(&s)
+			id := instanceID(t, "invalid")
+			_, err := e.rt.Start(e.ctx, id, s)
+			if !errors.Is(err, spear.ErrInvalidConfig) {
+				t.Errorf("got %v, want ErrInvalidConfig", err)
+			}
+			e.assertNothingLeft(t, id)
+		})
+	}
+}
+
+func TestStartRejectsWrongIDs(t *testing.T) {
+	e := setup(t, nil)
+	_, err := e.rt.Start(e.ctx, spear.InstanceID{Runtime: spear.Process, Name: "p"}, spec())
+	if !errors.Is(err, spear.ErrUnsupportedRuntime) {
+		t.Errorf("process id: got %v, want ErrUnsupportedRuntime", err)
+	}
+	nsID := spear.InstanceID{Runtime: spear.Kubernetes, Namespace: "tenant-a", Name: "x"}
+	s := spec()
+	s.Namespace = "functions"
+	if _, err := e.rt.Start(e.ctx, nsID, s); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("id namespace differing from spec namespace: got %v, want ErrInvalidConfig", err)
+	}
+
+	id := instanceID(t, "twice")
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start(e.ctx, id, spec()); !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("second start: got %v, want ErrInvalidInstanceID", err)
+	}
+	if out, err := channel.Execute(e.ctx, inst.Channel(), channel.Invocation{Payload: []byte("still")}); err != nil || string(out) != "twice:still" {
+		t.Errorf("first instance after the refused start: %q, %v", out, err)
+	}
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIDNamespaceIsKubernetesNamespace(t *testing.T) {
+	e := setup(t, nil)
+	id := spear.InstanceID{Runtime: spear.Kubernetes, Namespace: "team-b", Name: "ns-echo"}
+	inst, err := e.rt.Start(e.ctx, id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := e.client.CoreV1().Pods("team-b").Get(e.ctx, "ns-echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("pod not in the id's namespace: %v", err)
+	}
+	if pod.Annotations[kubernetes.AnnotationInstanceID] != id.String() {
+		t.Errorf("annotations %v", pod.Annotations)
+	}
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.CoreV1().Pods("team-b").Get(e.ctx, "ns-echo", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("pod after stop: %v", err)
+	}
+}
+
+func TestPodNameTakenLeavesItAlone(t *testing.T) {
+	e := setup(t, nil)
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "functions"}}
+	if _, err := e.client.CoreV1().Pods("functions").Create(e.ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	id := instanceID(t, "taken")
+	_, err := e.rt.Start(e.ctx, id, spec())
+	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) {
+		t.Errorf("got %v, want an already-exists API error", err)
+	}
+	if _, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "taken", metav1.GetOptions{}); err != nil {
+		t.Errorf("the other pod was touched: %v", err)
+	}
+	if _, err := e.client.CoreV1().Secrets("functions").Get(e.ctx, "taken-secret", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("secret left behind: %v", err)
+	}
+}
+
+func TestCloseStopsAll(t *testing.T) {
+	e := setup(t, nil)
+	var insts []runtime.Instance
+	for _, name := range []string{"a", "b"} {
+		inst, err := e.rt.Start(e.ctx, instanceID(t, name), spec())
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, inst)
+	}
+	if err := e.rt.Close(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, inst := range insts {
+		select {
+		case <-inst.Done():
+		default:
+			t.Errorf("%s not stopped by Close", inst.ID())
+		}
+		e.assertNothingLeft(t, inst.ID())
+	}
+	if _, err := e.rt.Start(e.ctx, instanceID(t, "late"), spec()); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+}
+
+func TestNewNeedsFactoryAndClient(t *testing.T) {
+	if _, err := kubernetes.New(kubernetes.Options{Client: fake.NewClientset()}); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("no factory: %v", err)
+	}
+}
+
+func TestCloseDuringStart(t *testing.T) {
+	scheduled := make(chan struct{})
+	e := setup(t, func(k *kubelet) {
+		k.pending = func(*corev1.Pod) bool {
+			close(scheduled)
+			return true
+		}
+	})
+	id := instanceID(t, "interrupted")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.rt.Start(e.ctx, id, spec())
+		errc <- err
+	}()
+	select {
+	case <-scheduled:
+	case <-e.ctx.Done():
+		t.Fatal("the pod was never created")
+	}
+	if err := e.rt.Close(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Close waits for the Starts it interrupts: their cleanup is done.
+	e.assertNothingLeft(t, id)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, spear.ErrChannelClosed) {
+			t.Errorf("Start interrupted by Close: %v", err)
+		}
+	case <-e.ctx.Done():
+		t.Fatal("Start did not return")
+	}
+}
