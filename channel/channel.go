@@ -72,7 +72,9 @@ type Channel interface {
 
 	// Send writes a one-way message (typically TypeMessage or TypeSignal).
 	Send(ctx context.Context, m Message) error
-	// Receive returns the next one-way message the instance sent.
+	// Receive returns the next one-way message the instance sent. Once
+	// the channel is closed it fails with spear.ErrChannelClosed, even
+	// with messages left unread.
 	Receive(ctx context.Context) (Message, error)
 	// Request sends m and waits for the answer, which is matched by
 	// request id, so concurrent requests do not wait on each other. An

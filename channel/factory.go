@@ -152,7 +152,9 @@ func (f *Factory) CreateChannel(ctx context.Context, rt spear.RuntimeType, cfg *
 // if the factory has none (get-or-create). cfg, which may be nil, applies
 // only when the channel is created. The channel type is cfg.Type when set,
 // else the runtime's strategy order, falling back along it; when every
-// type fails the error is a *CreationError listing each.
+// type fails the error is a *spear.InstanceError wrapping a *CreationError
+// that lists each. Errors about the instance are *spear.InstanceError
+// values naming it.
 func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.InstanceID, cfg *Config) (Channel, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
@@ -198,7 +200,7 @@ func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.Instanc
 		f.log.Warn("channel type failed; trying the next", "instance", id.String(), "transport", string(t), "err", err)
 		attempts = append(attempts, Attempt{Type: t, Err: err})
 	}
-	return nil, &CreationError{ID: id, Attempts: attempts}
+	return nil, spear.InstanceErr(id, "create channel", &CreationError{ID: id, Attempts: attempts})
 }
 
 // openLocked sets up where instance id will connect over channel type t.
@@ -382,7 +384,11 @@ func (f *Factory) serve(ln transport.Listener, t Type, only *instanceChannel) {
 		if int(f.conns.Add(1)) > f.opts.MaxConnections {
 			f.conns.Add(-1)
 			f.log.Warn("connection refused: factory connection cap reached", "transport", string(t), "cap", f.opts.MaxConnections)
-			refuse(conn, spear.CodeResourceExhausted, "too many connections")
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				refuse(conn, spear.CodeResourceExhausted, "too many connections")
+			}()
 			continue
 		}
 		f.wg.Add(1)
@@ -390,13 +396,12 @@ func (f *Factory) serve(ln transport.Listener, t Type, only *instanceChannel) {
 	}
 }
 
-// refuse tells a peer why it is being dropped, without waiting on it, and
-// closes the connection.
+// refuse tells a peer why it is being dropped and closes the connection.
+// The write goes to a fresh connection's empty buffer, so it does not
+// wait on the peer.
 func refuse(conn transport.Conn, code spear.Code, msg string) {
-	go func() {
-		_ = conn.WriteFrame(session.ErrorFrame(0, code, msg))
-		conn.Close()
-	}()
+	_ = conn.WriteFrame(session.ErrorFrame(0, code, msg))
+	conn.Close()
 }
 
 // handshake authenticates one new connection and binds it to its channel.
@@ -419,6 +424,7 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 		log = only.log.With("remote", conn.Info().Remote)
 		if int(only.conns.Add(1)) > only.cfg.MaxConnections {
 			only.stats.Error(statsAuth)
+			_ = conn.WriteFrame(session.ErrorFrame(0, spear.CodeResourceExhausted, "too many connections"))
 			fail(fmt.Errorf("%w: instance already has %d connections", spear.ErrTooManyConnections, only.cfg.MaxConnections))
 			return
 		}
@@ -455,8 +461,10 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 	}
 	_, err := auth.Accept(ctx, conn, lookup, offer)
 	if err != nil {
-		if claimed != nil {
-			claimed.stats.Error(statsAuth)
+		// Count the failure against the instance it claimed to be, or
+		// whose own socket it came in on.
+		if c := cmp.Or(claimed, only); c != nil {
+			c.stats.Error(statsAuth)
 		}
 		fail(err)
 		return
@@ -464,7 +472,10 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 	if only == nil {
 		target = claimed
 		if int(target.conns.Add(1)) > target.cfg.MaxConnections {
+			// The peer has its AUTH_RESPONSE already; tell it why it is
+			// dropped anyway.
 			target.stats.Error(statsAuth)
+			_ = conn.WriteFrame(session.ErrorFrame(0, spear.CodeResourceExhausted, "too many connections"))
 			fail(spear.InstanceErr(target.id, "accept", fmt.Errorf("%w: instance already has %d connections",
 				spear.ErrTooManyConnections, target.cfg.MaxConnections)))
 			return

@@ -105,6 +105,12 @@ func (c *instanceChannel) Send(ctx context.Context, m Message) error {
 }
 
 func (c *instanceChannel) Receive(ctx context.Context) (Message, error) {
+	// A closed channel says so even with messages left in the inbox.
+	select {
+	case <-c.closed:
+		return Message{}, c.err("receive", spear.ErrChannelClosed)
+	default:
+	}
 	select {
 	case f := <-c.inbox:
 		return Message{Type: f.Type, Payload: f.Payload}, nil
@@ -155,6 +161,11 @@ func (c *instanceChannel) WaitConnected(ctx context.Context) error {
 	ready := c.connected
 	c.mu.Unlock()
 	select {
+	case <-c.closed:
+		return c.err("wait connected", spear.ErrChannelClosed)
+	default:
+	}
+	select {
 	case <-ready:
 		return nil
 	case <-c.closed:
@@ -192,14 +203,30 @@ func (c *instanceChannel) Close() error {
 
 // bind makes conn, already authenticated as this instance, the channel's
 // connection. A connection bound before it is told it was replaced and
-// closed; its pending requests fail with spear.ErrReplaced.
+// closed; its pending requests fail with spear.ErrReplaced. The caller has
+// counted conn against the connection caps; bind releases the count when
+// the connection ends (or at once, when the channel is closed).
 func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
 	hb := c.cfg.HeartbeatInterval
 	if hb < 0 {
 		hb = 0
 	}
-	var s *session.Session
-	s = session.Start(conn, session.Config{
+	// The session may end, and call OnClose, before session.Start even
+	// returns (the peer hung up at once). So the session is started and
+	// installed under c.mu, which unbind takes too: unbind then sees it
+	// installed and uninstalls it, rather than leaving a dead session bound
+	// (or finding none and closing gone twice).
+	b := &binding{}
+	c.mu.Lock()
+	select {
+	case <-c.closed:
+		c.mu.Unlock()
+		conn.Close()
+		c.release()
+		return
+	default:
+	}
+	b.s = session.Start(conn, session.Config{
 		Agent:             true,
 		OnMessage:         c.onMessage,
 		HeartbeatInterval: hb,
@@ -207,37 +234,39 @@ func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
 		StreamBuffer:      c.cfg.StreamBuffer,
 		Stats:             c.stats,
 		Logger:            c.log.With("session", sessionID),
-		OnClose:           func(err error) { c.unbind(s, err) },
+		OnClose:           func(err error) { c.unbind(b, err) },
 	})
-	c.mu.Lock()
-	select {
-	case <-c.closed:
-		c.mu.Unlock()
-		s.Close(fmt.Errorf("%w: closed by the agent", spear.ErrChannelClosed))
-		return
-	default:
-	}
 	old := c.sess
-	c.sess = s
+	c.sess = b.s
+	c.stats.Connected() // before waiters of c.connected wake
 	if old == nil {
 		close(c.connected)
 		c.gone = make(chan struct{})
 	}
 	c.mu.Unlock()
-	c.stats.Connected()
 	c.log.Info("instance connected", "session", sessionID, "remote", conn.Info().Remote)
 	if old != nil {
 		old.GoAway(spear.CodeUnavailable, "replaced by a newer connection of the same instance", spear.ErrReplaced)
 	}
 }
 
-// unbind runs when session s ends.
-func (c *instanceChannel) unbind(s *session.Session, err error) {
+// binding is the session bind started; its field is guarded by
+// instanceChannel.mu.
+type binding struct{ s *session.Session }
+
+// release gives back a connection's place under the instance's and the
+// factory's connection caps.
+func (c *instanceChannel) release() {
 	c.conns.Add(-1)
 	c.factory.conns.Add(-1)
+}
+
+// unbind runs when the session of b ends.
+func (c *instanceChannel) unbind(b *binding, err error) {
+	c.release()
 	c.stats.Disconnected()
 	c.mu.Lock()
-	current := c.sess == s
+	current := c.sess != nil && c.sess == b.s
 	if current {
 		c.sess = nil
 		c.connected = make(chan struct{})

@@ -42,7 +42,8 @@ type Attempt struct {
 
 // CreationError reports that no channel type worked for an instance. It
 // matches spear.ErrChannelCreationFailed, and unwraps to each attempt's
-// error.
+// error. The factory returns it inside a *spear.InstanceError, which names
+// the instance, so its own text does not.
 type CreationError struct {
 	ID       spear.InstanceID
 	Attempts []Attempt
@@ -50,7 +51,7 @@ type CreationError struct {
 
 func (e *CreationError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "instance %s: channel creation failed; tried", e.ID)
+	b.WriteString("channel creation failed; tried")
 	for i, a := range e.Attempts {
 		if i > 0 {
 			b.WriteString(";")
