@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/wire"
 )
@@ -19,21 +20,25 @@ type Invocation struct {
 	Metadata map[string]string
 }
 
-// encode builds an EXECUTE_REQUEST, carrying ctx's deadline as timeout_ms
-// so the instance can stop when the caller stops waiting.
-func (inv Invocation) encode(ctx context.Context) Message {
-	pb := &spearpb.ExecuteRequest{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata}
+// encode builds an EXECUTE_REQUEST into buf, carrying ctx's deadline as
+// timeout_ms so the instance can stop when the caller stops waiting.
+func (inv Invocation) encode(ctx context.Context, buf *[]byte) Message {
+	r := codec.ExecuteRequest{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata}
 	if d, ok := ctx.Deadline(); ok {
-		pb.TimeoutMs = uint64(max(time.Until(d).Milliseconds(), 1))
+		r.TimeoutMs = uint64(max(time.Until(d).Milliseconds(), 1))
 	}
-	b, _ := proto.Marshal(pb)
-	return Message{Type: wire.TypeExecuteRequest, Payload: b}
+	*buf = codec.AppendExecuteRequest((*buf)[:0], &r)
+	return Message{Type: wire.TypeExecuteRequest, Payload: *buf}
 }
 
 // Execute runs the instance's function and returns its result. The
 // instance's own failure is a *spear.RemoteError.
 func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
-	r, err := ch.Request(ctx, inv.encode(ctx))
+	// The encoding buffer is reused: a transport does not keep a payload
+	// once WriteFrame returns, and Request returns after that.
+	buf := codec.Buffer()
+	r, err := ch.Request(ctx, inv.encode(ctx, buf))
+	codec.Release(buf)
 	if err != nil {
 		return nil, err
 	}
@@ -41,17 +46,18 @@ func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
 		return nil, spear.InstanceErr(ch.InstanceID(), "execute",
 			fmt.Errorf("%w: %s answered an EXECUTE_REQUEST", spear.ErrInvalidMessage, r.Type))
 	}
-	var resp spearpb.ExecuteResponse
-	if err := proto.Unmarshal(r.Payload, &resp); err != nil {
-		return nil, spear.InstanceErr(ch.InstanceID(), "execute",
-			fmt.Errorf("%w: undecodable EXECUTE_RESPONSE: %w", spear.ErrInvalidMessage, err))
+	payload, _, err := codec.DecodeExecuteResponse(r.Payload)
+	if err != nil {
+		return nil, spear.InstanceErr(ch.InstanceID(), "execute", err)
 	}
-	return resp.Payload, nil
+	return payload, nil
 }
 
 // ExecuteStream runs the instance's function with streamed output.
 func ExecuteStream(ctx context.Context, ch Channel, inv Invocation) (*Stream, error) {
-	return ch.Stream(ctx, inv.encode(ctx))
+	buf := codec.Buffer()
+	defer codec.Release(buf)
+	return ch.Stream(ctx, inv.encode(ctx, buf))
 }
 
 // Signal kinds, re-exported for callers of SendSignal.

@@ -21,17 +21,18 @@ import (
 // connection runs as a session.Session; a newer one replaces the older.
 type instanceChannel struct {
 	// Immutable after construction.
-	id      spear.InstanceID
-	typ     Type
-	cfg     Config
-	secret  spear.Secret
-	addr    string
-	ln      transport.Listener // this instance's own listener, or nil on a shared one
-	factory *Factory
-	stats   *stats.Counters
-	log     *slog.Logger
-	inbox   chan wire.Frame
-	closed  chan struct{}
+	id        spear.InstanceID
+	typ       Type
+	cfg       Config
+	secret    spear.Secret
+	addr      string
+	ln        transport.Listener // this instance's own listener, or nil on a shared one
+	factory   *Factory
+	stats     *stats.Counters
+	log       *slog.Logger
+	inboxOnce sync.Once
+	inboxCh   chan wire.Frame // see inbox
+	closed    chan struct{}
 
 	expectPID atomic.Int64 // 0: any peer
 	conns     atomic.Int32 // connections attributed to this instance
@@ -54,7 +55,6 @@ func newInstanceChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *
 		cfg:       cfg,
 		factory:   f,
 		stats:     stats.New(),
-		inbox:     make(chan wire.Frame, cfg.InboxSize),
 		closed:    make(chan struct{}),
 		connected: make(chan struct{}),
 		gone:      gone,
@@ -112,7 +112,7 @@ func (c *instanceChannel) Receive(ctx context.Context) (Message, error) {
 	default:
 	}
 	select {
-	case f := <-c.inbox:
+	case f := <-c.inbox():
 		return Message{Type: f.Type, Payload: f.Payload}, nil
 	case <-c.closed:
 		return Message{}, c.err("receive", spear.ErrChannelClosed)
@@ -283,12 +283,19 @@ func (c *instanceChannel) unbind(b *binding, err error) {
 	}
 }
 
+// inbox returns the queue of one-way messages, made on first use: most
+// channels never carry one, and an idle channel should cost little.
+func (c *instanceChannel) inbox() chan wire.Frame {
+	c.inboxOnce.Do(func() { c.inboxCh = make(chan wire.Frame, c.cfg.InboxSize) })
+	return c.inboxCh
+}
+
 func (c *instanceChannel) onMessage(f wire.Frame) {
 	select {
-	case c.inbox <- f:
+	case c.inbox() <- f:
 	default:
 		c.stats.Error(stats.ErrOverflow)
-		c.log.Warn("inbox full; one-way message dropped", "size", cap(c.inbox))
+		c.log.Warn("inbox full; one-way message dropped", "size", c.cfg.InboxSize)
 	}
 }
 

@@ -22,11 +22,9 @@ import (
 	"fmt"
 	"sync"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/session"
-	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -82,9 +80,9 @@ func Error(code spear.Code, msg string) error { return &spear.RemoteError{Code: 
 
 // serveExecute runs h for one EXECUTE_REQUEST frame and answers it.
 func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Responder) {
-	var pb spearpb.ExecuteRequest
-	if err := proto.Unmarshal(f.Payload, &pb); err != nil {
-		_ = r.Error(spear.CodeInvalidMessage, "undecodable EXECUTE_REQUEST: "+err.Error())
+	pb, err := codec.DecodeExecuteRequest(f.Payload)
+	if err != nil {
+		_ = r.Error(spear.CodeInvalidMessage, err.Error())
 		return
 	}
 	if pb.TimeoutMs > 0 {
@@ -111,8 +109,11 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	if req.gathered.Len() > 0 {
 		out = append(req.gathered.Bytes(), out...)
 	}
-	b, _ := proto.Marshal(&spearpb.ExecuteResponse{Payload: out})
-	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: b})
+	// The frame is written before Send returns, so the buffer can go back.
+	buf := codec.Buffer()
+	*buf = codec.AppendExecuteResponse(*buf, out, nil)
+	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: *buf})
+	codec.Release(buf)
 }
 
 // callHandler runs the handler, turning a panic into an error so that one

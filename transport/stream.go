@@ -42,7 +42,9 @@ type StreamConn struct {
 	werr     error  // first write error; the connection is dead after it
 
 	// Owned by the goroutine that has flushing set.
+	spare []*wire.Frame // the queue not in use
 	batch net.Buffers
+	wv    net.Buffers // what WriteTo consumes
 	buf   []byte
 }
 
@@ -94,10 +96,12 @@ func (s *StreamConn) WriteFrame(f *wire.Frame) error {
 	s.flushing = true
 	for len(s.queue) > 0 && s.werr == nil {
 		frames, upto := s.queue, s.queued
-		s.queue = nil
+		s.queue = s.spare[:0]
 		s.mu.Unlock()
 		err := s.writeBatch(frames)
+		clear(frames)
 		s.mu.Lock()
+		s.spare = frames[:0] // the two queues take turns, so neither is reallocated
 		if err != nil {
 			// The frames of a failed batch were not (all) written:
 			// flushed stays put, so their writers get werr.
@@ -139,8 +143,8 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 	// buf may have moved while growing; slices taken before that still
 	// point at the old array, whose bytes were final when taken.
 	_ = s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
-	toWrite := bufs
-	_, err := toWrite.WriteTo(s.c)
+	s.wv = bufs // a field, not a local, so WriteTo's receiver does not escape per call
+	_, err := s.wv.WriteTo(s.c)
 	// Keep the buffers for the next batch unless a burst made them large.
 	if cap(buf) <= 64<<10 {
 		s.buf = buf[:0]

@@ -11,7 +11,7 @@ import (
 // readBufferSize is the Reader's buffer. Small frames, and runs of them,
 // arrive in one read; larger payloads are read straight into their own
 // allocation. It is kept small because every idle connection holds one.
-const readBufferSize = 2048
+const readBufferSize = 1024
 
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
 type Reader struct {

@@ -154,10 +154,13 @@ func accept(conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Off
 // the peer caused and can be told about.
 func refuse(conn transport.Conn, err error) {
 	var ve *wire.VersionError
+	var tl *wire.FrameTooLargeError
 	switch {
 	case errors.As(err, &ve):
 		_ = conn.WriteFrame(errorFrame(spear.CodeUnsupportedVersion,
 			fmt.Sprintf("protocol version %d is not supported; this agent speaks %d", ve.Got, wire.Version)))
+	case errors.As(err, &tl):
+		_ = conn.WriteFrame(errorFrame(spear.CodeTooLarge, tl.Error()))
 	case errors.Is(err, spear.ErrInvalidMessage):
 		_ = conn.WriteFrame(errorFrame(spear.CodeInvalidMessage, err.Error()))
 	}

@@ -92,6 +92,7 @@ type Session struct {
 	cancel context.CancelCauseFunc
 
 	readerDone chan struct{}
+	jobs       chan job      // hands requests to idle workers
 	framesIn   atomic.Uint64 // for heartbeat liveness
 	hbTimer    *time.Timer
 
@@ -129,6 +130,7 @@ func Start(conn transport.Conn, cfg Config) *Session {
 		stats:      cfg.Stats,
 		log:        cfg.Logger,
 		readerDone: make(chan struct{}),
+		jobs:       make(chan job),
 		pending:    map[uint64]*call{},
 		serving:    map[uint64]context.CancelFunc{},
 	}
@@ -518,18 +520,59 @@ func (s *Session) serve(f wire.Frame) {
 	}
 	s.handlers++
 	s.mu.Unlock()
-	go func() {
-		defer cancel()
-		s.cfg.Handler.Serve(ctx, f, &Responder{s: s, id: f.ID})
-		s.mu.Lock()
-		if f.ID != 0 {
-			delete(s.serving, f.ID)
+	j := job{ctx: ctx, cancel: cancel, f: f}
+	select {
+	case s.jobs <- j: // an idle worker takes it
+	default:
+		go s.worker(j)
+	}
+}
+
+// job is one request for a worker to serve.
+type job struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	f      wire.Frame
+}
+
+// workerIdle is how long a worker waits for another request before it
+// exits. Reusing workers keeps their grown stacks, which a fresh goroutine
+// per request would have to grow again every time.
+const workerIdle = time.Second
+
+// worker serves j, then further requests handed over s.jobs, until it has
+// been idle for workerIdle or the session ends.
+func (s *Session) worker(j job) {
+	var idle *time.Timer
+	for {
+		s.run(j)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
 		}
-		if s.handlers--; s.handlers == 0 {
-			s.idle.Broadcast()
+		select {
+		case j = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-s.readerDone:
+			idle.Stop()
+			return
 		}
-		s.mu.Unlock()
-	}()
+	}
+}
+
+func (s *Session) run(j job) {
+	defer j.cancel()
+	s.cfg.Handler.Serve(j.ctx, j.f, &Responder{s: s, id: j.f.ID})
+	s.mu.Lock()
+	if j.f.ID != 0 {
+		delete(s.serving, j.f.ID)
+	}
+	if s.handlers--; s.handlers == 0 {
+		s.idle.Broadcast()
+	}
+	s.mu.Unlock()
 }
 
 // finish runs on the reader after it stopped: it settles the session's

@@ -1,0 +1,349 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+)
+
+const (
+	// healthEvery is how often the watcher samples the channel's
+	// statistics for Info.LastHealthCheck.
+	healthEvery = time.Second
+	// maxSignalWait bounds the wait for the instance to acknowledge the
+	// terminate signal (StopGrace bounds it too, when shorter).
+	maxSignalWait = 2 * time.Second
+	// drainTimeout bounds the wait for the output pipes to reach EOF once
+	// the process is reaped; only a process that left the group and kept
+	// the pipes can hold them open that long.
+	drainTimeout = time.Second
+)
+
+// Instance is one child process and its channel. It implements
+// runtime.Instance; its methods are safe for concurrent use.
+//
+// Lifecycle: starting -> running <-> unhealthy -> stopping -> stopped, or
+// starting -> stopped when Start fails. Once the process runs, the reaper
+// alone moves the instance to stopped, after the process has been reaped.
+type Instance struct {
+	// Immutable after Start launched the process.
+	rt       *Runtime
+	id       spear.InstanceID
+	function string
+	grace    time.Duration
+	created  time.Time
+	ch       channel.Channel
+	out      *ring
+	log      *slog.Logger
+
+	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
+	markExit context.CancelFunc
+	done     chan struct{} // closed when the instance is fully gone
+
+	mu         sync.Mutex // guards the fields below
+	pid        int        // 0 until the process started
+	status     runtime.Status
+	reason     string
+	lastHealth time.Time
+	exited     bool // the process has exited: its group must no longer be signalled
+	stopAsked  bool // Stop asked, before the process exited on its own
+	state      *os.ProcessState
+}
+
+var _ runtime.Instance = (*Instance)(nil)
+
+// ID returns the instance's id.
+func (i *Instance) ID() spear.InstanceID { return i.id }
+
+// Channel returns the instance's channel. It is closed once the process
+// has exited.
+func (i *Instance) Channel() channel.Channel { return i.ch }
+
+// Done is closed when the process has been reaped, its channel closed and
+// its output drained; Info then reports StatusStopped.
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// Info returns the instance's state. PID is the child's process id, which
+// is also its process group id.
+func (i *Instance) Info() runtime.Info {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return runtime.Info{
+		ID:              i.id,
+		Function:        i.function,
+		Status:          i.status,
+		Reason:          i.reason,
+		Created:         i.created,
+		LastHealthCheck: i.lastHealth,
+		PID:             i.pid,
+	}
+}
+
+// Logs returns up to n of the latest lines the process wrote to stdout and
+// stderr, oldest first, in the order the agent read them. The runtime keeps
+// Options.LogLines lines per instance, also after it stopped.
+func (i *Instance) Logs(n int) []string { return i.out.last(n) }
+
+// ExitState returns how the process ended, or nil while it runs.
+func (i *Instance) ExitState() *os.ProcessState {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.state
+}
+
+// run is the reaper: it starts cmd on a locked OS thread and reports the
+// result on started, then waits for the process and tears the instance
+// down. It owns the four pipe ends.
+func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, errW *os.File) {
+	defer i.rt.wg.Done()
+	// Keep the forking thread, and so the child's parent-death signal
+	// (sys_linux.go), until the child is reaped.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+
+	err := cmd.Start()
+	// The child's ends belong to the child now.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		started <- err
+		return
+	}
+	pid := cmd.Process.Pid
+	// A child fast enough to connect before this line is not checked
+	// against its pid; it still had to present the secret only it holds.
+	i.ch.ExpectPID(pid)
+	i.mu.Lock()
+	i.pid = pid
+	i.mu.Unlock()
+	i.log = i.log.With("pid", pid)
+	outDone, errDone := make(chan struct{}), make(chan struct{})
+	go capture(outR, "stdout", i.out, i.log, outDone)
+	go capture(errR, "stderr", i.out, i.log, errDone)
+	started <- nil
+
+	peeked := peekExit(pid)
+	if peeked {
+		i.exit()
+		// The instance is the whole group: kill what the leader left
+		// behind, while its zombie still pins the group id.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	waitErr := cmd.Wait() // on an exit status, the state says it all
+	if !peeked {
+		i.exit()
+	}
+
+	timer := time.NewTimer(drainTimeout)
+	for _, d := range []chan struct{}{outDone, errDone} {
+		select {
+		case <-d:
+		case <-timer.C:
+			i.log.Warn("instance output still open after exit; closing it")
+			outR.Close()
+			errR.Close()
+			<-d
+		}
+	}
+	timer.Stop()
+	outR.Close()
+	errR.Close()
+
+	i.finish(cmd.ProcessState, waitErr)
+}
+
+// exit records that the process has exited: its group is not signalled
+// again and the channel is closed, so pending requests fail at once.
+func (i *Instance) exit() {
+	i.mu.Lock()
+	i.exited = true
+	i.mu.Unlock()
+	i.markExit()
+	i.ch.Close()
+}
+
+// finish marks the instance stopped and closes Done.
+func (i *Instance) finish(st *os.ProcessState, waitErr error) {
+	how := describeExit(st, waitErr)
+	i.mu.Lock()
+	i.state = st
+	i.status = runtime.StatusStopped
+	i.reason = how
+	if i.stopAsked {
+		i.reason = "stopped"
+	}
+	stopAsked := i.stopAsked
+	i.mu.Unlock()
+	switch {
+	case stopAsked:
+		i.log.Info("instance stopped", "exit", how)
+	case st != nil && st.Success():
+		i.log.Info("instance exited", "exit", how)
+	default:
+		i.log.Warn("instance exited", "exit", how)
+	}
+	i.rt.forget(i)
+	close(i.done)
+}
+
+// describeExit says how a process ended: "exited with status 3" or
+// "killed by signal: killed". st is nil when it could not be waited for
+// (waitErr says why).
+func describeExit(st *os.ProcessState, waitErr error) string {
+	if st == nil {
+		return fmt.Sprintf("exited; status unknown: %v", waitErr)
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return "killed by signal: " + ws.Signal().String()
+	}
+	return fmt.Sprintf("exited with status %d", st.ExitCode())
+}
+
+// signalGroup sends sig to the instance's process group, unless the
+// process has exited (its group id could then name another group).
+func (i *Instance) signalGroup(sig syscall.Signal) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.exited || i.pid <= 0 {
+		return
+	}
+	if err := syscall.Kill(-i.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		i.log.Warn("signalling the instance's process group failed", "signal", sig.String(), "err", err)
+	}
+}
+
+// abort kills a starting instance and waits until it is gone.
+func (i *Instance) abort() {
+	i.signalGroup(syscall.SIGKILL)
+	<-i.done
+}
+
+// beginStop moves a started instance to stopping and starts escalating.
+// It does nothing for an instance that is stopping or gone, or still
+// starting (Start then fails by itself, the runtime being closed).
+func (i *Instance) beginStop() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	switch i.status {
+	case runtime.StatusRunning, runtime.StatusUnhealthy, runtime.StatusDegraded:
+	default:
+		return
+	}
+	i.status, i.reason = runtime.StatusStopping, "stop requested"
+	if i.exited {
+		return // it ended on its own; the reaper reports why
+	}
+	i.stopAsked = true
+	i.rt.wg.Add(1) // the reaper holds a count, so the counter is not zero
+	go i.escalate()
+}
+
+// escalate asks the instance to terminate, then forces it: a terminate
+// signal over the channel, SIGTERM to the group after the grace, SIGKILL
+// after another. It returns once the process has exited.
+func (i *Instance) escalate() {
+	defer i.rt.wg.Done()
+	if i.ch.IsConnected() {
+		ctx, cancel := context.WithTimeout(i.exitCtx, min(i.grace, maxSignalWait))
+		err := channel.SendSignal(ctx, i.ch, channel.SignalTerminate, "", nil)
+		cancel()
+		if err != nil && i.exitCtx.Err() == nil {
+			i.log.Debug("terminate signal not acknowledged", "err", err)
+		}
+	}
+	if i.waitExit(i.grace) {
+		return
+	}
+	i.log.Info("instance still running after the terminate signal; sending SIGTERM", "grace", i.grace)
+	i.signalGroup(syscall.SIGTERM)
+	if i.waitExit(i.grace) {
+		return
+	}
+	i.log.Warn("instance ignored SIGTERM; sending SIGKILL", "grace", i.grace)
+	i.signalGroup(syscall.SIGKILL)
+	<-i.exitCtx.Done()
+}
+
+// waitExit waits up to d for the process to exit and reports whether it
+// did.
+func (i *Instance) waitExit(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-i.exitCtx.Done():
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// watch follows the channel from running until the process exits:
+// disconnected means unhealthy until the instance connects again, and
+// frames arriving (answers, heartbeats) advance LastHealthCheck.
+func (i *Instance) watch() {
+	defer i.rt.wg.Done()
+	tick := time.NewTicker(healthEvery)
+	defer tick.Stop()
+	seen := i.ch.Stats().MessagesReceived
+	for {
+		gone := i.ch.Disconnected()
+		select {
+		case <-i.exitCtx.Done():
+			return
+		case <-tick.C:
+			if n := i.ch.Stats().MessagesReceived; n != seen && i.ch.IsConnected() {
+				seen = n
+				i.mu.Lock()
+				i.lastHealth = time.Now()
+				i.mu.Unlock()
+			}
+		case <-gone:
+			if !i.setConnected(false) {
+				return
+			}
+			if i.ch.WaitConnected(i.exitCtx) != nil {
+				return
+			}
+			if !i.setConnected(true) {
+				return
+			}
+		}
+	}
+}
+
+// setConnected records a disconnection or reconnection of a running
+// instance and reports whether the instance is still running (or
+// unhealthy), so that watching goes on.
+func (i *Instance) setConnected(ok bool) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	switch i.status {
+	case runtime.StatusRunning, runtime.StatusUnhealthy, runtime.StatusDegraded:
+	default:
+		return false
+	}
+	if i.exited {
+		return false
+	}
+	if ok {
+		i.status, i.reason, i.lastHealth = runtime.StatusRunning, "", time.Now()
+		i.log.Info("instance reconnected")
+		return true
+	}
+	i.status, i.reason = runtime.StatusUnhealthy, "channel disconnected; waiting for the instance to reconnect"
+	i.log.Warn("instance disconnected from its channel")
+	return true
+}

@@ -1,0 +1,335 @@
+package process
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+)
+
+// Defaults for zero Options and Spec fields.
+const (
+	DefaultLogLines     = 200
+	DefaultStartTimeout = 10 * time.Second
+	DefaultStopGrace    = 5 * time.Second
+)
+
+// startErrorLines is how many of the last output lines a failed start's
+// error quotes.
+const startErrorLines = 5
+
+// Options configure a Runtime. Zero values mean the defaults.
+type Options struct {
+	// Factory creates the instances' channels. Required. The runtime does
+	// not close it.
+	Factory *channel.Factory
+	// Logger receives the runtime's logs and the instances' output lines,
+	// with the instance id attached; nil discards them.
+	Logger *slog.Logger
+	// LogLines is how many output lines are kept per instance for
+	// Instance.Logs (default DefaultLogLines).
+	LogLines int
+}
+
+// Runtime runs instances as child processes. It implements runtime.Runtime
+// for spear.Process and is safe for concurrent use.
+type Runtime struct {
+	// Immutable after New.
+	factory  *channel.Factory
+	log      *slog.Logger
+	logLines int
+	ctx      context.Context // cancelled by Close, aborting starts in progress
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the instances' goroutines
+
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	instances map[spear.InstanceID]*Instance // from Start until the instance is gone
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New returns a process runtime. The error matches spear.ErrInvalidConfig
+// when opts are unusable.
+func New(opts Options) (*Runtime, error) {
+	if opts.Factory == nil {
+		return nil, fmt.Errorf("%w: process.Options.Factory is required", spear.ErrInvalidConfig)
+	}
+	if opts.LogLines < 0 {
+		return nil, fmt.Errorf("%w: process.Options.LogLines is negative", spear.ErrInvalidConfig)
+	}
+	r := &Runtime{
+		factory:   opts.Factory,
+		log:       opts.Logger,
+		logLines:  opts.LogLines,
+		instances: map[spear.InstanceID]*Instance{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.logLines == 0 {
+		r.logLines = DefaultLogLines
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Type returns spear.Process.
+func (r *Runtime) Type() spear.RuntimeType { return spear.Process }
+
+// Start runs spec.Command with spec.Args in spec.Dir, its environment being
+// the agent's, then spec.Env, then the channel's credentials. It waits
+// until the child connects and authenticates, within spec.StartTimeout
+// (default DefaultStartTimeout) and ctx; the instance is then
+// StatusRunning. On failure the child's group is killed and reaped and the
+// channel closed.
+//
+// Errors are *spear.InstanceError values. They match
+// spear.ErrInvalidConfig for a bad spec or a command that cannot be
+// started, spear.ErrInvalidInstanceID for an id in use, spear.ErrTimeout
+// when the child did not connect in time, and spear.ErrConnectionFailed
+// when it exited first (the message has the exit status and its last
+// output lines, and the error unwraps to the *exec.ExitError).
+func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
+	inst, err := r.start(ctx, id, spec)
+	if err != nil {
+		return nil, spear.InstanceErr(id, "start", err)
+	}
+	return inst, nil
+}
+
+func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
+	switch {
+	case id.Runtime != spear.Process:
+		return nil, fmt.Errorf("%w: the process runtime cannot run %s instances", spear.ErrUnsupportedRuntime, id.Runtime)
+	case spec.Command == "":
+		return nil, fmt.Errorf("%w: spec has no command", spear.ErrInvalidConfig)
+	case spec.StartTimeout < 0, spec.StopGrace < 0:
+		return nil, fmt.Errorf("%w: negative start timeout or stop grace", spear.ErrInvalidConfig)
+	}
+	i, err := r.reserve(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := r.factory.CreateChannelForInstance(ctx, id, spec.Channel)
+	if err != nil {
+		i.fail("channel creation failed")
+		return nil, err
+	}
+	i.ch = ch
+	if err := i.launch(spec); err != nil {
+		ch.Close()
+		i.fail("process failed to start")
+		return nil, err
+	}
+	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()))
+	if err := i.waitReady(ctx, cmp.Or(spec.StartTimeout, DefaultStartTimeout)); err != nil {
+		i.abort()
+		if errors.Is(err, errExitedEarly) {
+			return nil, i.earlyExitError()
+		}
+		return nil, err
+	}
+	r.wg.Add(1) // the reaper holds a count, so the counter is not zero
+	go i.watch()
+	i.log.Info("instance running")
+	return i, nil
+}
+
+// reserve registers a new instance under id, refusing an id in use here
+// or by another channel of the factory.
+func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
+	}
+	if _, ok := r.instances[id]; ok {
+		return nil, fmt.Errorf("%w: instance %s is already running", spear.ErrInvalidInstanceID, id)
+	}
+	if _, ok := r.factory.Get(id); ok {
+		return nil, fmt.Errorf("%w: instance %s already has a channel", spear.ErrInvalidInstanceID, id)
+	}
+	i := &Instance{
+		rt:       r,
+		id:       id,
+		function: spec.Function,
+		grace:    cmp.Or(spec.StopGrace, DefaultStopGrace),
+		created:  time.Now(),
+		out:      newRing(r.logLines),
+		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
+		done:     make(chan struct{}),
+		status:   runtime.StatusStarting,
+	}
+	i.exitCtx, i.markExit = context.WithCancel(context.Background())
+	r.instances[id] = i
+	return i, nil
+}
+
+// forget removes a gone instance.
+func (r *Runtime) forget(i *Instance) {
+	r.mu.Lock()
+	if r.instances[i.id] == i {
+		delete(r.instances, i.id)
+	}
+	r.mu.Unlock()
+}
+
+// fail ends an instance whose process never ran.
+func (i *Instance) fail(reason string) {
+	i.mu.Lock()
+	i.status, i.reason = runtime.StatusStopped, reason
+	i.mu.Unlock()
+	i.markExit()
+	i.rt.forget(i)
+	close(i.done)
+}
+
+// launch starts the process and its reaper.
+func (i *Instance) launch(spec runtime.Spec) error {
+	cmd := exec.Command(spec.Command, spec.Args...)
+	cmd.Dir = spec.Dir
+	// The credentials come last, so that they win over anything of the
+	// same name before them. The environment is never logged: it holds
+	// the secret.
+	cmd.Env = slices.Concat(os.Environ(), spec.Env, i.ch.Credentials().Env())
+	// A nil Stdin is /dev/null.
+	cmd.SysProcAttr = sysProcAttr()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("%w: output pipe: %w", spear.ErrInvalidConfig, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("%w: output pipe: %w", spear.ErrInvalidConfig, err)
+	}
+	// *os.File outputs go to the child as they are: no copying goroutine
+	// in exec, and Wait does not wait for the pipes.
+	cmd.Stdout, cmd.Stderr = outW, errW
+	started := make(chan error, 1)
+	i.rt.wg.Add(1)
+	go i.run(cmd, started, outR, errR, outW, errW)
+	if err := <-started; err != nil {
+		return fmt.Errorf("%w: start %s: %w", spear.ErrInvalidConfig, spec.Command, err)
+	}
+	return nil
+}
+
+// errExitedEarly marks a start that failed because the process exited.
+var errExitedEarly = errors.New("process exited before connecting")
+
+// waitReady waits until the channel is connected, the process exits, the
+// timeout passes, ctx ends or the runtime closes; on success the instance
+// is running.
+func (i *Instance) waitReady(ctx context.Context, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer context.AfterFunc(i.exitCtx, cancel)()
+	defer context.AfterFunc(i.rt.ctx, cancel)()
+	err := i.ch.WaitConnected(wctx)
+
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	// Under i.mu, so that an exit either comes after running (and the
+	// reaper reports it) or is seen here.
+	switch {
+	case i.exited:
+		return errExitedEarly
+	case ctx.Err() != nil:
+		return ctxErr(ctx)
+	case i.rt.ctx.Err() != nil:
+		return fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
+	case err == nil:
+		i.status, i.lastHealth = runtime.StatusRunning, time.Now()
+		return nil
+	case wctx.Err() != nil:
+		return fmt.Errorf("%w: the instance did not connect within %s%s", spear.ErrTimeout, timeout, lastOutput(i.out))
+	}
+	return err
+}
+
+// earlyExitError describes a process that exited before connecting.
+func (i *Instance) earlyExitError() error {
+	st := i.ExitState()
+	if st == nil { // it could not be waited for; the reason says why
+		return fmt.Errorf("%w: process %s before connecting%s", spear.ErrConnectionFailed, i.Info().Reason, lastOutput(i.out))
+	}
+	return fmt.Errorf("%w: process exited before connecting (%w)%s",
+		spear.ErrConnectionFailed, &exec.ExitError{ProcessState: st}, lastOutput(i.out))
+}
+
+// lastOutput quotes the last output lines for an error message.
+func lastOutput(out *ring) string {
+	lines := out.last(startErrorLines)
+	if len(lines) == 0 {
+		return "; no output"
+	}
+	return fmt.Sprintf("; last output: %q", lines)
+}
+
+// Stop stops inst, which must come from this runtime: a terminate signal
+// over its channel (when connected), SIGTERM to its process group after
+// the spec's StopGrace, SIGKILL after another. It returns once the process
+// is reaped and the channel closed, and returns nil at once for an
+// instance already gone. When ctx ends first it returns an error matching
+// spear.ErrTimeout (or context.Canceled) while stopping goes on.
+func (r *Runtime) Stop(ctx context.Context, inst runtime.Instance) error {
+	i, ok := inst.(*Instance)
+	if !ok || i.rt != r {
+		return fmt.Errorf("%w: not an instance of this process runtime", spear.ErrUnsupportedRuntime)
+	}
+	i.beginStop()
+	select {
+	case <-i.done:
+		return nil
+	case <-ctx.Done():
+		return spear.InstanceErr(i.id, "stop", ctxErr(ctx))
+	}
+}
+
+// Close stops every instance concurrently, and aborts starts in progress.
+// It waits for them within ctx, and returns their errors joined. Start
+// fails after Close. Idempotent; the factory is left open.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	insts := make([]*Instance, 0, len(r.instances))
+	for _, i := range r.instances {
+		insts = append(insts, i)
+	}
+	r.mu.Unlock()
+	r.cancel()
+
+	errs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for k, i := range insts {
+		wg.Go(func() { errs[k] = r.Stop(ctx, i) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Every instance is gone; its goroutines are returning.
+	r.wg.Wait()
+	return nil
+}
+
+// ctxErr maps a context's end to the library's categories.
+func ctxErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", spear.ErrTimeout, ctx.Err())
+	}
+	return ctx.Err()
+}
