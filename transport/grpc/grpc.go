@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -154,6 +156,7 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 		return nil, fmt.Errorf("%w: grpc connect to %s: %w", spear.ErrConnectionFailed, addr, err)
 	}
 	c := newConn(stream, func() { cancel(); cc.Close() }, addr, opts.maxPayload())
+	c.closeSend = stream.CloseSend
 	return c, nil
 }
 
@@ -172,18 +175,32 @@ type Conn struct {
 	wmu        sync.Mutex // grpc allows one Send at a time
 	once       sync.Once
 	closed     chan struct{}
+	// closeSend half-closes a client stream; nil on the server side.
+	closeSend func() error
+	readOnce  sync.Once
+	readDone  chan struct{} // closed when ReadFrame first fails
+	reading   atomic.Bool   // a ReadFrame is waiting, and will see the end
 }
+
+// closeGrace bounds how long a client's Close waits for the server to see
+// its half-close, so that frames written just before Close (a CLOSE frame
+// saying goodbye) are delivered rather than cut off by the cancellation.
+const closeGrace = time.Second
 
 var _ transport.Conn = (*Conn)(nil)
 
 func newConn(s frameStream, stop func(), remote string, maxPayload uint32) *Conn {
-	return &Conn{stream: s, stop: stop, remote: remote, maxPayload: maxPayload, closed: make(chan struct{})}
+	return &Conn{stream: s, stop: stop, remote: remote, maxPayload: maxPayload,
+		closed: make(chan struct{}), readDone: make(chan struct{})}
 }
 
 // ReadFrame implements transport.Conn.
 func (c *Conn) ReadFrame() (wire.Frame, error) {
+	c.reading.Store(true)
 	m, err := c.stream.Recv()
+	c.reading.Store(false)
 	if err != nil {
+		c.readOnce.Do(func() { close(c.readDone) })
 		return wire.Frame{}, c.filter(err)
 	}
 	return wire.Decode(m.Data, c.maxPayload)
@@ -214,6 +231,20 @@ func (c *Conn) filter(err error) error {
 func (c *Conn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)
+		// A client half-closes first and gives the server a moment to end
+		// the stream, unless a Send is stuck (the peer not reading).
+		if c.closeSend != nil && c.wmu.TryLock() {
+			err := c.closeSend()
+			c.wmu.Unlock()
+			if err == nil && c.reading.Load() {
+				t := time.NewTimer(closeGrace)
+				select {
+				case <-c.readDone:
+				case <-t.C:
+				}
+				t.Stop()
+			}
+		}
 		c.stop()
 	})
 	return nil
