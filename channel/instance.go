@@ -126,12 +126,7 @@ func (c *instanceChannel) Request(ctx context.Context, m Message) (Message, erro
 	if err != nil {
 		return Message{}, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
-		defer cancel()
-	}
-	r, err := s.Request(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload})
+	r, err := s.Request(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload}, c.cfg.RequestTimeout)
 	if err != nil {
 		return Message{}, c.err("request", err)
 	}

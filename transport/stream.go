@@ -42,10 +42,11 @@ type StreamConn struct {
 	werr     error  // first write error; the connection is dead after it
 
 	// Owned by the goroutine that has flushing set.
-	spare []*wire.Frame // the queue not in use
-	batch net.Buffers
-	wv    net.Buffers // what WriteTo consumes
-	buf   []byte
+	spare    []*wire.Frame // the queue not in use
+	batch    net.Buffers
+	wv       net.Buffers // what WriteTo consumes
+	deadline time.Time   // the write deadline in force
+	buf      []byte
 }
 
 var _ Conn = (*StreamConn)(nil)
@@ -142,7 +143,13 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 	}
 	// buf may have moved while growing; slices taken before that still
 	// point at the old array, whose bytes were final when taken.
-	_ = s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+	// Moving the deadline costs a timer update; do it only when the one in
+	// force has less than half the timeout left, so a write may be allowed
+	// between half and all of writeTimeout.
+	if now := time.Now(); now.After(s.deadline.Add(-s.writeTimeout / 2)) {
+		s.deadline = now.Add(s.writeTimeout)
+		_ = s.c.SetWriteDeadline(s.deadline)
+	}
 	s.wv = bufs // a field, not a local, so WriteTo's receiver does not escape per call
 	_, err := s.wv.WriteTo(s.c)
 	// Keep the buffers for the next batch unless a burst made them large.

@@ -13,6 +13,9 @@ import (
 // allocation. It is kept small because every idle connection holds one.
 const readBufferSize = 1024
 
+// maxReadBuffer bounds how far a busy connection's buffer grows.
+const maxReadBuffer = 32 << 10
+
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
 type Reader struct {
 	r          io.Reader
@@ -75,6 +78,13 @@ func (r *Reader) fill(n int) error {
 	for r.end < n {
 		m, err := r.r.Read(r.buf[r.end:])
 		r.end += m
+		if r.end == len(r.buf) && len(r.buf) < maxReadBuffer {
+			// A read that fills the buffer means frames are arriving
+			// faster than one buffer a read: a busy connection gets a
+			// bigger one, so it needs fewer system calls. Idle ones keep
+			// the small one.
+			r.buf = append(r.buf, make([]byte, len(r.buf))...)
+		}
 		if err != nil {
 			if r.end >= n {
 				return nil

@@ -108,6 +108,9 @@ type Session struct {
 	hbMisses int    // ticks in a row without a frame
 }
 
+// callPool recycles the calls of unary requests that got their answer.
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan wire.Frame, 1)} }}
+
 // call is one request waiting for its answer. The reader is the only
 // goroutine that sends on or closes ch; it sets err before closing.
 type call struct {
@@ -230,11 +233,20 @@ func (s *Session) GoAway(code spear.Code, reason string, cause error) {
 
 // Request sends f (its ID is assigned here) and waits for the answering
 // frame. An ERROR answer becomes a *spear.RemoteError. The wait ends early
-// when ctx ends (a CANCEL frame then tells the peer) or the session ends.
-func (s *Session) Request(ctx context.Context, f *wire.Frame) (wire.Frame, error) {
+// when ctx ends (a CANCEL frame then tells the peer), after timeout when
+// ctx has no deadline and timeout is positive, or when the session ends.
+func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Duration) (wire.Frame, error) {
 	c, err := s.register(f, false)
 	if err != nil {
 		return wire.Frame{}, err
+	}
+	// A default timeout uses a pooled timer rather than a derived context:
+	// this is the common case, and it is on every request's path.
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok && timeout > 0 {
+		t := getTimer(timeout)
+		defer putTimer(t)
+		expired = t.C
 	}
 	start := time.Now()
 	if err := s.write(f); err != nil {
@@ -248,10 +260,36 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame) (wire.Frame, error
 			return wire.Frame{}, c.err
 		}
 		s.stats.Latency(time.Since(start))
+		// The one answer was taken and the call left the pending map
+		// when it was delivered: nothing refers to c any more.
+		callPool.Put(c)
 		return r, remoteErr(r)
 	case <-ctx.Done():
 		return wire.Frame{}, s.abandon(ctx, f.ID)
+	case <-expired:
+		if s.forget(f.ID) {
+			s.sendCancel(f.ID)
+		}
+		s.stats.Error(stats.ErrTimeout)
+		return wire.Frame{}, fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, f.ID, timeout)
 	}
+}
+
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
+// holds no stale tick, so Reset after Get is safe.
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // Send writes a frame that expects no answer.
@@ -322,11 +360,12 @@ func (st *Stream) Close() {
 }
 
 func (s *Session) register(f *wire.Frame, stream bool) (*call, error) {
-	size := 1
+	var c *call
 	if stream {
-		size = s.cfg.StreamBuffer
+		c = &call{ch: make(chan wire.Frame, s.cfg.StreamBuffer), stream: true}
+	} else {
+		c = callPool.Get().(*call)
 	}
-	c := &call{ch: make(chan wire.Frame, size), stream: stream}
 	f.ID = s.nextID.Add(2)
 	if stream {
 		f.Flags |= wire.FlagStream

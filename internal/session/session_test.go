@@ -135,7 +135,7 @@ func TestConcurrentRequestsAnsweredOutOfOrder(t *testing.T) {
 		errs := make(chan error, n)
 		for i := range n {
 			go func() {
-				f, err := agent.Request(ctx, request(strconv.Itoa(i)))
+				f, err := agent.Request(ctx, request(strconv.Itoa(i)), 0)
 				switch {
 				case err != nil:
 					errs <- err
@@ -186,14 +186,14 @@ func TestSlowRequestDoesNotHoldUpFastOne(t *testing.T) {
 		ctx := testContext(t)
 		slow := make(chan error, 1)
 		go func() {
-			f, err := agent.Request(ctx, request("slow"))
+			f, err := agent.Request(ctx, request("slow"), 0)
 			if err == nil && string(f.Payload) != "slow" {
 				err = fmt.Errorf("slow request answered %q", f.Payload)
 			}
 			slow <- err
 		}()
 		recv(t, ctx, slowStarted, "the slow handler to start")
-		f, err := agent.Request(ctx, request("fast"))
+		f, err := agent.Request(ctx, request("fast"), 0)
 		if err != nil || string(f.Payload) != "fast" {
 			t.Fatalf("fast request while a slow one runs: %q, %v", f.Payload, err)
 		}
@@ -219,7 +219,7 @@ func TestDeadlineCancelsPeerHandler(t *testing.T) {
 		ctx := testContext(t)
 		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
-		_, err := agent.Request(short, request("block"))
+		_, err := agent.Request(short, request("block"), 0)
 		if !errors.Is(err, spear.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("request past its deadline: %v, want spear.ErrTimeout", err)
 		}
@@ -227,7 +227,7 @@ func TestDeadlineCancelsPeerHandler(t *testing.T) {
 		if err := recv(t, ctx, handlerErr, "the peer handler's context to end"); !errors.Is(err, context.Canceled) {
 			t.Fatalf("handler context ended with %v, want context.Canceled", err)
 		}
-		if f, err := agent.Request(ctx, request("still works")); err != nil || string(f.Payload) != "still works" {
+		if f, err := agent.Request(ctx, request("still works"), 0); err != nil || string(f.Payload) != "still works" {
 			t.Fatalf("request after a timed-out one: %q, %v", f.Payload, err)
 		}
 		if n := agent.Stats().Snapshot().Errors["timeout"]; n != 1 {
@@ -249,7 +249,7 @@ func TestCallerCancellation(t *testing.T) {
 
 		rctx, cancel := context.WithCancel(ctx)
 		errc := make(chan error, 1)
-		go func() { _, err := agent.Request(rctx, request("x")); errc <- err }()
+		go func() { _, err := agent.Request(rctx, request("x"), 0); errc <- err }()
 		recv(t, ctx, started, "the handler to start")
 		cancel()
 		if err := recv(t, ctx, errc, "the cancelled request"); !errors.Is(err, context.Canceled) || errors.Is(err, spear.ErrTimeout) {
@@ -371,7 +371,7 @@ func TestStreamOverflowAffectsOnlyThatStream(t *testing.T) {
 		defer st.Close()
 		// Nobody reads the stream until the peer was told to stop.
 		recv(t, ctx, cancelled, "the flooding handler to be cancelled")
-		if f, err := agent.Request(ctx, request("other")); err != nil || string(f.Payload) != "other" {
+		if f, err := agent.Request(ctx, request("other"), 0); err != nil || string(f.Payload) != "other" {
 			t.Fatalf("request on the same session after an overflow: %q, %v", f.Payload, err)
 		}
 		for i := range buffer {
@@ -424,7 +424,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 	})
 	ctx := testContext(t)
 	errc := make(chan error, 1)
-	go func() { _, err := agent.Request(ctx, request("never answered")); errc <- err }()
+	go func() { _, err := agent.Request(ctx, request("never answered"), 0); errc <- err }()
 	if err := recv(t, ctx, errc, "the pending request to fail"); !errors.Is(err, spear.ErrHeartbeatTimeout) {
 		t.Fatalf("pending request: %v, want spear.ErrHeartbeatTimeout", err)
 	}
@@ -492,7 +492,7 @@ func TestClose(t *testing.T) {
 		const pending = 5
 		errc := make(chan error, pending+1)
 		for range pending {
-			go func() { _, err := agent.Request(ctx, request("x")); errc <- err }()
+			go func() { _, err := agent.Request(ctx, request("x"), 0); errc <- err }()
 		}
 		st, err := agent.OpenStream(ctx, request("stream"))
 		if err != nil {
@@ -521,7 +521,7 @@ func TestClose(t *testing.T) {
 		if !errors.Is(agent.Err(), spear.ErrChannelClosed) {
 			t.Errorf("Err() = %v", agent.Err())
 		}
-		if _, err := agent.Request(ctx, request("late")); !errors.Is(err, spear.ErrChannelClosed) {
+		if _, err := agent.Request(ctx, request("late"), 0); !errors.Is(err, spear.ErrChannelClosed) {
 			t.Errorf("request after Close: %v, want spear.ErrChannelClosed", err)
 		}
 		if _, err := agent.OpenStream(ctx, request("late")); !errors.Is(err, spear.ErrChannelClosed) {
@@ -553,7 +553,7 @@ func TestCloseWithCause(t *testing.T) {
 	agent, _ := pair(t, "memory", session.Config{}, session.Config{Handler: h})
 	ctx := testContext(t)
 	errc := make(chan error, 1)
-	go func() { _, err := agent.Request(ctx, request("x")); errc <- err }()
+	go func() { _, err := agent.Request(ctx, request("x"), 0); errc <- err }()
 	// Close may come before the request is registered; either way the
 	// request must fail with the cause.
 	cause := fmt.Errorf("%w: test cause", spear.ErrReplaced)
@@ -573,7 +573,7 @@ func TestPeerGone(t *testing.T) {
 		agent, inst := pair(t, kind, session.Config{}, session.Config{Handler: h})
 		ctx := testContext(t)
 		errc := make(chan error, 1)
-		go func() { _, err := agent.Request(ctx, request("x")); errc <- err }()
+		go func() { _, err := agent.Request(ctx, request("x"), 0); errc <- err }()
 		recv(t, ctx, started, "the handler to start")
 		inst.Conn().Close() // the instance dies without a goodbye
 		err := recv(t, ctx, errc, "the pending request to fail")
@@ -695,7 +695,7 @@ func TestDuplicateRequestID(t *testing.T) {
 func TestNoHandlerAnswersNotFound(t *testing.T) {
 	forEachKind(t, func(t *testing.T, kind string) {
 		agent, _ := pair(t, kind, session.Config{}, session.Config{})
-		_, err := agent.Request(testContext(t), request("x"))
+		_, err := agent.Request(testContext(t), request("x"), 0)
 		var re *spear.RemoteError
 		if !errors.As(err, &re) || re.Code != spear.CodeNotFound {
 			t.Fatalf("request to a session without a handler: %v, want a NOT_FOUND remote error", err)
@@ -717,7 +717,7 @@ func TestRequestIDParity(t *testing.T) {
 			ctx := testContext(t)
 			for i := range 3 {
 				errc := make(chan error, 1)
-				go func() { _, err := s.Request(ctx, request("x")); errc <- err }()
+				go func() { _, err := s.Request(ctx, request("x"), 0); errc <- err }()
 				f, err := peer.ReadFrame()
 				if want := role.first + 2*uint64(i); err != nil || f.ID != want {
 					t.Fatalf("request %d has id %d (%v), want %d", i, f.ID, err, want)
@@ -766,7 +766,7 @@ func TestWaitWaitsForHandlers(t *testing.T) {
 	})
 	agent, inst := pair(t, "memory", session.Config{}, session.Config{Handler: h})
 	ctx := testContext(t)
-	go func() { _, _ = agent.Request(ctx, request("x")) }()
+	go func() { _, _ = agent.Request(ctx, request("x"), 0) }()
 	recv(t, ctx, started, "the handler to start")
 	waited := make(chan struct{})
 	go func() {
@@ -790,7 +790,7 @@ func TestWaitWhileRequestsKeepArriving(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for range n / 4 {
-				if _, err := agent.Request(ctx, request("x")); err != nil {
+				if _, err := agent.Request(ctx, request("x"), 0); err != nil {
 					t.Error(err)
 					return
 				}
@@ -832,11 +832,11 @@ func TestStats(t *testing.T) {
 		ctx := testContext(t)
 		const n = 5
 		for range n {
-			if _, err := agent.Request(ctx, request("abc")); err != nil {
+			if _, err := agent.Request(ctx, request("abc"), 0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := agent.Request(ctx, request("fail")); err == nil {
+		if _, err := agent.Request(ctx, request("fail"), 0); err == nil {
 			t.Fatal("want an error")
 		}
 		frame := wire.HeaderSize + len("abc")
