@@ -89,6 +89,7 @@ var comparisons = []comparison{
 	{name: "concurrent64", throughput: true, callers: concurrentCallers, setup: concurrentPair},
 	{name: "unix1m", throughput: true, setup: func(ctx context.Context) (*pair, error) { return unixPair(ctx, 1<<20) }},
 	{name: "idle", run: runIdle},
+	{name: "start", run: runStart},
 }
 
 // Names lists the comparisons, in the order Run reports them.

@@ -29,7 +29,7 @@ func TestQuickRun(t *testing.T) {
 	if err := Run(ctx, &out, Options{Quick: true, Rounds: 1}); err != nil {
 		t.Fatalf("Run: %v\noutput so far:\n%s", err, out.String())
 	}
-	lineRE := regexp.MustCompile(`^(ratio|ops|time|mem|n) ([a-z0-9._]+)=([0-9]+(?:\.[0-9]+)?)(µs)?$`)
+	lineRE := regexp.MustCompile(`^(ratio|ops|time|mem|n|us) ([a-z0-9._]+)=([0-9]+(?:\.[0-9]+)?)(µs)?$`)
 	got := map[string]float64{}
 	for _, l := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
 		m := lineRE.FindSubmatch(l)
@@ -53,6 +53,7 @@ func TestQuickRun(t *testing.T) {
 		}
 		want = append(want, "ratio "+c.name, "time "+c.name, "time "+c.name+".base")
 	}
+	want = append(want, "ratio start", "time start", "time start.base")
 	want = append(want, "mem idle", "mem idle.go", "mem idle.rss_before", "mem idle.rss_after", "n idle")
 	for _, w := range want {
 		if _, ok := got[w]; !ok {

@@ -30,11 +30,12 @@ import (
 // the memory comparison (see IsChild).
 const childEnv = "SPEAR_BENCH_CHILD"
 
-// IsChild reports whether this process was started by the memory
-// comparison to hold the instance ends of its channels. A binary that
+// IsChild reports whether this process was started by a comparison as its
+// peer: by the memory comparison to hold the instance ends of its
+// channels, or by the start comparison as the instance it starts. A binary that
 // runs the comparison (Options.Exe) must then call ChildMain instead of
 // its usual work.
-func IsChild() bool { return os.Getenv(childEnv) != "" }
+func IsChild() bool { return os.Getenv(childEnv) != "" || os.Getenv(startEnv) != "" }
 
 // ChildMain is the whole life of the memory comparison's instance
 // process: it reads credentials from stdin, opens and authenticates one
@@ -42,6 +43,9 @@ func IsChild() bool { return os.Getenv(childEnv) != "" }
 // connections, answering heartbeats, until stdin closes. It returns the
 // process's exit status.
 func ChildMain() int {
+	if status, ok := startChild(); ok {
+		return status
+	}
 	if err := holdConnections(os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "spear-bench instance process:", err)
 		return 1
