@@ -1,0 +1,566 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent/api"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/wasmecho"
+	"github.com/spear-go/spear/runtime"
+)
+
+// Options configure an Agent besides its Config.
+type Options struct {
+	// Runtimes serve the functions, one per runtime type. The agent owns
+	// them: Close closes them. A function whose runtime is missing makes
+	// New fail with spear.ErrUnsupportedRuntime.
+	Runtimes []runtime.Runtime
+	// Self is the executable that command "@self" runs (default
+	// os.Executable()).
+	Self string
+	// Logger receives the agent's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Agent runs a node's functions: one pool of instances per function, and
+// invocations balanced over them. It is safe for concurrent use.
+type Agent struct {
+	// Immutable after New.
+	cfg      Config // with defaults
+	log      *slog.Logger
+	pools    map[string]*pool
+	order    []string // function names, in config order
+	runtimes []runtime.Runtime
+	reg      *prometheus.Registry
+	met      *metrics
+
+	mu       sync.Mutex // guards the fields below
+	draining bool
+	active   int           // admitted invocations not yet finished
+	idle     chan struct{} // closed when draining and active reaches 0
+	closed   bool
+}
+
+// New validates cfg and returns an agent serving its functions. Each
+// pool starts its min_instances in the background.
+func New(cfg Config, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	a := &Agent{
+		cfg:      cfg,
+		log:      opts.Logger,
+		pools:    map[string]*pool{},
+		runtimes: opts.Runtimes,
+		reg:      prometheus.NewRegistry(),
+		idle:     make(chan struct{}),
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	self := opts.Self
+	if self == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("%w: find own executable: %w", spear.ErrConfig, err)
+		}
+		self = exe
+	}
+	byType := map[spear.RuntimeType]runtime.Runtime{}
+	for _, rt := range opts.Runtimes {
+		byType[rt.Type()] = rt
+	}
+	type planned struct {
+		fn   FunctionConfig
+		rt   runtime.Runtime
+		spec runtime.Spec
+	}
+	var plan []planned
+	for _, fn := range cfg.Functions {
+		t, _ := spear.ParseRuntimeType(fn.Runtime) // validated
+		rt, ok := byType[t]
+		if !ok {
+			return nil, fmt.Errorf("%w: function %s needs the %s runtime, which this agent does not run", spear.ErrUnsupportedRuntime, fn.Name, t)
+		}
+		spec, err := buildSpec(fn, t, self)
+		if err != nil {
+			return nil, err
+		}
+		plan = append(plan, planned{fn, rt, spec})
+	}
+	a.met = newMetrics(a.reg, a)
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, p := range plan {
+		a.met.init(p.fn.Name)
+		a.pools[p.fn.Name] = newPool(p.fn, p.rt, p.spec, a.log, a.met)
+		a.order = append(a.order, p.fn.Name)
+	}
+	return a, nil
+}
+
+// buildSpec turns a function's configuration into the runtime's Spec.
+func buildSpec(fn FunctionConfig, t spear.RuntimeType, self string) (runtime.Spec, error) {
+	spec := runtime.Spec{
+		Function:     fn.Name,
+		Command:      fn.Command,
+		Args:         fn.Args,
+		Env:          envList(fn.Env),
+		Dir:          fn.Dir,
+		Image:        fn.Image,
+		Namespace:    fn.Namespace,
+		Labels:       fn.Labels,
+		CPU:          fn.CPU,
+		Memory:       fn.Memory,
+		StartTimeout: fn.StartTimeout.D(),
+		StopGrace:    fn.StopGrace.D(),
+	}
+	if spec.Command == SelfCommand {
+		spec.Command = self
+	}
+	if t == spear.Wasm {
+		if fn.Wasm == EmbeddedWasmEcho {
+			spec.WasmBytes = wasmecho.Module
+		} else {
+			spec.WasmFile = fn.Wasm
+		}
+		if fn.Memory != "" {
+			q, err := resource.ParseQuantity(fn.Memory)
+			if err != nil || q.Sign() <= 0 {
+				return runtime.Spec{}, fmt.Errorf("%w: function %s: memory %q is not a positive quantity such as 64Mi", spear.ErrInvalidConfig, fn.Name, fn.Memory)
+			}
+			spec.MemoryLimit = uint64(q.Value())
+		}
+	}
+	if c := fn.Channel; c != (FunctionChannelConfig{}) {
+		spec.Channel = &channel.Config{
+			Type:              channel.Type(c.Type),
+			RequestTimeout:    c.RequestTimeout.D(),
+			HeartbeatInterval: c.HeartbeatInterval.D(),
+		}
+	}
+	return spec, nil
+}
+
+// Config returns the agent's configuration, defaults filled in.
+func (a *Agent) Config() Config { return a.cfg }
+
+// Registry returns the registry of the agent's metrics.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+// Invocation is one call of a function.
+type Invocation struct {
+	Function string
+	Method   string // empty means the function's default
+	Payload  []byte
+	Metadata map[string]string
+	// Timeout bounds the invocation, waiting for an instance included
+	// (0: the config's invoke_timeout).
+	Timeout time.Duration
+}
+
+// Result is a function's answer.
+type Result struct {
+	Instance spear.InstanceID // who answered
+	Payload  []byte
+}
+
+// Invoke runs inv on an instance of its function: the running instance
+// with the fewest in-flight invocations under max_concurrency, else a new
+// one if the pool is under max_instances, else the first to free up
+// before the deadline. Errors match ErrUnknownFunction,
+// ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown, ErrNoInstance,
+// spear.ErrTimeout, spear.ErrConnectionFailed (the instance died), or are
+// a *spear.RemoteError (the function failed).
+func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
+	started := time.Now()
+	p, err := a.admit(inv)
+	if err != nil {
+		a.observe(inv.Function, started, err)
+		return Result{}, err
+	}
+	defer a.leave()
+	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		m, err := p.acquire(ctx)
+		if err != nil {
+			a.observe(inv.Function, started, err)
+			return Result{}, err
+		}
+		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		p.release(m)
+		if retryable(ctx, err, attempt) {
+			continue
+		}
+		a.observe(inv.Function, started, err)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Instance: m.inst.ID(), Payload: out}, nil
+	}
+}
+
+// Stream is a streamed invocation's output. It is for one goroutine; the
+// caller must Close it.
+type Stream struct {
+	// Instance is the instance producing the output.
+	Instance spear.InstanceID
+
+	a       *Agent
+	p       *pool
+	m       *member
+	st      *channel.Stream
+	cancel  context.CancelFunc
+	started time.Time
+	fn      string
+	ended   bool
+}
+
+// InvokeStream starts inv with streamed output. It picks an instance as
+// Invoke does; errors until then are Invoke's. The function's own failure
+// arrives from Stream.Recv.
+func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, error) {
+	started := time.Now()
+	p, err := a.admit(inv)
+	if err != nil {
+		a.observe(inv.Function, started, err)
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
+	for attempt := 1; ; attempt++ {
+		m, err := p.acquire(ctx)
+		if err != nil {
+			cancel()
+			a.leave()
+			a.observe(inv.Function, started, err)
+			return nil, err
+		}
+		st, err := channel.ExecuteStream(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		if err == nil {
+			return &Stream{Instance: m.inst.ID(), a: a, p: p, m: m, st: st, cancel: cancel, started: started, fn: inv.Function}, nil
+		}
+		p.release(m)
+		if retryable(ctx, err, attempt) {
+			continue
+		}
+		cancel()
+		a.leave()
+		a.observe(inv.Function, started, err)
+		return nil, err
+	}
+}
+
+// Recv returns the next chunk of output, io.EOF after the last, or the
+// error that ended the invocation.
+func (s *Stream) Recv() ([]byte, error) {
+	if s.ended {
+		return nil, io.EOF
+	}
+	b, err := s.st.Recv()
+	if err != nil {
+		s.ended = true
+		if err == io.EOF {
+			s.a.observe(s.fn, s.started, nil)
+		} else {
+			s.a.observe(s.fn, s.started, err)
+		}
+	}
+	return b, err
+}
+
+// Close ends the invocation, abandoning it if it has not finished, and
+// frees its slot. It is idempotent.
+func (s *Stream) Close() {
+	if s.cancel == nil {
+		return
+	}
+	if !s.ended {
+		s.ended = true
+		s.a.observe(s.fn, s.started, context.Canceled)
+	}
+	s.st.Close()
+	s.cancel()
+	s.cancel = nil
+	s.p.release(s.m)
+	s.a.leave()
+}
+
+// maxAttempts bounds the tries of one invocation on instances that could
+// not take it (see retryable).
+const maxAttempts = 5
+
+// retryable reports whether an invocation that failed with err on attempt
+// may be tried again, on whichever instance the pool picks next, and
+// waits a little when the instance asked for it. Two failures qualify,
+// both meaning that the function did not run: the channel was not
+// connected, so the request never left (the instance lost its connection
+// after it was picked); or the instance answered UNAVAILABLE (it is
+// shutting down, or a wasm instance is being reset).
+func retryable(ctx context.Context, err error, attempt int) bool {
+	if err == nil || attempt >= maxAttempts || ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, spear.ErrNotConnected) {
+		return true
+	}
+	var re *spear.RemoteError
+	if !errors.As(err, &re) || re.Code != spear.CodeUnavailable {
+		return false
+	}
+	t := time.NewTimer(time.Duration(attempt) * 20 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// admit checks an invocation and counts it as in flight; the caller must
+// call leave when it has finished.
+func (a *Agent) admit(inv Invocation) (*pool, error) {
+	p, ok := a.pools[inv.Function]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
+	case len(inv.Payload) > a.cfg.MaxPayload:
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(inv.Payload), a.cfg.MaxPayload)
+	case inv.Timeout < 0:
+		return nil, fmt.Errorf("%w: negative timeout %s", ErrBadRequest, inv.Timeout)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.draining {
+		return nil, ErrShuttingDown
+	}
+	a.active++
+	return p, nil
+}
+
+func (a *Agent) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.active--
+	if a.draining && a.active == 0 {
+		close(a.idle)
+	}
+}
+
+func (a *Agent) timeout(inv Invocation) time.Duration {
+	if inv.Timeout > 0 {
+		return inv.Timeout
+	}
+	return a.cfg.InvokeTimeout.D()
+}
+
+// observe records an invocation's outcome; invocations of unknown
+// functions are not recorded, keeping the label set fixed.
+func (a *Agent) observe(function string, started time.Time, err error) {
+	if _, ok := a.pools[function]; !ok {
+		return
+	}
+	a.met.invocations.WithLabelValues(function, outcome(err)).Inc()
+	a.met.duration.WithLabelValues(function).Observe(time.Since(started).Seconds())
+	if err != nil && HTTPStatus(err) >= 500 {
+		a.log.Debug("invocation failed", "function", function, "err", err)
+	}
+}
+
+// Functions describes the configured functions, in config order.
+func (a *Agent) Functions() []api.Function {
+	out := make([]api.Function, 0, len(a.order))
+	for _, name := range a.order {
+		p := a.pools[name]
+		live, _ := p.snapshot()
+		f := api.Function{
+			Name:           name,
+			Runtime:        p.fn.Runtime,
+			MinInstances:   p.fn.MinInstances,
+			MaxInstances:   p.fn.MaxInstances,
+			MaxConcurrency: p.fn.MaxConcurrency,
+			Instances:      len(live),
+		}
+		for _, m := range live {
+			f.InFlight += m.inflight
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Instances describes the live and recently stopped instances of function,
+// or of every function when it is empty; stopped ones come after the live
+// ones of their function.
+func (a *Agent) Instances(function string) ([]api.Instance, error) {
+	names := a.order
+	if function != "" {
+		if _, ok := a.pools[function]; !ok {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownFunction, function)
+		}
+		names = []string{function}
+	}
+	out := []api.Instance{}
+	for _, name := range names {
+		live, stopped := a.pools[name].snapshot()
+		for _, m := range live {
+			out = append(out, describe(m.inst, m.inflight))
+		}
+		for _, inst := range stopped {
+			out = append(out, describe(inst, 0))
+		}
+	}
+	return out, nil
+}
+
+func describe(inst runtime.Instance, inflight int) api.Instance {
+	info := inst.Info()
+	ch := inst.Channel()
+	return api.Instance{
+		ID:              info.ID.String(),
+		Function:        info.Function,
+		Runtime:         info.ID.Runtime.String(),
+		Status:          string(info.Status),
+		Reason:          info.Reason,
+		Created:         info.Created,
+		LastHealthCheck: info.LastHealthCheck,
+		PID:             info.PID,
+		InFlight:        inflight,
+		Channel:         string(ch.Type()),
+		Connected:       ch.IsConnected(),
+		Stats:           ch.Stats(),
+	}
+}
+
+// CreateInstance starts one more instance of function and waits until it
+// runs. It fails with ErrPoolFull at max_instances.
+func (a *Agent) CreateInstance(ctx context.Context, function string) (api.Instance, error) {
+	p, ok := a.pools[function]
+	if !ok {
+		return api.Instance{}, fmt.Errorf("%w: %q", ErrUnknownFunction, function)
+	}
+	if a.isDraining() {
+		return api.Instance{}, ErrShuttingDown
+	}
+	inst, err := p.create(ctx)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	return describe(inst, 0), nil
+}
+
+// DeleteInstance stops the instance id ("runtime:name") and waits until it
+// is gone; a stopped instance is forgotten. The pool replaces it only to
+// keep min_instances.
+func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
+	iid, err := spear.ParseInstanceID(id)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	for _, name := range a.order {
+		if ok, err := a.pools[name].remove(ctx, iid); ok {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownInstance, id)
+}
+
+// Logs returns up to n of the instance's latest output lines.
+func (a *Agent) Logs(id string, n int) ([]string, error) {
+	iid, err := spear.ParseInstanceID(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("%w: negative line count", ErrBadRequest)
+	}
+	for _, name := range a.order {
+		if _, inst := a.pools[name].find(iid); inst != nil {
+			lines := inst.Logs(n)
+			if lines == nil {
+				lines = []string{}
+			}
+			return lines, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownInstance, id)
+}
+
+func (a *Agent) isDraining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.draining
+}
+
+// Draining reports whether the agent has stopped taking invocations.
+func (a *Agent) Draining() bool { return a.isDraining() }
+
+// Drain stops taking invocations (they fail with ErrShuttingDown) and
+// waits until those in flight have finished, or ctx ends.
+func (a *Agent) Drain(ctx context.Context) error {
+	a.mu.Lock()
+	if !a.draining {
+		a.draining = true
+		if a.active == 0 {
+			close(a.idle)
+		}
+	}
+	active := a.active
+	a.mu.Unlock()
+	if active > 0 {
+		a.log.Info("draining: waiting for in-flight invocations", "in_flight", active)
+	}
+	select {
+	case <-a.idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: in-flight invocations did not finish: %w", ctx.Err())
+	}
+}
+
+// Close drains without waiting, stops every instance, and closes the
+// runtimes. ctx bounds the graceful part; runtimes then force what is
+// left. It is idempotent.
+func (a *Agent) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	if !a.draining {
+		a.draining = true
+		if a.active == 0 {
+			close(a.idle)
+		}
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range a.pools {
+		wg.Go(func() { p.shutdown(ctx) })
+	}
+	wg.Wait()
+	var errs []error
+	for _, rt := range a.runtimes {
+		if err := rt.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close %s runtime: %w", rt.Type(), err))
+		}
+	}
+	for _, p := range a.pools {
+		p.wait()
+	}
+	return errors.Join(errs...)
+}

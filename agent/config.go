@@ -1,0 +1,422 @@
+package agent
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+)
+
+// Defaults of the configuration. Zero values in a Config mean these.
+const (
+	DefaultHTTPAddr       = "127.0.0.1:7480"
+	DefaultGRPCAddr       = "127.0.0.1:7481"
+	DefaultInvokeTimeout  = 30 * time.Second
+	DefaultShutdownGrace  = 30 * time.Second
+	DefaultMaxPayload     = 4 << 20
+	DefaultMaxInstances   = 4
+	DefaultMaxConcurrency = 32
+	DefaultInitialBackoff = 200 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	// MaxFunctionName is the longest function name: instance names add
+	// "-" and 8 hex digits and must stay within spear.MaxNameLen.
+	MaxFunctionName = spear.MaxNameLen - 9
+	// maxPayloadLimit keeps room for the request's envelope under the
+	// channel's default frame limit.
+	maxPayloadLimit = 15 << 20
+)
+
+// Special values of FunctionConfig.Command and FunctionConfig.Wasm.
+const (
+	// SelfCommand as a process function's command runs the agent's own
+	// executable (Options.Self).
+	SelfCommand = "@self"
+	// EmbeddedWasmEcho as a wasm function's module is the example module
+	// embedded in the agent (internal/wasmecho).
+	EmbeddedWasmEcho = "@wasmecho"
+)
+
+// Restart policies.
+const (
+	RestartOnFailure = "on-failure" // replace an instance that stopped unasked, with backoff
+	RestartNever     = "never"      // forget it
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// Config is the daemon's configuration. Its YAML form is documented in
+// docs/agent.md; zero values mean the defaults.
+type Config struct {
+	API        APIConfig        `json:"api,omitzero"`
+	Channels   ChannelsConfig   `json:"channels,omitzero"`
+	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
+	// InvokeTimeout bounds an invocation that sets no timeout (default 30s).
+	InvokeTimeout Duration `json:"invoke_timeout,omitempty"`
+	// ShutdownGrace is how long in-flight invocations may run on after a
+	// shutdown begins (default 30s).
+	ShutdownGrace Duration `json:"shutdown_grace,omitempty"`
+	// MaxPayload bounds an invocation's payload in bytes (default 4 MiB,
+	// at most 15 MiB).
+	MaxPayload int              `json:"max_payload,omitempty"`
+	Functions  []FunctionConfig `json:"functions,omitempty"`
+}
+
+// APIConfig holds the API's listen addresses.
+type APIConfig struct {
+	// HTTPAddr is the HTTP/JSON API's address (default 127.0.0.1:7480).
+	HTTPAddr string `json:"http_addr,omitempty"`
+	// GRPCAddr is the gRPC API's address (default 127.0.0.1:7481).
+	GRPCAddr string `json:"grpc_addr,omitempty"`
+}
+
+// ChannelsConfig configures the channel factory (channel.Options) and the
+// channels' defaults.
+type ChannelsConfig struct {
+	SocketDir     string `json:"socket_dir,omitempty"`
+	TCPAddr       string `json:"tcp_addr,omitempty"`
+	GRPCAddr      string `json:"grpc_addr,omitempty"`
+	AdvertiseTCP  string `json:"advertise_tcp,omitempty"`
+	AdvertiseGRPC string `json:"advertise_grpc,omitempty"`
+	// RequestTimeout and HeartbeatInterval are every channel's defaults.
+	RequestTimeout    Duration `json:"request_timeout,omitempty"`
+	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+}
+
+// KubernetesConfig configures the kubernetes runtime. It is used only when
+// a function has runtime kubernetes.
+type KubernetesConfig struct {
+	// Kubeconfig is the kubeconfig file; empty means the in-cluster config.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Namespace is where pods go when a function names none.
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// FunctionConfig declares one function and its pool of instances.
+type FunctionConfig struct {
+	// Name is the function's name: lowercase letters, digits, '-' and '.',
+	// at most MaxFunctionName bytes.
+	Name string `json:"name"`
+	// Runtime is process, wasm or kubernetes.
+	Runtime string `json:"runtime"`
+
+	// Process: Command ("@self": the agent's executable), Args, Env, Dir.
+	Command string            `json:"command,omitempty"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	Dir     string            `json:"dir,omitempty"`
+	// Wasm is the module's file ("@wasmecho": the embedded example).
+	Wasm string `json:"wasm,omitempty"`
+	// Kubernetes: Image, Namespace, Labels; CPU and Memory are quantities
+	// ("250m", "64Mi"). Memory also caps a wasm instance's memory.
+	Image     string            `json:"image,omitempty"`
+	Namespace string            `json:"namespace,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CPU       string            `json:"cpu,omitempty"`
+	Memory    string            `json:"memory,omitempty"`
+
+	// MinInstances are started with the agent and kept; MaxInstances caps
+	// the pool (default 4); MaxConcurrency caps the in-flight invocations
+	// per instance (default 32; 1 for wasm, whose guests serve one request
+	// at a time).
+	MinInstances   int `json:"min_instances,omitempty"`
+	MaxInstances   int `json:"max_instances,omitempty"`
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+
+	Channel      FunctionChannelConfig `json:"channel,omitzero"`
+	Restart      RestartConfig         `json:"restart,omitzero"`
+	StartTimeout Duration              `json:"start_timeout,omitempty"`
+	StopGrace    Duration              `json:"stop_grace,omitempty"`
+}
+
+// FunctionChannelConfig overrides the channel of a function's instances.
+type FunctionChannelConfig struct {
+	// Type forces a channel type (unix, tcp, grpc, memory) instead of the
+	// runtime's strategy.
+	Type              string   `json:"type,omitempty"`
+	RequestTimeout    Duration `json:"request_timeout,omitempty"`
+	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+}
+
+// RestartConfig says what happens to an instance that stops unasked.
+type RestartConfig struct {
+	// Policy is on-failure (default) or never.
+	Policy string `json:"policy,omitempty"`
+	// InitialBackoff (default 200ms) doubles per consecutive failure up
+	// to MaxBackoff (default 30s).
+	InitialBackoff Duration `json:"initial_backoff,omitempty"`
+	MaxBackoff     Duration `json:"max_backoff,omitempty"`
+}
+
+// Duration is a time.Duration written as a string such as "1.5s" in YAML
+// and JSON.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string ("250ms", "2m").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration %s is not a string such as \"5s\"", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// DefaultConfig returns the embedded default configuration: a process
+// function "echo" running the agent's own executable as a worker, and a
+// wasm function "wasm-echo" running the embedded example module.
+func DefaultConfig() Config {
+	cfg, err := ParseConfig(defaultYAML)
+	if err != nil {
+		panic("agent: embedded default config: " + err.Error())
+	}
+	return cfg
+}
+
+// DefaultConfigYAML returns the embedded default configuration's YAML.
+func DefaultConfigYAML() []byte { return slices.Clone(defaultYAML) }
+
+// LoadConfig reads the YAML configuration at path, or returns
+// DefaultConfig when path is empty. Errors match spear.ErrConfig, and
+// spear.ErrInvalidConfig when the file is malformed or invalid.
+func LoadConfig(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %w", spear.ErrConfig, err)
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses a YAML (or JSON) configuration and validates it.
+// Unknown fields are errors. Errors match spear.ErrInvalidConfig.
+func ParseConfig(b []byte) (Config, error) {
+	var cfg Config
+	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", spear.ErrInvalidConfig, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// The environment variables ApplyEnv reads, and what they set.
+var envVars = []struct {
+	name string
+	set  func(*Config, string)
+}{
+	{"SPEARLET_HTTP_ADDR", func(c *Config, v string) { c.API.HTTPAddr = v }},
+	{"SPEARLET_API_GRPC_ADDR", func(c *Config, v string) { c.API.GRPCAddr = v }},
+	{"SPEARLET_SOCKET_DIR", func(c *Config, v string) { c.Channels.SocketDir = v }},
+	{"SPEARLET_TCP_ADDR", func(c *Config, v string) { c.Channels.TCPAddr = v }},
+	{"SPEARLET_GRPC_ADDR", func(c *Config, v string) { c.Channels.GRPCAddr = v }},
+	{"SPEARLET_ADVERTISE_TCP", func(c *Config, v string) { c.Channels.AdvertiseTCP = v }},
+	{"SPEARLET_ADVERTISE_GRPC", func(c *Config, v string) { c.Channels.AdvertiseGRPC = v }},
+	{"SPEARLET_KUBECONFIG", func(c *Config, v string) { c.Kubernetes.Kubeconfig = v }},
+	{"SPEARLET_KUBE_NAMESPACE", func(c *Config, v string) { c.Kubernetes.Namespace = v }},
+}
+
+// EnvVars lists the environment variables ApplyEnv reads.
+func EnvVars() []string {
+	names := make([]string, len(envVars))
+	for i, e := range envVars {
+		names[i] = e.name
+	}
+	return names
+}
+
+// ApplyEnv overrides c with the SPEARLET_* variables that lookup finds
+// (os.LookupEnv in the daemon). Empty values are ignored.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
+	for _, e := range envVars {
+		if v, ok := lookup(e.name); ok && v != "" {
+			e.set(c, v)
+		}
+	}
+}
+
+// WithDefaults returns c with its zero values replaced by the defaults: the
+// configuration in effect.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
+// withDefaults returns c with its zero values replaced by the defaults.
+func (c Config) withDefaults() Config {
+	c.API.HTTPAddr = cmpOr(c.API.HTTPAddr, DefaultHTTPAddr)
+	c.API.GRPCAddr = cmpOr(c.API.GRPCAddr, DefaultGRPCAddr)
+	c.InvokeTimeout = cmpOr(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
+	c.ShutdownGrace = cmpOr(c.ShutdownGrace, Duration(DefaultShutdownGrace))
+	c.MaxPayload = cmpOr(c.MaxPayload, DefaultMaxPayload)
+	c.Functions = slices.Clone(c.Functions)
+	for i := range c.Functions {
+		c.Functions[i] = c.Functions[i].withDefaults()
+	}
+	return c
+}
+
+func (f FunctionConfig) withDefaults() FunctionConfig {
+	f.MaxInstances = cmpOr(f.MaxInstances, DefaultMaxInstances)
+	f.MaxInstances = max(f.MaxInstances, f.MinInstances)
+	if f.MaxConcurrency == 0 {
+		f.MaxConcurrency = DefaultMaxConcurrency
+		if f.Runtime == spear.Wasm.String() {
+			f.MaxConcurrency = 1 // a wasm guest serves one request at a time
+		}
+	}
+	f.Restart.Policy = cmpOr(f.Restart.Policy, RestartOnFailure)
+	f.Restart.InitialBackoff = cmpOr(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
+	f.Restart.MaxBackoff = cmpOr(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
+	f.Restart.MaxBackoff = max(f.Restart.MaxBackoff, f.Restart.InitialBackoff)
+	return f
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Validate reports every problem in c, each as an error matching
+// spear.ErrInvalidConfig that names the field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{spear.ErrInvalidConfig}, args...)...))
+	}
+	if c.InvokeTimeout < 0 || c.ShutdownGrace < 0 {
+		bad("invoke_timeout and shutdown_grace may not be negative")
+	}
+	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
+		bad("max_payload %d is out of range (0 to %d bytes)", c.MaxPayload, maxPayloadLimit)
+	}
+	if c.Channels.RequestTimeout < 0 {
+		bad("channels.request_timeout may not be negative")
+	}
+	if h := c.Channels.HeartbeatInterval.D(); h > 0 && h < 10*time.Millisecond {
+		bad("channels.heartbeat_interval %s is under 10ms", h)
+	}
+	seen := map[string]bool{}
+	for i, f := range c.Functions {
+		where := fmt.Sprintf("functions[%d]", i)
+		if f.Name != "" {
+			where += fmt.Sprintf(" (%s)", f.Name)
+			if seen[f.Name] {
+				bad("%s: duplicate function name", where)
+			}
+			seen[f.Name] = true
+		}
+		for _, err := range f.validate() {
+			bad("%s: %s", where, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validate returns the problems of one function, as plain messages.
+func (f FunctionConfig) validate() []string {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	switch {
+	case f.Name == "":
+		bad("name is required")
+	case len(f.Name) > MaxFunctionName:
+		bad("name is %d bytes long, the limit is %d", len(f.Name), MaxFunctionName)
+	default:
+		if err := (spear.InstanceID{Runtime: spear.Process, Name: f.Name}).Validate(); err != nil {
+			bad("name %q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
+		}
+	}
+	rt, err := spear.ParseRuntimeType(f.Runtime)
+	if err != nil {
+		bad("runtime %q: want process, wasm or kubernetes", f.Runtime)
+	}
+	switch rt {
+	case spear.Process:
+		if f.Command == "" {
+			bad("a process function needs a command")
+		}
+	case spear.Wasm:
+		if f.Wasm == "" {
+			bad("a wasm function needs a wasm module file")
+		}
+	case spear.Kubernetes:
+		if f.Image == "" {
+			bad("a kubernetes function needs an image")
+		}
+	}
+	for k := range f.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			bad("env name %q is not valid", k)
+		}
+	}
+	if f.MinInstances < 0 || f.MaxInstances < 0 || f.MaxConcurrency < 0 {
+		bad("min_instances, max_instances and max_concurrency may not be negative")
+	}
+	if f.MaxInstances > 0 && f.MinInstances > f.MaxInstances {
+		bad("min_instances %d is above max_instances %d", f.MinInstances, f.MaxInstances)
+	}
+	if f.Channel.Type != "" {
+		if _, err := channel.ParseType(f.Channel.Type); err != nil {
+			bad("channel.type %q: want unix, tcp, grpc or memory", f.Channel.Type)
+		}
+	}
+	if f.Channel.RequestTimeout < 0 {
+		bad("channel.request_timeout may not be negative")
+	}
+	if h := f.Channel.HeartbeatInterval.D(); h > 0 && h < 10*time.Millisecond {
+		bad("channel.heartbeat_interval %s is under 10ms", h)
+	}
+	if p := f.Restart.Policy; p != "" && p != RestartOnFailure && p != RestartNever {
+		bad("restart.policy %q: want on-failure or never", p)
+	}
+	if f.Restart.InitialBackoff < 0 || f.Restart.MaxBackoff < 0 || f.StartTimeout < 0 || f.StopGrace < 0 {
+		bad("durations may not be negative")
+	}
+	return errs
+}
+
+// function returns the named function's configuration.
+func (c Config) function(name string) (FunctionConfig, bool) {
+	i := slices.IndexFunc(c.Functions, func(f FunctionConfig) bool { return f.Name == name })
+	if i < 0 {
+		return FunctionConfig{}, false
+	}
+	return c.Functions[i], true
+}
+
+// envList turns an env map into sorted KEY=VALUE entries.
+func envList(m map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}

@@ -1,0 +1,23 @@
+// Package agent is the spearlet daemon as a library: its configuration,
+// the per-function pools of runtime instances, invocation, and the API
+// servers (HTTP/JSON and gRPC) with Prometheus metrics.
+//
+// The pieces, from the inside out:
+//
+//   - [Config] is the daemon's configuration, read from YAML ([LoadConfig])
+//     and overridden from the environment ([Config.ApplyEnv]); with no file
+//     the embedded [DefaultConfig] applies.
+//   - [Agent] owns one pool per function. A pool starts instances through
+//     a runtime.Runtime, balances invocations over them (the running
+//     instance with the fewest in-flight invocations under
+//     max_concurrency), starts more up to max_instances, keeps
+//     min_instances, and restarts crashed ones with backoff.
+//   - [Agent.Handler] serves the HTTP API and [Agent.RegisterGRPC] the gRPC
+//     one (service spear.v1.Agent, proto/spear/v1/agent.proto).
+//   - [Run] wires everything from a Config: the channel factory, the
+//     runtimes, the agent and both servers, and shuts down gracefully when
+//     its context ends.
+//
+// Errors are categorised by the sentinels in errors.go; [HTTPStatus] and
+// [GRPCCode] map them to the wire.
+package agent

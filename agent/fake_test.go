@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/sdk"
+)
+
+// testTimeout bounds every wait in these tests: generous, for a loaded
+// machine; a passing test never waits that long.
+const testTimeout = 30 * time.Second
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newTestFactory returns a factory whose process and kubernetes instances
+// use memory channels, so that fake instances can run in-process.
+func newTestFactory(t *testing.T) *channel.Factory {
+	t.Helper()
+	mem := channel.Strategy{Order: []channel.Type{channel.Memory}}
+	f, err := channel.NewFactory(channel.Options{
+		SocketDir:  t.TempDir(),
+		Strategies: map[spear.RuntimeType]channel.Strategy{spear.Process: mem, spear.Kubernetes: mem},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// fakeRuntime runs instances in-process over memory channels, serving
+// fakeHandler. It stands in for the real runtimes in the agent's tests.
+type fakeRuntime struct {
+	typ  spear.RuntimeType
+	f    *channel.Factory
+	gate chan struct{} // method "wait" blocks until it is closed
+	// failStarts makes that many of the next starts fail.
+	failStarts atomic.Int32
+	starts     atomic.Int32
+	flaky      atomic.Int32 // calls of method "flaky"
+
+	mu    sync.Mutex
+	insts map[spear.InstanceID]*fakeInstance
+	wg    sync.WaitGroup
+}
+
+func newFakeRuntime(t *testing.T, typ spear.RuntimeType, f *channel.Factory) *fakeRuntime {
+	return &fakeRuntime{typ: typ, f: f, gate: make(chan struct{}), insts: map[spear.InstanceID]*fakeInstance{}}
+}
+
+var _ runtime.Runtime = (*fakeRuntime)(nil)
+
+func (r *fakeRuntime) Type() spear.RuntimeType { return r.typ }
+
+func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
+	r.starts.Add(1)
+	if r.failStarts.Add(-1) >= 0 {
+		return nil, spear.InstanceErr(id, "start", errors.New("fake start failure"))
+	}
+	r.failStarts.Store(0)
+	ch, err := r.f.CreateChannelForInstance(ctx, id, spec.Channel)
+	if err != nil {
+		return nil, err
+	}
+	cr := ch.Credentials()
+	in := &fakeInstance{id: id, function: spec.Function, ch: ch, created: time.Now(), done: make(chan struct{}), status: runtime.StatusStarting}
+	sdkIn, err := sdk.New(sdk.Options{
+		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,
+		Handler: sdk.HandlerFunc(func(ctx context.Context, req *sdk.Request) ([]byte, error) {
+			return r.handle(ctx, id, req)
+		}),
+	})
+	if err != nil {
+		ch.Close()
+		return nil, err
+	}
+	var serveCtx context.Context
+	serveCtx, in.cancel = context.WithCancel(context.Background())
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		_ = sdkIn.Serve(serveCtx)
+		ch.Close()
+		in.mu.Lock()
+		in.status = runtime.StatusStopped
+		if in.reason == "" {
+			in.reason = "exited"
+		}
+		in.mu.Unlock()
+		close(in.done)
+	}()
+	if err := ch.WaitConnected(ctx); err != nil {
+		in.stop("start failed")
+		<-in.done
+		return nil, err
+	}
+	in.mu.Lock()
+	in.status = runtime.StatusRunning
+	in.mu.Unlock()
+	r.mu.Lock()
+	r.insts[id] = in
+	r.mu.Unlock()
+	return in, nil
+}
+
+// handle is the fake instances' function: "" answers "<id>|<payload>",
+// "wait" blocks until the gate opens, "fail" fails, "stream" writes the
+// payload's words as chunks.
+func (r *fakeRuntime) handle(ctx context.Context, id spear.InstanceID, req *sdk.Request) ([]byte, error) {
+	switch req.Method {
+	case "":
+		return []byte(id.String() + "|" + string(req.Payload)), nil
+	case "wait":
+		select {
+		case <-r.gate:
+			return []byte(id.String()), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	case "fail":
+		return nil, sdk.Error(spear.CodeInternal, string(req.Payload))
+	case "unavailable":
+		return nil, sdk.Error(spear.CodeUnavailable, "busy")
+	case "flaky":
+		if r.flaky.Add(1) == 1 {
+			return nil, sdk.Error(spear.CodeUnavailable, "try again")
+		}
+		return []byte("ok"), nil
+	case "stream":
+		for _, w := range strings.Fields(string(req.Payload)) {
+			if _, err := req.Write([]byte(w)); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	return nil, sdk.Error(spear.CodeNotFound, "no method "+req.Method)
+}
+
+func (r *fakeRuntime) Stop(ctx context.Context, inst runtime.Instance) error {
+	in := inst.(*fakeInstance)
+	in.stop("stopped")
+	select {
+	case <-in.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *fakeRuntime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	insts := make([]*fakeInstance, 0, len(r.insts))
+	for _, in := range r.insts {
+		insts = append(insts, in)
+	}
+	r.mu.Unlock()
+	for _, in := range insts {
+		_ = r.Stop(ctx, in)
+	}
+	r.wg.Wait()
+	return nil
+}
+
+// crash makes instance id die as if its process were killed.
+func (r *fakeRuntime) crash(t *testing.T, id spear.InstanceID) {
+	t.Helper()
+	r.mu.Lock()
+	in := r.insts[id]
+	r.mu.Unlock()
+	if in == nil {
+		t.Fatalf("no instance %s", id)
+	}
+	in.stop("killed")
+}
+
+type fakeInstance struct {
+	id       spear.InstanceID
+	function string
+	ch       channel.Channel
+	created  time.Time
+	cancel   context.CancelFunc
+	done     chan struct{}
+
+	mu     sync.Mutex
+	status runtime.Status
+	reason string
+}
+
+func (in *fakeInstance) stop(reason string) {
+	in.mu.Lock()
+	if in.reason == "" {
+		in.reason = reason
+	}
+	in.mu.Unlock()
+	in.ch.Close() // like a dying process: its connection goes at once
+	in.cancel()
+}
+
+func (in *fakeInstance) ID() spear.InstanceID     { return in.id }
+func (in *fakeInstance) Channel() channel.Channel { return in.ch }
+func (in *fakeInstance) Done() <-chan struct{}    { return in.done }
+func (in *fakeInstance) Logs(n int) []string      { return []string{"log of " + in.id.String()}[:min(n, 1)] }
+func (in *fakeInstance) Info() runtime.Info {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return runtime.Info{ID: in.id, Function: in.function, Status: in.status, Reason: in.reason, Created: in.created}
+}
+
+// testConfig is a config with one process function "fn" on the fake
+// runtime; mod adjusts it.
+func testConfig(mod func(*FunctionConfig)) Config {
+	fn := FunctionConfig{Name: "fn", Runtime: "process", Command: "unused",
+		Restart: RestartConfig{InitialBackoff: Duration(time.Millisecond), MaxBackoff: Duration(10 * time.Millisecond)}}
+	if mod != nil {
+		mod(&fn)
+	}
+	return Config{Functions: []FunctionConfig{fn}}
+}
+
+// newTestAgent returns an agent over fake runtimes, closed when the test
+// ends.
+func newTestAgent(t *testing.T, cfg Config) (*Agent, *fakeRuntime) {
+	t.Helper()
+	f := newTestFactory(t)
+	rt := newFakeRuntime(t, spear.Process, f)
+	a, err := New(cfg, Options{Runtimes: []runtime.Runtime{rt}, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := a.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return a, rt
+}
+
+// eventually polls cond until it holds or the test's deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/spear-go/spear/agent/api"
+	"github.com/spear-go/spear/proto/agentpb"
+)
+
+// RegisterGRPC registers the agent's gRPC service (spear.v1.Agent) on s.
+func (a *Agent) RegisterGRPC(s grpc.ServiceRegistrar) {
+	agentpb.RegisterAgentServer(s, &grpcService{a: a})
+}
+
+// grpcService adapts the Agent to agentpb.AgentServer.
+type grpcService struct {
+	agentpb.UnimplementedAgentServer
+	a *Agent
+}
+
+// grpcErr turns an agent error into a gRPC status error.
+func grpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return status.Error(GRPCCode(err), err.Error())
+}
+
+func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunctionsRequest) (*agentpb.ListFunctionsResponse, error) {
+	resp := &agentpb.ListFunctionsResponse{}
+	for _, f := range g.a.Functions() {
+		resp.Functions = append(resp.Functions, &agentpb.FunctionInfo{
+			Name:           f.Name,
+			Runtime:        f.Runtime,
+			MinInstances:   uint32(f.MinInstances),
+			MaxInstances:   uint32(f.MaxInstances),
+			MaxConcurrency: uint32(f.MaxConcurrency),
+			Instances:      uint32(f.Instances),
+			InFlight:       uint32(f.InFlight),
+		})
+	}
+	return resp, nil
+}
+
+func (g *grpcService) ListInstances(ctx context.Context, req *agentpb.ListInstancesRequest) (*agentpb.ListInstancesResponse, error) {
+	list, err := g.a.Instances(req.GetFunction())
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	resp := &agentpb.ListInstancesResponse{}
+	for _, in := range list {
+		resp.Instances = append(resp.Instances, instancePB(in))
+	}
+	return resp, nil
+}
+
+func (g *grpcService) CreateInstance(ctx context.Context, req *agentpb.CreateInstanceRequest) (*agentpb.InstanceInfo, error) {
+	in, err := g.a.CreateInstance(ctx, req.GetFunction())
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return instancePB(in), nil
+}
+
+func (g *grpcService) DeleteInstance(ctx context.Context, req *agentpb.DeleteInstanceRequest) (*agentpb.DeleteInstanceResponse, error) {
+	if err := g.a.DeleteInstance(ctx, req.GetId()); err != nil {
+		return nil, grpcErr(err)
+	}
+	return &agentpb.DeleteInstanceResponse{}, nil
+}
+
+func (g *grpcService) InstanceLogs(ctx context.Context, req *agentpb.InstanceLogsRequest) (*agentpb.InstanceLogsResponse, error) {
+	n := int(req.GetLines())
+	if n == 0 {
+		n = defaultLogLines
+	}
+	lines, err := g.a.Logs(req.GetId(), min(n, maxLogLines))
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &agentpb.InstanceLogsResponse{Lines: lines}, nil
+}
+
+func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*agentpb.InvokeResponse, error) {
+	res, err := g.a.Invoke(ctx, invocationPB(req))
+	if err != nil {
+		return nil, grpcErr(err)
+	}
+	return &agentpb.InvokeResponse{Payload: res.Payload, Instance: res.Instance.String()}, nil
+}
+
+func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerStreamingServer[agentpb.InvokeChunk]) error {
+	s, err := g.a.InvokeStream(srv.Context(), invocationPB(req))
+	if err != nil {
+		return grpcErr(err)
+	}
+	defer s.Close()
+	instance := s.Instance.String()
+	for {
+		b, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return grpcErr(err)
+		}
+		if err := srv.Send(&agentpb.InvokeChunk{Data: b, Instance: instance}); err != nil {
+			return err
+		}
+		instance = "" // named on the first chunk only
+	}
+}
+
+func invocationPB(req *agentpb.InvokeRequest) Invocation {
+	inv := Invocation{
+		Function: req.GetFunction(),
+		Method:   req.GetMethod(),
+		Payload:  req.GetPayload(),
+		Metadata: req.GetMetadata(),
+	}
+	if t := req.GetTimeout(); t != nil {
+		inv.Timeout = t.AsDuration()
+		if inv.Timeout == 0 {
+			inv.Timeout = -1 // an explicit zero is a mistake, not "the default"
+		}
+	}
+	return inv
+}
+
+func instancePB(in api.Instance) *agentpb.InstanceInfo {
+	pb := &agentpb.InstanceInfo{
+		Id:        in.ID,
+		Function:  in.Function,
+		Runtime:   in.Runtime,
+		Status:    in.Status,
+		Reason:    in.Reason,
+		Created:   timestamppb.New(in.Created),
+		Pid:       int64(in.PID),
+		InFlight:  uint32(in.InFlight),
+		Channel:   in.Channel,
+		Connected: in.Connected,
+		Stats: &agentpb.ChannelStats{
+			MessagesSent:     in.Stats.MessagesSent,
+			MessagesReceived: in.Stats.MessagesReceived,
+			BytesSent:        in.Stats.BytesSent,
+			BytesReceived:    in.Stats.BytesReceived,
+			Errors:           in.Stats.Errors,
+			Requests:         in.Stats.Latency.Count,
+			LatencyMean:      durationpb.New(in.Stats.Latency.Mean),
+			LatencyP50:       durationpb.New(in.Stats.Latency.P50),
+			LatencyP99:       durationpb.New(in.Stats.Latency.P99),
+			Uptime:           durationpb.New(in.Stats.Uptime),
+			Connects:         in.Stats.Connects,
+			Disconnects:      in.Stats.Disconnects,
+		},
+	}
+	if !in.LastHealthCheck.IsZero() {
+		pb.LastHealthCheck = timestamppb.New(in.LastHealthCheck)
+	}
+	return pb
+}

@@ -1,0 +1,242 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spear-go/spear/agent/api"
+)
+
+// Limits of the HTTP API.
+const (
+	maxJSONBody     = 64 << 10
+	defaultLogLines = 100
+	maxLogLines     = 10000
+)
+
+// Handler returns the HTTP/JSON API (docs/agent.md):
+//
+//	GET    /healthz
+//	GET    /metrics
+//	GET    /v1/functions
+//	POST   /v1/functions/{name}/invoke?method=&timeout=&stream=
+//	GET    /v1/instances?function=
+//	POST   /v1/instances                  {"function": "..."}
+//	DELETE /v1/instances/{id}
+//	GET    /v1/instances/{id}/logs?lines=N
+//
+// Errors are JSON api.Error bodies with the status HTTPStatus gives.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, api.FunctionList{Functions: a.Functions()})
+	})
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", a.handleInvoke)
+	mux.HandleFunc("GET /v1/instances", a.handleListInstances)
+	mux.HandleFunc("POST /v1/instances", a.handleCreateInstance)
+	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleDeleteInstance)
+	mux.HandleFunc("GET /v1/instances/{id}/logs", a.handleLogs)
+	return mux
+}
+
+func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if a.isDraining() {
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "shutting_down"})
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+func (a *Agent) handleListInstances(w http.ResponseWriter, r *http.Request) {
+	list, err := a.Instances(r.URL.Query().Get("function"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.InstanceList{Instances: list})
+}
+
+func (a *Agent) handleCreateInstance(w http.ResponseWriter, r *http.Request) {
+	var req api.CreateInstance
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		a.writeError(w, r, fmt.Errorf("%w: body must be {\"function\": NAME}: %w", ErrBadRequest, err))
+		return
+	}
+	if req.Function == "" {
+		a.writeError(w, r, fmt.Errorf("%w: function is required", ErrBadRequest))
+		return
+	}
+	inst, err := a.CreateInstance(r.Context(), req.Function)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, inst)
+}
+
+func (a *Agent) handleDeleteInstance(w http.ResponseWriter, r *http.Request) {
+	if err := a.DeleteInstance(r.Context(), r.PathValue("id")); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
+	n := defaultLogLines
+	if s := r.URL.Query().Get("lines"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			a.writeError(w, r, fmt.Errorf("%w: lines=%q is not a count", ErrBadRequest, s))
+			return
+		}
+		n = min(v, maxLogLines)
+	}
+	id := r.PathValue("id")
+	lines, err := a.Logs(id, n)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.Logs{ID: id, Lines: lines})
+}
+
+// handleInvoke runs a function with the request body as payload and
+// answers with the raw result; with stream=true the output is written and
+// flushed chunk by chunk, and an error after the first chunk arrives in
+// the trailers.
+func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	inv, stream, err := a.parseInvoke(w, r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if !stream {
+		res, err := a.Invoke(r.Context(), inv)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		h := w.Header()
+		h.Set(api.HeaderInstance, res.Instance.String())
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.Itoa(len(res.Payload)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(res.Payload)
+		return
+	}
+	s, err := a.InvokeStream(r.Context(), inv)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	defer s.Close()
+	// Hold the status until the first chunk: an error before any output
+	// still gets its own status.
+	first, err := s.Recv()
+	if err != nil && err != io.EOF {
+		a.writeError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set(api.HeaderInstance, s.Instance.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Trailer", api.TrailerErrorCode+", "+api.TrailerError)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	for chunk := first; err == nil; chunk, err = s.Recv() {
+		if _, werr := w.Write(chunk); werr != nil {
+			return // the client went away; Close abandons the invocation
+		}
+		_ = rc.Flush()
+	}
+	if err != io.EOF {
+		h.Set(api.TrailerErrorCode, ErrorCode(err))
+		h.Set(api.TrailerError, oneLine(err.Error()))
+	}
+}
+
+// parseInvoke reads an invocation from the request.
+func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation, bool, error) {
+	inv := Invocation{Function: r.PathValue("name")}
+	if _, ok := a.pools[inv.Function]; !ok {
+		return inv, false, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
+	}
+	q := r.URL.Query()
+	inv.Method = q.Get("method")
+	if s := q.Get("timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return inv, false, fmt.Errorf("%w: timeout=%q is not a positive duration such as 5s", ErrBadRequest, s)
+		}
+		inv.Timeout = d
+	}
+	stream := false
+	if s := q.Get("stream"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return inv, false, fmt.Errorf("%w: stream=%q is not a boolean", ErrBadRequest, s)
+		}
+		stream = b
+	}
+	for k, vs := range r.Header {
+		if name, ok := strings.CutPrefix(k, api.HeaderMetadataPrefix); ok && name != "" && len(vs) > 0 {
+			if inv.Metadata == nil {
+				inv.Metadata = map[string]string{}
+			}
+			inv.Metadata[strings.ToLower(name)] = vs[0]
+		}
+	}
+	limit := int64(a.cfg.MaxPayload)
+	if r.ContentLength > limit {
+		return inv, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, r.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return inv, false, fmt.Errorf("%w: the limit is %d bytes", ErrPayloadTooLarge, limit)
+		}
+		return inv, false, fmt.Errorf("%w: read body: %w", ErrBadRequest, err)
+	}
+	inv.Payload = body
+	return inv, stream, nil
+}
+
+func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	c := classify(err)
+	if c.http >= 500 && c.http != http.StatusServiceUnavailable && c.http != http.StatusGatewayTimeout {
+		a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", c.http, "err", err)
+	}
+	writeJSON(w, c.http, api.Error{Error: api.ErrorDetail{Code: c.code, Message: err.Error()}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// oneLine makes s safe as a header value.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r < ' ' && r != '\t' {
+			return ' '
+		}
+		return r
+	}, s)
+}

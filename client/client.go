@@ -1,0 +1,288 @@
+// Package client is the Go client of the spearlet HTTP API, the one the
+// spearlet CLI uses. The zero Client talks to the daemon's default address.
+//
+//	c := &client.Client{Addr: "127.0.0.1:7480"}
+//	res, err := c.Invoke(ctx, "echo", []byte("hi"), client.InvokeOptions{})
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spear-go/spear/agent/api"
+)
+
+// DefaultAddr is the daemon's default HTTP API address.
+const DefaultAddr = "127.0.0.1:7480"
+
+// EnvAddr names the environment variable the CLI reads the address from.
+const EnvAddr = "SPEARLET_ADDR"
+
+// Client calls a spearlet daemon. Its methods are safe for concurrent use;
+// its fields must not change once it is in use.
+type Client struct {
+	// Addr is the daemon's address: "host:port" or an http(s) URL
+	// (default DefaultAddr).
+	Addr string
+	// HTTPClient makes the requests (default http.DefaultClient).
+	HTTPClient *http.Client
+}
+
+// FromEnv returns a client for addr, or for $SPEARLET_ADDR when addr is
+// empty, or for DefaultAddr.
+func FromEnv(addr string) *Client {
+	if addr == "" {
+		addr = os.Getenv(EnvAddr)
+	}
+	return &Client{Addr: addr}
+}
+
+// Error is an error response from the daemon.
+type Error struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code is the daemon's error category ("not_found", "no_instance",
+	// "function_internal", ...; docs/agent.md lists them).
+	Code string
+	// Message says what went wrong.
+	Message string
+}
+
+// Error returns the code, status and message.
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("%d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+	}
+	return fmt.Sprintf("%s (%d): %s", e.Code, e.StatusCode, e.Message)
+}
+
+// Functions lists the configured functions.
+func (c *Client) Functions(ctx context.Context) ([]api.Function, error) {
+	var out api.FunctionList
+	err := c.doJSON(ctx, http.MethodGet, "/v1/functions", nil, &out)
+	return out.Functions, err
+}
+
+// Instances lists the live and recently stopped instances, of function
+// only when it is not empty.
+func (c *Client) Instances(ctx context.Context, function string) ([]api.Instance, error) {
+	path := "/v1/instances"
+	if function != "" {
+		path += "?function=" + url.QueryEscape(function)
+	}
+	var out api.InstanceList
+	err := c.doJSON(ctx, http.MethodGet, path, nil, &out)
+	return out.Instances, err
+}
+
+// CreateInstance starts one more instance of function and returns it once
+// it runs.
+func (c *Client) CreateInstance(ctx context.Context, function string) (api.Instance, error) {
+	var out api.Instance
+	err := c.doJSON(ctx, http.MethodPost, "/v1/instances", api.CreateInstance{Function: function}, &out)
+	return out, err
+}
+
+// DeleteInstance stops the instance id and waits until it is gone.
+func (c *Client) DeleteInstance(ctx context.Context, id string) error {
+	return c.doJSON(ctx, http.MethodDelete, "/v1/instances/"+url.PathEscape(id), nil, nil)
+}
+
+// Logs returns up to lines of the instance's latest output lines (0: the
+// daemon's default of 100).
+func (c *Client) Logs(ctx context.Context, id string, lines int) ([]string, error) {
+	path := "/v1/instances/" + url.PathEscape(id) + "/logs"
+	if lines > 0 {
+		path += "?lines=" + strconv.Itoa(lines)
+	}
+	var out api.Logs
+	err := c.doJSON(ctx, http.MethodGet, path, nil, &out)
+	return out.Lines, err
+}
+
+// Health returns nil when the daemon is up and taking invocations.
+func (c *Client) Health(ctx context.Context) error {
+	var out api.Health
+	return c.doJSON(ctx, http.MethodGet, "/healthz", nil, &out)
+}
+
+// InvokeOptions refine an invocation.
+type InvokeOptions struct {
+	// Method selects what the function runs; empty means its default.
+	Method string
+	// Timeout bounds the invocation on the daemon (0: its invoke_timeout).
+	Timeout time.Duration
+	// Metadata travels with the invocation (keys are lowercased).
+	Metadata map[string]string
+}
+
+// Result is a function's answer.
+type Result struct {
+	// Instance is the id of the instance that answered.
+	Instance string
+	Payload  []byte
+}
+
+// Invoke runs function with payload and returns its result.
+func (c *Client) Invoke(ctx context.Context, function string, payload []byte, opts InvokeOptions) (Result, error) {
+	resp, err := c.invoke(ctx, function, payload, opts, false)
+	if err != nil {
+		return Result{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Result{}, fmt.Errorf("read result: %w", err)
+	}
+	return Result{Instance: resp.Header.Get(api.HeaderInstance), Payload: b}, nil
+}
+
+// Stream is a streamed invocation's output. Read returns the output as it
+// arrives, then io.EOF, or the *Error that ended the invocation. Close it
+// when done; closing early abandons the invocation.
+type Stream struct {
+	// Instance is the id of the instance producing the output.
+	Instance string
+	resp     *http.Response
+}
+
+// Read implements io.Reader.
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.resp.Body.Read(p)
+	if err == io.EOF {
+		// Trailers are set once the body is fully read.
+		if code := s.resp.Trailer.Get(api.TrailerErrorCode); code != "" {
+			return n, &Error{StatusCode: s.resp.StatusCode, Code: code, Message: s.resp.Trailer.Get(api.TrailerError)}
+		}
+	}
+	return n, err
+}
+
+// Close releases the stream.
+func (s *Stream) Close() error { return s.resp.Body.Close() }
+
+// InvokeStream runs function with payload and streams its output.
+func (c *Client) InvokeStream(ctx context.Context, function string, payload []byte, opts InvokeOptions) (*Stream, error) {
+	resp, err := c.invoke(ctx, function, payload, opts, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Stream{Instance: resp.Header.Get(api.HeaderInstance), resp: resp}, nil
+}
+
+func (c *Client) invoke(ctx context.Context, function string, payload []byte, opts InvokeOptions, stream bool) (*http.Response, error) {
+	q := url.Values{}
+	if opts.Method != "" {
+		q.Set("method", opts.Method)
+	}
+	if opts.Timeout > 0 {
+		q.Set("timeout", opts.Timeout.String())
+	}
+	if stream {
+		q.Set("stream", "true")
+	}
+	path := "/v1/functions/" + url.PathEscape(function) + "/invoke"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := c.newRequest(ctx, http.MethodPost, path, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	for k, v := range opts.Metadata {
+		req.Header.Set(api.HeaderMetadataPrefix+k, v)
+	}
+	return c.send(req)
+}
+
+func (c *Client) baseURL() (string, error) {
+	addr := c.Addr
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("bad daemon address %q: want host:port or a URL", c.Addr)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	base, err := c.baseURL()
+	if err != nil {
+		return nil, err
+	}
+	return http.NewRequestWithContext(ctx, method, base+path, body)
+}
+
+// send performs req and turns an error status into an *Error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the spearlet daemon: %w", err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var body api.Error
+	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {
+		return nil, &Error{StatusCode: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message}
+	}
+	return nil, &Error{StatusCode: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+}
+
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// IsCode reports whether err is an *Error with the given code.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}

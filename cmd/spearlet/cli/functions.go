@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newFunctionsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "functions",
+		Aliases: []string{"function", "fn"},
+		Short:   "List the configured functions",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fns, err := g.client().Functions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), fns, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NAME\tRUNTIME\tINSTANCES\tIN-FLIGHT\tMIN\tMAX\tCONCURRENCY")
+				for _, f := range fns {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Runtime, f.Instances, f.InFlight,
+						f.MinInstances, f.MaxInstances, f.MaxConcurrency)
+				}
+			})
+		},
+	}
+}
