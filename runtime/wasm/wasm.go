@@ -87,11 +87,12 @@ type Options struct {
 // spear.Wasm and is safe for concurrent use.
 type Runtime struct {
 	// Immutable after construction.
-	opts   Options
-	log    *slog.Logger
-	engine wazero.Runtime
-	cache  wazero.CompilationCache
-	wg     sync.WaitGroup // supervisors
+	opts     Options
+	log      *slog.Logger
+	engine   wazero.Runtime
+	cache    wazero.CompilationCache
+	wg       sync.WaitGroup // supervisors
+	compiles sync.WaitGroup // compilations in progress
 
 	mu        sync.Mutex // guards the fields below; taken before the factory's
 	closed    bool
@@ -282,9 +283,11 @@ func (r *Runtime) compile(ctx context.Context, code []byte) (*module, error) {
 	if owner {
 		m = &module{ready: make(chan struct{})}
 		r.modules[key] = m
+		r.compiles.Add(1) // under r.mu, so Close cannot be waiting yet
 	}
 	r.mu.Unlock()
 	if owner {
+		defer r.compiles.Done()
 		start := time.Now()
 		m.compiled, m.minMemory, m.err = r.compileNow(code)
 		if m.err != nil {
@@ -366,6 +369,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	r.wg.Wait()
+	// A compilation cannot be interrupted, and closing the engine under
+	// it crashes wazero: wait for it to finish.
+	r.compiles.Wait()
 	err := r.engine.Close(context.Background())
 	r.cache.Close(context.Background())
 	return err

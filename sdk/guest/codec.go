@@ -83,55 +83,6 @@ func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
 	return protowire.AppendVarint(b, v)
 }
 
-// executeRequest is spear.v1.ExecuteRequest.
-type executeRequest struct {
-	method    string
-	payload   []byte
-	timeoutMs uint64
-	metadata  map[string]string
-}
-
-func decodeExecuteRequest(b []byte) (executeRequest, error) {
-	var r executeRequest
-	var bad error
-	err := eachField(b, func(f field) {
-		switch f.num {
-		case 1:
-			r.method = string(f.bytes)
-		case 2:
-			r.payload = f.bytes
-		case 3:
-			r.timeoutMs = f.varint
-		case 4:
-			var k, v string
-			if err := eachField(f.bytes, func(e field) {
-				switch e.num {
-				case 1:
-					k = string(e.bytes)
-				case 2:
-					v = string(e.bytes)
-				}
-			}); err != nil {
-				bad = err
-				return
-			}
-			if r.metadata == nil {
-				r.metadata = map[string]string{}
-			}
-			r.metadata[k] = v
-		}
-	})
-	if err == nil {
-		err = bad
-	}
-	return r, err
-}
-
-// encodeExecuteResponse is spear.v1.ExecuteResponse{payload}.
-func encodeExecuteResponse(payload []byte) []byte {
-	return appendBytes(nil, 1, payload)
-}
-
 // signal is spear.v1.Signal.
 type signal struct {
 	kind uint64 // spear.v1.SignalKind

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -181,22 +182,22 @@ func (s *server) handle(ctx context.Context, f wire.Frame) (done bool, err error
 }
 
 func (s *server) execute(ctx context.Context, f wire.Frame) error {
-	pb, err := decodeExecuteRequest(f.Payload)
+	pb, err := codec.DecodeExecuteRequest(f.Payload)
 	if err != nil {
-		return s.fail(f.ID, spear.CodeInvalidMessage, "undecodable EXECUTE_REQUEST: "+err.Error())
+		return s.fail(f.ID, spear.CodeInvalidMessage, err.Error())
 	}
 	if s.paused {
 		return s.fail(f.ID, spear.CodeUnavailable, "instance is paused")
 	}
-	if pb.timeoutMs > 0 {
+	if pb.TimeoutMs > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(pb.timeoutMs)*time.Millisecond)
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(pb.TimeoutMs)*time.Millisecond)
 		defer cancel()
 	}
 	req := &Request{
-		Method:    pb.method,
-		Payload:   pb.payload,
-		Metadata:  pb.metadata,
+		Method:    pb.Method,
+		Payload:   pb.Payload,
+		Metadata:  pb.Metadata,
 		id:        f.ID,
 		streaming: f.Flags&wire.FlagStream != 0,
 		c:         s.c,
@@ -211,7 +212,7 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 	if req.gathered.Len() > 0 {
 		out = append(req.gathered.Bytes(), out...)
 	}
-	return s.c.write(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: encodeExecuteResponse(out)})
+	return s.c.write(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)})
 }
 
 // signal acknowledges a signal; terminate ends the loop after the ack.
