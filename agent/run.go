@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -198,7 +200,7 @@ func newRuntimes(cfg Config, factory *channel.Factory, opts RunOptions, log *slo
 		case spear.Process:
 			rt, err = process.New(process.Options{Factory: factory, Logger: rlog})
 		case spear.Wasm:
-			rt, err = wasm.New(wasm.Options{Factory: factory, Logger: rlog})
+			rt, err = wasm.New(wasm.Options{Factory: factory, Logger: rlog, CacheDir: wasmCacheDir()})
 		case spear.Kubernetes:
 			client := opts.KubeClient
 			if client == nil {
@@ -231,4 +233,16 @@ func kubeClient(path string) (k8s.Interface, error) {
 		return nil, fmt.Errorf("%w: kubernetes client (set kubernetes.kubeconfig or SPEARLET_KUBECONFIG outside a cluster): %w", spear.ErrConfig, err)
 	}
 	return k8s.NewForConfig(rc)
+}
+
+// wasmCacheDir is where compiled wasm modules are kept across restarts, so
+// a module is compiled once per machine and user rather than at every
+// start: the user's cache directory, or none when there is no such
+// directory (then modules are compiled in memory at every start).
+func wasmCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "spearlet", "wasm")
 }
