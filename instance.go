@@ -144,6 +144,9 @@ func ParseInstanceID(s string) (InstanceID, error) {
 		rt, id.Name = parts[0], parts[1]
 	case 3:
 		id.Namespace, rt, id.Name = parts[0], parts[1], parts[2]
+		if id.Namespace == "" {
+			return InstanceID{}, fmt.Errorf("%w: %q has an empty namespace", ErrInvalidInstanceID, s)
+		}
 	default:
 		return InstanceID{}, fmt.Errorf("%w: %q is not [namespace:]runtime:name", ErrInvalidInstanceID, s)
 	}
