@@ -208,12 +208,16 @@ type outcome struct {
 func (inst *Instance) supervise(first chan<- error) {
 	defer inst.rt.wg.Done()
 	run, err := inst.launch()
+	if err == nil {
+		// Running before Start returns, so its caller never sees
+		// "starting" on an instance that answers.
+		inst.setStatus(runtime.StatusRunning, "")
+	}
 	first <- err
 	if err != nil {
 		inst.finish("failed to start: " + err.Error())
 		return
 	}
-	inst.setStatus(runtime.StatusRunning, "")
 	inst.log.Info("wasm instance started", "memory_limit", inst.limit)
 	inst.finish(inst.serve(run))
 }
