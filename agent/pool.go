@@ -372,8 +372,9 @@ func (p *pool) remove(ctx context.Context, id spear.InstanceID) (bool, error) {
 	if target == nil {
 		n := len(p.stopped)
 		p.stopped = slices.DeleteFunc(p.stopped, func(inst runtime.Instance) bool { return inst.ID() == id })
+		had := n != len(p.stopped)
 		p.mu.Unlock()
-		return n != len(p.stopped), nil
+		return had, nil
 	}
 	target.leaving = true
 	p.mu.Unlock()

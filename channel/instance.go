@@ -226,6 +226,7 @@ func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
 		OnMessage:         c.onMessage,
 		HeartbeatInterval: hb,
 		HeartbeatMisses:   c.cfg.HeartbeatMisses,
+		PeerMaxPayload:    wire.DefaultMaxPayload, // what the SDK reads
 		StreamBuffer:      c.cfg.StreamBuffer,
 		Stats:             c.stats,
 		Logger:            c.log.With("session", sessionID),

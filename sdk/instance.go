@@ -190,6 +190,7 @@ func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
 		Handler:           session.HandlerFunc(in.serve),
 		OnMessage:         in.onMessage,
 		HeartbeatInterval: time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond,
+		PeerMaxPayload:    resp.MaxPayload,
 		Logger:            in.log,
 	})
 	in.sess = sess

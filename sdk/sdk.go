@@ -103,7 +103,11 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 		return
 	}
 	if req.streaming {
-		_ = r.Send(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, Payload: out})
+		err := r.Send(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, Payload: out})
+		var tooLarge *wire.FrameTooLargeError
+		if errors.As(err, &tooLarge) {
+			_ = r.Error(spear.CodeTooLarge, fmt.Sprintf("last chunk of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
+		}
 		return
 	}
 	if req.gathered.Len() > 0 {
@@ -112,8 +116,12 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	// The frame is written before Send returns, so the buffer can go back.
 	buf := codec.Buffer()
 	*buf = codec.AppendExecuteResponse(*buf, out, nil)
-	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: *buf})
+	err = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: *buf})
 	codec.Release(buf)
+	var tooLarge *wire.FrameTooLargeError
+	if errors.As(err, &tooLarge) {
+		_ = r.Error(spear.CodeTooLarge, fmt.Sprintf("result of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
+	}
 }
 
 // callHandler runs the handler, turning a panic into an error so that one

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,10 @@ type Config struct {
 	HeartbeatMisses int
 	// StreamBuffer bounds unread chunks per stream.
 	StreamBuffer int
+	// PeerMaxPayload is the largest payload the peer accepts; a larger
+	// frame is refused with a *wire.FrameTooLargeError before it is sent,
+	// and the session goes on. 0 means no check.
+	PeerMaxPayload uint32
 	// Stats receives the session's counts; nil means private counters.
 	Stats *stats.Counters
 	// Logger receives lifecycle logs; nil discards them.
@@ -408,6 +413,13 @@ func (s *Session) sendCancel(id uint64) {
 // write sends one frame; a failed write ends the session, since the
 // connection is out of step after it.
 func (s *Session) write(f *wire.Frame) error {
+	if n := len(f.Payload); s.cfg.PeerMaxPayload > 0 && n > int(s.cfg.PeerMaxPayload) {
+		// The peer would drop the whole connection for it; refuse this
+		// one frame instead.
+		s.stats.Error(stats.ErrSend)
+		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type,
+			&wire.FrameTooLargeError{Length: uint32(min(n, math.MaxUint32)), Max: s.cfg.PeerMaxPayload})
+	}
 	if err := s.conn.WriteFrame(f); err != nil {
 		if cause := s.Err(); cause != nil {
 			return cause
