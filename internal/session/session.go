@@ -6,8 +6,9 @@
 // Goroutines. Each Session has exactly one reader goroutine, which owns
 // ReadFrame. It hands responses to waiting callers through per-call
 // buffered channels (never blocking on a slow caller), answers heartbeats,
-// and starts one goroutine per request the peer opens, so handlers never
-// run on the reader. Writers call transport.Conn.WriteFrame directly; the
+// and hands each request the peer opens to a worker goroutine (an idle one
+// if there is one, else a new one; workers exit after a second idle or
+// with the session), so handlers never run on the reader. Writers call transport.Conn.WriteFrame directly; the
 // transports batch concurrent writes. Heartbeats run on a timer, not a
 // goroutine of their own. When the reader ends, for any reason, it fails
 // every pending call with the session's error and closes Done.
