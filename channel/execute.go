@@ -22,10 +22,15 @@ type Invocation struct {
 
 // encode builds an EXECUTE_REQUEST into buf, carrying ctx's deadline as
 // timeout_ms so the instance can stop when the caller stops waiting.
-func (inv Invocation) encode(ctx context.Context, buf *[]byte) Message {
+//
+// Without a deadline, fallback (the channel's default request timeout, or 0
+// for none) is what the instance is told.
+func (inv Invocation) encode(ctx context.Context, buf *[]byte, fallback time.Duration) Message {
 	r := codec.ExecuteRequest{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata}
 	if d, ok := ctx.Deadline(); ok {
 		r.TimeoutMs = uint64(max(time.Until(d).Milliseconds(), 1))
+	} else if fallback > 0 {
+		r.TimeoutMs = uint64(fallback.Milliseconds())
 	}
 	*buf = codec.AppendExecuteRequest((*buf)[:0], &r)
 	return Message{Type: wire.TypeExecuteRequest, Payload: *buf}
@@ -37,7 +42,11 @@ func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
 	// The encoding buffer is reused: a transport does not keep a payload
 	// once WriteFrame returns, and Request returns after that.
 	buf := codec.Buffer()
-	r, err := ch.Request(ctx, inv.encode(ctx, buf))
+	var fallback time.Duration
+	if d, ok := ch.(interface{ defaultRequestTimeout() time.Duration }); ok {
+		fallback = d.defaultRequestTimeout()
+	}
+	r, err := ch.Request(ctx, inv.encode(ctx, buf, fallback))
 	codec.Release(buf)
 	if err != nil {
 		return nil, err
@@ -57,7 +66,7 @@ func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
 func ExecuteStream(ctx context.Context, ch Channel, inv Invocation) (*Stream, error) {
 	buf := codec.Buffer()
 	defer codec.Release(buf)
-	return ch.Stream(ctx, inv.encode(ctx, buf))
+	return ch.Stream(ctx, inv.encode(ctx, buf, 0)) // streams have no default timeout
 }
 
 // Signal kinds, re-exported for callers of SendSignal.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/session"
@@ -177,6 +178,10 @@ func (c *instanceChannel) Disconnected() <-chan struct{} {
 }
 
 func (c *instanceChannel) Stats() stats.Snapshot { return c.stats.Snapshot() }
+
+// defaultRequestTimeout is the timeout Request applies when the context
+// has no deadline; Execute tells the instance about it.
+func (c *instanceChannel) defaultRequestTimeout() time.Duration { return c.cfg.RequestTimeout }
 
 func (c *instanceChannel) Close() error {
 	c.closeOnce.Do(func() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
@@ -61,5 +62,36 @@ func TestResultOverAgentLimit(t *testing.T) {
 				t.Fatalf("the connection did not survive: connected %v, stats %+v", ch.IsConnected(), ch.Stats())
 			}
 		})
+	}
+}
+
+// A caller without a deadline still waits only the channel's default
+// request timeout, and the instance is told so: its handler's context
+// carries about that deadline.
+func TestDefaultTimeoutTravels(t *testing.T) {
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	ch, err := f.CreateChannel(testContext(t), spear.Process, &channel.Config{Type: channel.Unix, RequestTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := make(chan time.Duration, 1)
+	connected(t, ch, sdk.Options{Handler: sdk.HandlerFunc(func(ctx context.Context, _ *sdk.Request) ([]byte, error) {
+		d, ok := ctx.Deadline()
+		if !ok {
+			left <- 0
+		} else {
+			left <- time.Until(d)
+		}
+		return nil, nil
+	})})
+	if _, err := channel.Execute(context.Background(), ch, channel.Invocation{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-left; d < 50*time.Minute || d > time.Hour {
+		t.Fatalf("handler deadline %s away, want about the channel's 1h default", d)
 	}
 }
