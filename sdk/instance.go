@@ -16,6 +16,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/transport"
@@ -286,7 +287,7 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 		err = Error(spear.CodeNotFound, fmt.Sprintf("no handler for signal %s %q", s.Kind, s.Name))
 	}
 	if err != nil {
-		_ = r.Error(codeFor(ctx, err), errMessage(err))
+		_ = r.Error(codec.HandlerError(ctx, err))
 		return
 	}
 	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})

@@ -99,7 +99,7 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	}
 	out, err := callHandler(ctx, h, req)
 	if err != nil {
-		_ = r.Error(codeFor(ctx, err), errMessage(err))
+		_ = r.Error(codec.HandlerError(ctx, err))
 		return
 	}
 	if req.streaming {
@@ -133,27 +133,4 @@ func callHandler(ctx context.Context, h Handler, req *Request) (out []byte, err 
 		}
 	}()
 	return h.Execute(ctx, req)
-}
-
-// errMessage is the text sent with an ERROR frame: a RemoteError's own
-// message (its code travels separately), else the error's text.
-func errMessage(err error) string {
-	var re *spear.RemoteError
-	if errors.As(err, &re) {
-		return re.Message
-	}
-	return err.Error()
-}
-
-func codeFor(ctx context.Context, err error) spear.Code {
-	var re *spear.RemoteError
-	switch {
-	case errors.As(err, &re):
-		return re.Code
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return spear.CodeDeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return spear.CodeCanceled
-	}
-	return spear.CodeInternal
 }

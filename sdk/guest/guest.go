@@ -204,7 +204,8 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 	}
 	out, err := s.h(ctx, req)
 	if err != nil {
-		return s.fail(f.ID, codeFor(ctx, err), errMessage(err))
+		code, msg := codec.HandlerError(ctx, err)
+		return s.fail(f.ID, code, msg)
 	}
 	if req.streaming {
 		return s.c.write(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out})
@@ -245,27 +246,4 @@ func (s *server) fail(id uint64, code spear.Code, msg string) error {
 		return nil
 	}
 	return s.c.write(&wire.Frame{Type: wire.TypeError, ID: id, Payload: encodeError(code, msg)})
-}
-
-// errMessage is the text sent with an ERROR frame: a RemoteError's own
-// message (its code travels separately), else the error's text.
-func errMessage(err error) string {
-	var re *spear.RemoteError
-	if errors.As(err, &re) {
-		return re.Message
-	}
-	return err.Error()
-}
-
-func codeFor(ctx context.Context, err error) spear.Code {
-	var re *spear.RemoteError
-	switch {
-	case errors.As(err, &re):
-		return re.Code
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return spear.CodeDeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		return spear.CodeCanceled
-	}
-	return spear.CodeInternal
 }
