@@ -408,30 +408,37 @@ func refuse(conn transport.Conn, code spear.Code, msg string) {
 func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) {
 	defer f.wg.Done()
 	log := f.log.With("transport", string(t), "remote", conn.Info().Remote)
-	var target *instanceChannel
-	fail := func(err error) {
+	var target *instanceChannel // the channel whose connection cap this counts against
+	// drop closes the connection, telling the peer why when code is not
+	// zero, and counts an auth error against the channel it concerns.
+	drop := func(c *instanceChannel, code spear.Code, msg string, err error) {
+		if c != nil {
+			c.stats.Error(statsAuth)
+		}
 		f.conns.Add(-1)
 		if target != nil {
 			target.conns.Add(-1)
 		}
-		conn.Close()
+		if code != 0 {
+			refuse(conn, code, msg)
+		} else {
+			conn.Close()
+		}
 		log.Warn("instance connection refused", "err", err)
 	}
 	timeout := f.defaults.AuthTimeout
 	if only != nil {
-		target = only
+		// An instance's own socket: its cap and its peer check apply
+		// before the handshake.
 		timeout = only.cfg.AuthTimeout
 		log = only.log.With("remote", conn.Info().Remote)
-		if int(only.conns.Add(1)) > only.cfg.MaxConnections {
-			only.stats.Error(statsAuth)
-			_ = conn.WriteFrame(session.ErrorFrame(0, spear.CodeResourceExhausted, "too many connections"))
-			fail(fmt.Errorf("%w: instance already has %d connections", spear.ErrTooManyConnections, only.cfg.MaxConnections))
+		if err := only.admit(); err != nil {
+			drop(only, spear.CodeResourceExhausted, "too many connections", err)
 			return
 		}
+		target = only
 		if err := checkPeer(conn.Info(), int(only.expectPID.Load())); err != nil {
-			only.stats.Error(statsAuth)
-			_ = conn.WriteFrame(session.ErrorFrame(0, spear.CodeAuthFailed, "authentication failed"))
-			fail(err)
+			drop(only, spear.CodeAuthFailed, "authentication failed", err)
 			return
 		}
 	}
@@ -450,36 +457,29 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 		return auth.Credentials{Secret: c.secret}, true
 	}
 	sessionID := auth.NewSessionID()
-	offer := func(spear.InstanceID) auth.Offer {
-		hb := claimed.cfg.HeartbeatInterval
+	offer := func(spear.InstanceID) (auth.Offer, error) {
+		if only == nil {
+			// A shared listener learns the instance only now, once it
+			// has proved who it is: only then may it take a place under
+			// that instance's cap (an impostor never can).
+			if err := claimed.admit(); err != nil {
+				return auth.Offer{}, errors.Join(err,
+					&spear.RemoteError{Code: spear.CodeResourceExhausted, Message: "too many connections"})
+			}
+			target = claimed
+		}
 		return auth.Offer{
 			SessionID:         sessionID,
 			Features:          Features,
-			HeartbeatInterval: uint32(max(hb, 0) / time.Millisecond),
+			HeartbeatInterval: uint32(max(claimed.cfg.HeartbeatInterval, 0) / time.Millisecond),
 			MaxPayload:        claimed.cfg.MaxPayload,
-		}
+		}, nil
 	}
-	_, err := auth.Accept(ctx, conn, lookup, offer)
-	if err != nil {
+	if _, err := auth.Accept(ctx, conn, lookup, offer); err != nil {
 		// Count the failure against the instance it claimed to be, or
-		// whose own socket it came in on.
-		if c := cmp.Or(claimed, only); c != nil {
-			c.stats.Error(statsAuth)
-		}
-		fail(err)
+		// whose own socket it came in on. The peer was told already.
+		drop(cmp.Or(claimed, only), 0, "", err)
 		return
-	}
-	if only == nil {
-		target = claimed
-		if int(target.conns.Add(1)) > target.cfg.MaxConnections {
-			// The peer has its AUTH_RESPONSE already; tell it why it is
-			// dropped anyway.
-			target.stats.Error(statsAuth)
-			_ = conn.WriteFrame(session.ErrorFrame(0, spear.CodeResourceExhausted, "too many connections"))
-			fail(spear.InstanceErr(target.id, "accept", fmt.Errorf("%w: instance already has %d connections",
-				spear.ErrTooManyConnections, target.cfg.MaxConnections)))
-			return
-		}
 	}
 	target.bind(conn, sessionID)
 }

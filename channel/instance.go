@@ -255,6 +255,17 @@ func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
 // instanceChannel.mu.
 type binding struct{ s *session.Session }
 
+// admit takes a place under the instance's connection cap for a new
+// connection; release gives it back.
+func (c *instanceChannel) admit() error {
+	if int(c.conns.Add(1)) > c.cfg.MaxConnections {
+		c.conns.Add(-1)
+		return spear.InstanceErr(c.id, "accept", fmt.Errorf("%w: instance already has %d connections",
+			spear.ErrTooManyConnections, c.cfg.MaxConnections))
+	}
+	return nil
+}
+
 // release gives back a connection's place under the instance's and the
 // factory's connection caps.
 func (c *instanceChannel) release() {

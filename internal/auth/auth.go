@@ -66,6 +66,12 @@ type Credentials struct {
 // It reports false for an instance the agent does not expect.
 type Lookup func(id spear.InstanceID) (Credentials, bool)
 
+// OfferFunc is called once the instance has proved it is id, before it is
+// told it is accepted. It returns what to tell the instance, or an error
+// to refuse it after all; a *spear.RemoteError in that error chooses the
+// code the instance sees (UNAVAILABLE otherwise).
+type OfferFunc func(id spear.InstanceID) (Offer, error)
+
 // Offer is what the agent tells an accepted instance.
 type Offer struct {
 	SessionID         string
@@ -83,7 +89,7 @@ const failedMessage = "authentication failed"
 // silent past it has conn closed under it. Errors match spear.ErrAuthFailed,
 // spear.ErrTimeout or spear.ErrInvalidMessage; on error the peer was told
 // why (where it can be told) and the caller must close conn.
-func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Offer) (spear.InstanceID, error) {
+func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	id, err := accept(conn, lookup, offer)
@@ -93,7 +99,7 @@ func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer func(
 	return id, err
 }
 
-func accept(conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Offer) (spear.InstanceID, error) {
+func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
 	nonce := make([]byte, NonceSize)
 	_, _ = rand.Read(nonce)
 	ch, _ := proto.Marshal(&spearpb.AuthChallenge{Nonce: nonce, Versions: []uint32{wire.Version}})
@@ -136,7 +142,17 @@ func accept(conn transport.Conn, lookup Lookup, offer func(spear.InstanceID) Off
 		}
 		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceId)
 	}
-	o := offer(id)
+	o, err := offer(id)
+	if err != nil {
+		// The instance is who it says, but the agent will not take it
+		// now (a connection cap): say why, instead of accepting.
+		var re *spear.RemoteError
+		if !errors.As(err, &re) {
+			re = &spear.RemoteError{Code: spear.CodeUnavailable, Message: err.Error()}
+		}
+		_ = conn.WriteFrame(errorFrame(re.Code, re.Message))
+		return spear.InstanceID{}, err
+	}
 	resp, _ := proto.Marshal(&spearpb.AuthResponse{
 		SessionId:           o.SessionID,
 		Features:            o.Features,

@@ -45,8 +45,8 @@ func (k keys) lookup(id spear.InstanceID) (auth.Credentials, bool) {
 	return auth.Credentials{Secret: s}, ok
 }
 
-func testOffer(spear.InstanceID) auth.Offer {
-	return auth.Offer{SessionID: "sess-1", Features: []string{"stream", "cancel"}, HeartbeatInterval: 1234, MaxPayload: 4096}
+func testOffer(spear.InstanceID) (auth.Offer, error) {
+	return auth.Offer{SessionID: "sess-1", Features: []string{"stream", "cancel"}, HeartbeatInterval: 1234, MaxPayload: 4096}, nil
 }
 
 // docProof computes a proof from the byte layout docs/protocol.md gives,
@@ -493,5 +493,33 @@ func TestSessionIDs(t *testing.T) {
 	a, b := auth.NewSessionID(), auth.NewSessionID()
 	if len(a) != 16 || a == b {
 		t.Fatalf("session ids %q %q: want 16 hex digits, distinct", a, b)
+	}
+}
+
+// An agent that refuses an authenticated instance after all (a connection
+// cap) says so in an ERROR frame with the code it chose, instead of
+// accepting it.
+func TestOfferRefuses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	secret := auth.NewSecret()
+	a, b := memory.Pipe()
+	defer a.Close()
+	defer b.Close()
+	capped := errors.New("instance already has 4 connections")
+	done := make(chan error, 1)
+	go func() {
+		_, err := auth.Accept(ctx, a, keys{idA: secret}.lookup, func(spear.InstanceID) (auth.Offer, error) {
+			return auth.Offer{}, errors.Join(capped, &spear.RemoteError{Code: spear.CodeResourceExhausted, Message: "too many connections"})
+		})
+		done <- err
+	}()
+	_, err := auth.Connect(ctx, b, idA, secret)
+	var re *spear.RemoteError
+	if !errors.As(err, &re) || re.Code != spear.CodeResourceExhausted || re.Message != "too many connections" {
+		t.Fatalf("instance got %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if err := <-done; !errors.Is(err, capped) {
+		t.Fatalf("Accept returned %v, want the offer's error", err)
 	}
 }

@@ -82,7 +82,7 @@ func startGuest(t *testing.T, secret, agentSecret spear.Secret) (*agent, error) 
 	lookup := func(id spear.InstanceID) (auth.Credentials, bool) {
 		return auth.Credentials{Secret: agentSecret}, id == testID
 	}
-	offer := func(spear.InstanceID) auth.Offer { return auth.Offer{SessionID: "s"} }
+	offer := func(spear.InstanceID) (auth.Offer, error) { return auth.Offer{SessionID: "s"}, nil }
 	_, err := auth.Accept(ctx, a.conn, lookup, offer)
 	return a, err
 }
