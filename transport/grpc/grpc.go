@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/proto/transportpb"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -50,7 +50,7 @@ func (o Options) msgLimit() int { return int(o.maxPayload()) + wire.HeaderSize +
 // Listener serves the FrameTransport service and hands out each stream as a
 // connection.
 type Listener struct {
-	spearpb.UnimplementedFrameTransportServer
+	transportpb.UnimplementedFrameTransportServer
 	ln     net.Listener
 	srv    *grpc.Server
 	opts   Options
@@ -79,7 +79,7 @@ func Serve(ln net.Listener, opts Options) *Listener {
 		grpc.MaxSendMsgSize(opts.msgLimit()),
 	}, opts.ServerOptions...)
 	l.srv = grpc.NewServer(sopts...)
-	spearpb.RegisterFrameTransportServer(l.srv, l)
+	transportpb.RegisterFrameTransportServer(l.srv, l)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -90,7 +90,7 @@ func Serve(ln net.Listener, opts Options) *Listener {
 
 // Connect implements the FrameTransport service: it hands the stream to
 // Accept and holds it open until the connection is closed.
-func (l *Listener) Connect(stream spearpb.FrameTransport_ConnectServer) error {
+func (l *Listener) Connect(stream transportpb.FrameTransport_ConnectServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	remote := ""
@@ -146,7 +146,7 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 	sctx, cancel := context.WithCancel(context.Background())
 	// The stream outlives ctx, which only bounds connecting.
 	stop := context.AfterFunc(ctx, cancel)
-	stream, err := spearpb.NewFrameTransportClient(cc).Connect(sctx, grpc.WaitForReady(true))
+	stream, err := transportpb.NewFrameTransportClient(cc).Connect(sctx, grpc.WaitForReady(true))
 	if !stop() || err != nil {
 		cancel()
 		cc.Close()
@@ -162,8 +162,8 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 
 // frameStream is what the client and server streams have in common.
 type frameStream interface {
-	Send(*spearpb.Frame) error
-	Recv() (*spearpb.Frame, error)
+	Send(*transportpb.Frame) error
+	Recv() (*transportpb.Frame, error)
 }
 
 // Conn is one grpc stream as a transport.Conn.
@@ -208,7 +208,7 @@ func (c *Conn) ReadFrame() (wire.Frame, error) {
 
 // WriteFrame implements transport.Conn.
 func (c *Conn) WriteFrame(f *wire.Frame) error {
-	m := &spearpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
+	m := &transportpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
 	c.wmu.Lock()
 	err := c.stream.Send(m)
 	c.wmu.Unlock()
