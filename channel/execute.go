@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/proto/spearpb"
@@ -80,7 +78,7 @@ const (
 // SendSignal sends a signal and waits for the instance to acknowledge it.
 // name and data are for custom signals.
 func SendSignal(ctx context.Context, ch Channel, kind spearpb.SignalKind, name string, data []byte) error {
-	b, _ := proto.Marshal(&spearpb.Signal{Kind: kind, Name: name, Data: data})
+	b := codec.AppendSignal(nil, &codec.Signal{Kind: codec.SignalKind(kind), Name: name, Data: data})
 	_, err := ch.Request(ctx, Message{Type: wire.TypeSignal, Payload: b})
 	return err
 }

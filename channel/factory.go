@@ -18,7 +18,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
-	"github.com/spear-go/spear/internal/session"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	grpctransport "github.com/spear-go/spear/transport/grpc"
@@ -400,7 +400,7 @@ func (f *Factory) serve(ln transport.Listener, t Type, only *instanceChannel) {
 // The write goes to a fresh connection's empty buffer, so it does not
 // wait on the peer.
 func refuse(conn transport.Conn, code spear.Code, msg string) {
-	_ = conn.WriteFrame(session.ErrorFrame(0, code, msg))
+	_ = conn.WriteFrame(codec.ErrorFrame(0, code, msg))
 	conn.Close()
 }
 

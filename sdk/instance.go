@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/codec"
@@ -190,13 +188,13 @@ func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
 	sess := session.Start(conn, session.Config{
 		Handler:           session.HandlerFunc(in.serve),
 		OnMessage:         in.onMessage,
-		HeartbeatInterval: time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond,
+		HeartbeatInterval: msDuration(uint64(resp.HeartbeatIntervalMs)),
 		PeerMaxPayload:    resp.MaxPayload,
 		Logger:            in.log,
 	})
 	in.sess = sess
 	in.mu.Unlock()
-	in.log.Info("connected to agent", "session", resp.SessionId)
+	in.log.Info("connected to agent", "session", resp.SessionID)
 	select {
 	case <-sess.Done():
 	case <-ctx.Done():
@@ -264,14 +262,13 @@ func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responde
 }
 
 func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Responder) {
-	var pb spearpb.Signal
-	if err := proto.Unmarshal(f.Payload, &pb); err != nil {
-		_ = r.Error(spear.CodeInvalidMessage, "undecodable SIGNAL: "+err.Error())
+	m, err := codec.DecodeSignal(f.Payload)
+	if err != nil {
+		_ = r.Error(spear.CodeInvalidMessage, err.Error())
 		return
 	}
-	s := Signal{Kind: pb.Kind, Name: pb.Name, Data: pb.Data}
+	s := Signal{Kind: spearpb.SignalKind(m.Kind), Name: m.Name, Data: m.Data}
 	in.log.Info("signal from agent", "kind", s.Kind.String(), "name", s.Name)
-	var err error
 	switch {
 	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_TERMINATE:
 		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/transport/memory"
@@ -89,7 +90,7 @@ func pipe(t *testing.T) (agent, instance transport.Conn) {
 }
 
 // handshake runs both sides and returns both results.
-func handshake(t *testing.T, k keys, id spear.InstanceID, secret spear.Secret) (acceptResult, *spearpb.AuthResponse, error) {
+func handshake(t *testing.T, k keys, id spear.InstanceID, secret spear.Secret) (acceptResult, *codec.AuthResponse, error) {
 	t.Helper()
 	a, b := pipe(t)
 	res := startAccept(testCtx(t), a, k)
@@ -114,7 +115,7 @@ func TestHandshake(t *testing.T) {
 		if acc.id != id {
 			t.Errorf("agent authenticated %s, want %s", acc.id, id)
 		}
-		if resp.SessionId != "sess-1" || resp.HeartbeatIntervalMs != 1234 || resp.MaxPayload != 4096 ||
+		if resp.SessionID != "sess-1" || resp.HeartbeatIntervalMs != 1234 || resp.MaxPayload != 4096 ||
 			len(resp.Features) != 2 || resp.Features[0] != "stream" {
 			t.Errorf("instance got AUTH_RESPONSE %v, want the agent's offer", resp)
 		}

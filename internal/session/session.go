@@ -25,10 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
@@ -232,8 +230,7 @@ func (s *Session) GoAway(code spear.Code, reason string, cause error) {
 		s.err = cause
 	}
 	s.mu.Unlock()
-	b, _ := proto.Marshal(&spearpb.Close{Code: uint32(code), Reason: reason})
-	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: b})
+	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: codec.AppendClose(nil, code, reason)})
 	s.Close(cause)
 }
 
@@ -269,7 +266,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 		// The one answer was taken and the call left the pending map
 		// when it was delivered: nothing refers to c any more.
 		callPool.Put(c)
-		return r, remoteErr(r)
+		return r, codec.FrameError(r)
 	case <-ctx.Done():
 		return wire.Frame{}, s.abandon(ctx, f.ID)
 	case <-expired:
@@ -338,7 +335,7 @@ func (st *Stream) Recv() ([]byte, error) {
 			st.done = true
 			return nil, st.c.err
 		}
-		if err := remoteErr(f); err != nil {
+		if err := codec.FrameError(f); err != nil {
 			st.done = true
 			return nil, err
 		}
@@ -434,23 +431,6 @@ func (s *Session) write(f *wire.Frame) error {
 	return nil
 }
 
-func remoteErr(f wire.Frame) error {
-	if f.Type != wire.TypeError {
-		return nil
-	}
-	var e spearpb.Error
-	if err := proto.Unmarshal(f.Payload, &e); err != nil {
-		return fmt.Errorf("%w: undecodable ERROR frame: %w", spear.ErrInvalidMessage, err)
-	}
-	return &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
-}
-
-// ErrorFrame builds an ERROR frame answering request id.
-func ErrorFrame(id uint64, code spear.Code, msg string) *wire.Frame {
-	b, _ := proto.Marshal(&spearpb.Error{Code: uint32(code), Message: msg})
-	return &wire.Frame{Type: wire.TypeError, ID: id, Payload: b}
-}
-
 // read is the reader goroutine.
 func (s *Session) read() {
 	err := s.readLoop()
@@ -487,30 +467,21 @@ func (s *Session) readLoop() error {
 				s.cfg.OnMessage(f)
 			}
 		case wire.TypeClose:
-			var c spearpb.Close
-			_ = proto.Unmarshal(f.Payload, &c)
-			return &peerClosedError{reason: c.Reason}
+			_, reason, _ := codec.DecodeClose(f.Payload) // an undecodable reason is still a goodbye
+			return &peerClosedError{reason: reason}
 		default: // handshake frames after the handshake
 			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
-			_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
+			_ = s.conn.WriteFrame(codec.ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
 			return err
 		}
 	}
 }
 
 // refuse tells the peer which of its frames broke the protocol, before the
-// connection closes (docs/protocol.md, "Errors"). A truncated frame means
-// the peer already hung up, so there is nobody to tell.
+// connection closes (docs/protocol.md, "Errors").
 func (s *Session) refuse(err error) {
-	var ve *wire.VersionError
-	var tl *wire.FrameTooLargeError
-	switch {
-	case errors.As(err, &ve):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeUnsupportedVersion, err.Error()))
-	case errors.As(err, &tl):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeTooLarge, err.Error()))
-	case errors.Is(err, spear.ErrInvalidMessage) && !errors.Is(err, io.ErrUnexpectedEOF):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
+	if f, ok := codec.Refusal(err); ok {
+		_ = s.conn.WriteFrame(f)
 	}
 }
 
@@ -554,7 +525,7 @@ func (s *Session) deliver(f wire.Frame) {
 func (s *Session) serve(f wire.Frame) {
 	if s.cfg.Handler == nil {
 		if f.ID != 0 {
-			_ = s.write(ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
+			_ = s.write(codec.ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
 		}
 		return
 	}
@@ -564,7 +535,7 @@ func (s *Session) serve(f wire.Frame) {
 	if f.ID != 0 && dup {
 		s.mu.Unlock()
 		cancel()
-		_ = s.write(ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
+		_ = s.write(codec.ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
 		return
 	}
 	if f.ID != 0 {
@@ -736,5 +707,5 @@ func (r *Responder) Send(f *wire.Frame) error {
 
 // Error answers the request with an ERROR frame.
 func (r *Responder) Error(code spear.Code, msg string) error {
-	return r.Send(ErrorFrame(0, code, msg))
+	return r.Send(codec.ErrorFrame(0, code, msg))
 }

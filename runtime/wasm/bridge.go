@@ -12,7 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/internal/session"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -173,7 +173,7 @@ func (run *incarnation) pumpGuest() {
 
 // answer fails request id with an ERROR frame.
 func (run *incarnation) answer(id uint64, code spear.Code, msg string) {
-	_ = run.conn.WriteFrame(session.ErrorFrame(id, code, msg))
+	_ = run.conn.WriteFrame(codec.ErrorFrame(id, code, msg))
 }
 
 // fail stops the inbox and answers what it held: the request in flight
