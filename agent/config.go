@@ -15,6 +15,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/transport"
 )
 
 // Defaults of the configuration. Zero values in a Config mean these.
@@ -385,7 +386,7 @@ func (f FunctionConfig) validate() []string {
 	}
 	if f.Channel.Type != "" {
 		if _, err := channel.ParseType(f.Channel.Type); err != nil {
-			bad("channel.type %q: want unix, tcp, grpc or memory", f.Channel.Type)
+			bad("channel.type %q: want %s", f.Channel.Type, transport.Choices())
 		}
 	}
 	if f.Channel.RequestTimeout < 0 {

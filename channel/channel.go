@@ -20,13 +20,15 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/stats"
+	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
 
-// Type is a channel type: the transport a channel runs on.
+// Type is a channel type: the name of the transport a channel runs on, one
+// of those registered in package transport's table.
 type Type string
 
-// The channel types.
+// The built-in channel types.
 const (
 	Unix   Type = "unix"
 	TCP    Type = "tcp"
@@ -34,18 +36,23 @@ const (
 	Memory Type = "memory"
 )
 
-// Types lists the built-in channel types.
-func Types() []Type { return []Type{Unix, TCP, GRPC, Memory} }
+// Types lists the channel types of the registered transports, sorted.
+func Types() []Type {
+	names := transport.Names()
+	types := make([]Type, len(names))
+	for i, n := range names {
+		types[i] = Type(n)
+	}
+	return types
+}
 
 // ParseType returns the channel type named s, or an error matching
-// spear.ErrUnsupportedChannelType.
+// spear.ErrUnsupportedChannelType when no transport is registered as s.
 func ParseType(s string) (Type, error) {
-	for _, t := range Types() {
-		if string(t) == s {
-			return t, nil
-		}
+	if _, err := transport.Lookup(s); err != nil {
+		return "", fmt.Errorf("%w: %q (want %s)", spear.ErrUnsupportedChannelType, s, transport.Choices())
 	}
-	return "", fmt.Errorf("%w: %q (want unix, tcp, grpc or memory)", spear.ErrUnsupportedChannelType, s)
+	return Type(s), nil
 }
 
 // Message is one message on a channel: a frame type and its payload.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,9 +22,6 @@ import (
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
-	grpctransport "github.com/spear-go/spear/transport/grpc"
-	"github.com/spear-go/spear/transport/memory"
-	"github.com/spear-go/spear/transport/tcp"
 	"github.com/spear-go/spear/transport/unix"
 )
 
@@ -35,13 +33,16 @@ type Options struct {
 	// SocketDir is where the factory makes its private (0700) directory of
 	// unix sockets; default the system temporary directory.
 	SocketDir string
-	// TCPAddr is the shared tcp listener's address (default
-	// "127.0.0.1:0"). GRPCAddr is the grpc listener's (same default).
-	TCPAddr, GRPCAddr string
-	// AdvertiseTCP and AdvertiseGRPC are the addresses handed to
-	// instances, when they must differ from the listeners' (a pod dials
-	// the node's address, not 0.0.0.0).
-	AdvertiseTCP, AdvertiseGRPC string
+	// Addrs maps the channel type of a shared transport to its listener's
+	// address (default the transport's: loopback, an ephemeral port).
+	Addrs map[Type]string
+	// Advertise maps the channel type of a shared transport to the address
+	// handed to instances, when it must differ from the listener's (a pod
+	// dials the node's address, not 0.0.0.0).
+	Advertise map[Type]string
+	// TCPAddr and GRPCAddr are shorthands for Addrs[TCP] and Addrs[GRPC];
+	// AdvertiseTCP and AdvertiseGRPC for Advertise[TCP] and Advertise[GRPC].
+	TCPAddr, GRPCAddr, AdvertiseTCP, AdvertiseGRPC string
 	// MaxConnections caps instance connections across all channels,
 	// handshaking or bound (default DefaultMaxConnections).
 	MaxConnections int
@@ -67,11 +68,14 @@ type Factory struct {
 	conns    atomic.Int32   // connections handshaking or bound
 	nextSock atomic.Uint64
 
+	addrs     map[Type]string // Options.Addrs with its shorthands
+	advertise map[Type]string // Options.Advertise with its shorthands
+
 	mu         sync.Mutex // guards the fields below
 	closed     bool
 	strategies map[spear.RuntimeType]Strategy
 	channels   map[spear.InstanceID]*instanceChannel
-	shared     map[Type]transport.Listener // tcp and grpc, started on first use
+	shared     map[Type]transport.Listener // of shared transports, started on first use
 	socketDir  string                      // made on first use
 }
 
@@ -84,16 +88,20 @@ func NewFactory(opts Options) (*Factory, error) {
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
-	if opts.TCPAddr == "" {
-		opts.TCPAddr = "127.0.0.1:0"
+	addrs, err := withShorthands("Addrs", opts.Addrs, map[Type]string{TCP: opts.TCPAddr, GRPC: opts.GRPCAddr})
+	if err != nil {
+		return nil, err
 	}
-	if opts.GRPCAddr == "" {
-		opts.GRPCAddr = "127.0.0.1:0"
+	advertise, err := withShorthands("Advertise", opts.Advertise, map[Type]string{TCP: opts.AdvertiseTCP, GRPC: opts.AdvertiseGRPC})
+	if err != nil {
+		return nil, err
 	}
 	f := &Factory{
 		opts:       opts,
 		defaults:   opts.Defaults.merge(builtinDefaults),
 		log:        opts.Logger,
+		addrs:      addrs,
+		advertise:  advertise,
 		strategies: DefaultStrategies(),
 		channels:   map[spear.InstanceID]*instanceChannel{},
 		shared:     map[Type]transport.Listener{},
@@ -106,6 +114,25 @@ func NewFactory(opts Options) (*Factory, error) {
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f, nil
+}
+
+// withShorthands returns m with the non-empty shorthand fields added; a
+// shorthand that contradicts m is an error.
+func withShorthands(field string, m, short map[Type]string) (map[Type]string, error) {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[Type]string{}
+	}
+	for t, v := range short {
+		if v == "" {
+			continue
+		}
+		if old, ok := out[t]; ok && old != v {
+			return nil, fmt.Errorf("%w: Options.%s[%s] is %q, its shorthand field %q", spear.ErrInvalidConfig, field, t, old, v)
+		}
+		out[t] = v
+	}
+	return out, nil
 }
 
 // RegisterStrategy sets the strategy of a runtime type, replacing the one
@@ -205,47 +232,37 @@ func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.Instanc
 
 // openLocked sets up where instance id will connect over channel type t.
 func (f *Factory) openLocked(id spear.InstanceID, t Type, cfg Config) (*instanceChannel, error) {
-	if t == Memory && cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = -1 // in-process: the runtime sees the instance die
+	tr, err := transport.Lookup(string(t))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", spear.ErrUnsupportedChannelType, err)
+	}
+	if tr.InProcess && cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = -1 // the runtime sees the instance die
 	}
 	cfg = cfg.merge(f.defaults)
 	ch := newInstanceChannel(f, id, t, cfg)
 	ch.secret = auth.NewSecret()
-	switch t {
-	case Unix:
-		dir, err := f.socketDirLocked()
+	if tr.Shared {
+		ln, err := f.sharedLocked(tr)
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(dir, strconv.FormatUint(f.nextSock.Add(1), 10)+".sock")
-		ln, err := unix.Listen(path, unix.Options{MaxPayload: cfg.MaxPayload})
-		if err != nil {
-			return nil, err
-		}
-		ch.ln, ch.addr = ln, path
-	case Memory:
-		ch.ln = memory.Listen()
-		ch.addr = ch.ln.Addr()
-	case TCP, GRPC:
-		ln, err := f.sharedLocked(t)
-		if err != nil {
-			return nil, err
-		}
-		ch.addr = ln.Addr()
-		if adv := map[Type]string{TCP: f.opts.AdvertiseTCP, GRPC: f.opts.AdvertiseGRPC}[t]; adv != "" {
-			ch.addr = adv
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q", spear.ErrUnsupportedChannelType, t)
+		ch.addr = cmp.Or(f.advertise[t], ln.Addr())
+		return ch, nil
 	}
-	if ch.ln != nil {
-		f.wg.Add(1)
-		go f.serve(ch.ln, t, ch)
+	ln, err := tr.Listen(transport.ListenConfig{Path: f.socketPathLocked, MaxPayload: cfg.MaxPayload})
+	if err != nil {
+		return nil, err
 	}
+	ch.ln, ch.addr = ln, ln.Addr()
+	f.wg.Add(1)
+	go f.serve(ch.ln, t, ch)
 	return ch, nil
 }
 
-func (f *Factory) socketDirLocked() (string, error) {
+// socketPathLocked returns a fresh path in the factory's private socket
+// directory, making the directory on first use.
+func (f *Factory) socketPathLocked() (string, error) {
 	if f.socketDir == "" {
 		dir, err := unix.PrivateDir(f.opts.SocketDir)
 		if err != nil {
@@ -253,28 +270,24 @@ func (f *Factory) socketDirLocked() (string, error) {
 		}
 		f.socketDir = dir
 	}
-	return f.socketDir, nil
+	return filepath.Join(f.socketDir, strconv.FormatUint(f.nextSock.Add(1), 10)+".sock"), nil
 }
 
-func (f *Factory) sharedLocked(t Type) (transport.Listener, error) {
+// sharedLocked returns the listener of a shared transport, starting it on
+// first use.
+func (f *Factory) sharedLocked(tr transport.Transport) (transport.Listener, error) {
+	t := Type(tr.Name)
 	if ln := f.shared[t]; ln != nil {
 		return ln, nil
 	}
-	var ln transport.Listener
-	var err error
-	switch t {
-	case TCP:
-		ln, err = tcp.Listen(f.opts.TCPAddr, tcp.Options{MaxPayload: f.defaults.MaxPayload})
-	case GRPC:
-		ln, err = grpctransport.Listen(f.opts.GRPCAddr, grpctransport.Options{MaxPayload: f.defaults.MaxPayload})
-	}
+	ln, err := tr.Listen(transport.ListenConfig{Addr: f.addrs[t], MaxPayload: f.defaults.MaxPayload})
 	if err != nil {
 		return nil, err
 	}
 	f.shared[t] = ln
 	f.wg.Add(1)
 	go f.serve(ln, t, nil)
-	f.log.Info("listening", "transport", string(t), "address", ln.Addr())
+	f.log.Info("listening", "transport", tr.Name, "address", ln.Addr())
 	return ln, nil
 }
 

@@ -18,11 +18,13 @@ import (
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/transport"
-	grpctransport "github.com/spear-go/spear/transport/grpc"
-	"github.com/spear-go/spear/transport/memory"
-	"github.com/spear-go/spear/transport/tcp"
-	"github.com/spear-go/spear/transport/unix"
 	"github.com/spear-go/spear/wire"
+
+	// The transports an instance has without asking: grpc, which links
+	// grpc-go, is added by importing transport/grpc.
+	_ "github.com/spear-go/spear/transport/memory"
+	_ "github.com/spear-go/spear/transport/tcp"
+	_ "github.com/spear-go/spear/transport/unix"
 )
 
 // Signal is a signal from the agent other than terminate.
@@ -48,9 +50,12 @@ type Options struct {
 	// Logger receives the SDK's logs; nil discards them.
 	Logger *slog.Logger
 
-	ID      spear.InstanceID
-	Secret  spear.Secret
-	Channel string // unix, tcp, grpc or memory
+	ID     spear.InstanceID
+	Secret spear.Secret
+	// Channel is the transport's name: unix, tcp or memory, or grpc in a
+	// program that imports github.com/spear-go/spear/transport/grpc (see
+	// the package documentation).
+	Channel string
 	Address string
 
 	// HandshakeTimeout bounds dialing and authenticating (default 10s).
@@ -290,19 +295,11 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
 }
 
-// Dial opens a transport connection of the named channel type.
+// Dial opens a transport connection of the named channel type, one of the
+// transports linked into the program. An unknown one is an error matching
+// spear.ErrUnsupportedTransport.
 func Dial(ctx context.Context, channelType, addr string) (transport.Conn, error) {
-	switch channelType {
-	case unix.Name:
-		return unix.Dial(ctx, addr, unix.Options{})
-	case tcp.Name:
-		return tcp.Dial(ctx, addr, tcp.Options{})
-	case grpctransport.Name:
-		return grpctransport.Dial(ctx, addr, grpctransport.Options{})
-	case memory.Name:
-		return memory.Dial(ctx, addr)
-	}
-	return nil, fmt.Errorf("%w: channel type %q", spear.ErrUnsupportedTransport, channelType)
+	return transport.Dial(ctx, channelType, addr, transport.DialConfig{})
 }
 
 func msDuration(ms uint64) time.Duration { return time.Duration(ms) * time.Millisecond }

@@ -5,6 +5,7 @@
 package grpc
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -253,4 +254,21 @@ func (c *Conn) Close() error {
 // Info implements transport.Conn.
 func (c *Conn) Info() transport.Info {
 	return transport.Info{Transport: Name, Remote: c.remote, PeerPID: -1, PeerUID: -1}
+}
+
+// DefaultAddr is where the listener goes when none is configured: loopback,
+// an ephemeral port.
+const DefaultAddr = "127.0.0.1:0"
+
+func init() {
+	transport.Register(transport.Transport{
+		Name:   Name,
+		Shared: true,
+		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload})
+		},
+		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload})
+		},
+	})
 }

@@ -169,3 +169,16 @@ func (c *Conn) Close() error {
 func (c *Conn) Info() transport.Info {
 	return transport.Info{Transport: Name, Remote: "in-process", PeerPID: -1, PeerUID: -1}
 }
+
+func init() {
+	transport.Register(transport.Transport{
+		Name:      Name,
+		InProcess: true,
+		Listen: func(transport.ListenConfig) (transport.Listener, error) {
+			return Listen(), nil
+		},
+		Dial: func(ctx context.Context, addr string, _ transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr)
+		},
+	})
+}
