@@ -121,7 +121,12 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if err != nil {
 		return nil, err
 	}
-	ch, err := r.factory.CreateChannelForInstance(ctx, id, spec.Channel)
+	var cfg channel.Config
+	if spec.Channel != nil {
+		cfg = *spec.Channel
+	}
+	cfg.CheckPeer = i.peerCheck
+	ch, err := r.factory.Create(ctx, id, &cfg)
 	if err != nil {
 		i.fail("channel creation failed")
 		return nil, err
@@ -146,8 +151,8 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	return i, nil
 }
 
-// reserve registers a new instance under id, refusing an id in use here
-// or by another channel of the factory.
+// reserve registers a new instance under id, refusing an id in use here.
+// (One the factory has a channel for is refused by Create.)
 func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -156,9 +161,6 @@ func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, er
 	}
 	if _, ok := r.instances[id]; ok {
 		return nil, fmt.Errorf("%w: instance %s is already running", spear.ErrInvalidInstanceID, id)
-	}
-	if _, ok := r.factory.Get(id); ok {
-		return nil, fmt.Errorf("%w: instance %s already has a channel", spear.ErrInvalidInstanceID, id)
 	}
 	i := &Instance{
 		rt:       r,

@@ -35,7 +35,7 @@ type Instance struct {
 	rt           *Runtime
 	id           spear.InstanceID
 	function     string
-	ch           channel.Channel
+	ch           *channel.Channel
 	mod          *module
 	limit        uint64 // linear memory cap in bytes
 	maxPayload   uint32
@@ -61,7 +61,7 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
-func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
+func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch *channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
 	inst := &Instance{
 		rt:           r,
 		id:           id,
@@ -111,7 +111,7 @@ func cmpOr[T comparable](v, def T) T {
 func (inst *Instance) ID() spear.InstanceID { return inst.id }
 
 // Channel implements runtime.Instance.
-func (inst *Instance) Channel() channel.Channel { return inst.ch }
+func (inst *Instance) Channel() *channel.Channel { return inst.ch }
 
 // Done implements runtime.Instance.
 func (inst *Instance) Done() <-chan struct{} { return inst.done }
