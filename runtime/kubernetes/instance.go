@@ -86,9 +86,9 @@ func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, obj *object
 	return i
 }
 
-func (i *instance) ID() spear.InstanceID     { return i.id }
+func (i *instance) ID() spear.InstanceID      { return i.id }
 func (i *instance) Channel() *channel.Channel { return i.ch }
-func (i *instance) Done() <-chan struct{}    { return i.done }
+func (i *instance) Done() <-chan struct{}     { return i.done }
 
 func (i *instance) podsClient() typedcorev1.PodInterface {
 	return i.rt.opts.Client.CoreV1().Pods(i.ns)
