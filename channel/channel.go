@@ -174,8 +174,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative timeout", spear.ErrInvalidConfig)
 	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
 		return fmt.Errorf("%w: negative count", spear.ErrInvalidConfig)
-	case c.HeartbeatInterval > 0 && c.HeartbeatInterval < 10*time.Millisecond:
-		return fmt.Errorf("%w: heartbeat interval %s is under 10ms", spear.ErrInvalidConfig, c.HeartbeatInterval)
+	}
+	return CheckHeartbeatInterval(c.HeartbeatInterval)
+}
+
+// MinHeartbeatInterval is the shortest heartbeat interval a channel takes:
+// shorter, and heartbeats would measure the scheduler, not the instance.
+const MinHeartbeatInterval = 10 * time.Millisecond
+
+// CheckHeartbeatInterval checks a heartbeat interval as a Config's
+// HeartbeatInterval: negative (none), zero (the default) or at least
+// MinHeartbeatInterval. The error matches spear.ErrInvalidConfig.
+func CheckHeartbeatInterval(d time.Duration) error {
+	if d > 0 && d < MinHeartbeatInterval {
+		return fmt.Errorf("%w: heartbeat interval %s is under %s", spear.ErrInvalidConfig, d, MinHeartbeatInterval)
 	}
 	return nil
 }

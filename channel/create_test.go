@@ -93,7 +93,7 @@ type gate struct {
 // whose process instances use it.
 func gateTransport(t *testing.T, name string) (*gate, *channel.Factory) {
 	g := &gate{entered: make(chan struct{}, 10), open: make(chan struct{})}
-	transport.Register(transport.Transport{
+	t.Cleanup(transport.Register(transport.Transport{
 		Name: name,
 		Listen: func(transport.ListenConfig) (transport.Listener, error) {
 			g.entered <- struct{}{}
@@ -107,7 +107,7 @@ func gateTransport(t *testing.T, name string) (*gate, *channel.Factory) {
 		Dial: func(ctx context.Context, addr string, _ transport.DialConfig) (transport.Conn, error) {
 			return memory.Dial(ctx, addr)
 		},
-	})
+	}))
 	f := newFactory(t, channel.Options{Strategies: map[spear.RuntimeType]channel.Strategy{
 		spear.Process: {Order: []channel.Type{channel.Type(name)}, Also: []channel.Type{channel.Memory}},
 	}})

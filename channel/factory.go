@@ -208,7 +208,7 @@ func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.Instanc
 		select {
 		case <-creating:
 		case <-ctx.Done():
-			return nil, spear.InstanceErr(id, "create channel", ctxErr(ctx))
+			return nil, spear.InstanceErr(id, "create channel", spear.ContextError(ctx))
 		}
 	}
 }
@@ -561,7 +561,7 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 	// zero, and counts an auth error against the channel it concerns.
 	drop := func(c *Channel, code spear.Code, msg string, err error) {
 		if c != nil {
-			c.stats.Error(statsAuth)
+			c.stats.Error(stats.KindAuth)
 		}
 		f.conns.Add(-1)
 		if target != nil {
@@ -639,5 +639,3 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 // Features are the optional protocol features this agent announces in its
 // AUTH_RESPONSE.
 var Features = []string{"stream", "cancel", "signal", "heartbeat", "message"}
-
-const statsAuth = stats.ErrAuth

@@ -126,7 +126,7 @@ func (c *Channel) Receive(ctx context.Context) (Message, error) {
 	case <-c.closed:
 		return Message{}, c.err("receive", spear.ErrChannelClosed)
 	case <-ctx.Done():
-		return Message{}, c.err("receive", ctxErr(ctx))
+		return Message{}, c.err("receive", spear.ContextError(ctx))
 	}
 }
 
@@ -182,7 +182,7 @@ func (c *Channel) WaitConnected(ctx context.Context) error {
 	case <-c.closed:
 		return c.err("wait connected", spear.ErrChannelClosed)
 	case <-ctx.Done():
-		return c.err("wait connected", ctxErr(ctx))
+		return c.err("wait connected", spear.ContextError(ctx))
 	}
 }
 
@@ -336,7 +336,7 @@ func (c *Channel) onMessage(f wire.Frame) {
 	select {
 	case c.inbox() <- f:
 	default:
-		c.stats.Error(stats.ErrOverflow)
+		c.stats.Error(stats.KindOverflow)
 		c.log.Warn("inbox full; one-way message dropped", "size", c.cfg.InboxSize)
 	}
 }
@@ -362,10 +362,3 @@ func (s *Stream) Recv() ([]byte, error) {
 // Close abandons the stream if it has not ended and tells the instance to
 // stop. It is safe to call after the stream ended.
 func (s *Stream) Close() { s.st.Close() }
-
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", spear.ErrTimeout, ctx.Err())
-	}
-	return ctx.Err()
-}

@@ -2,13 +2,11 @@ package sdk
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,18 +72,8 @@ func (o *Options) FromEnv() error {
 		}
 	}
 	if o.Secret == nil {
-		raw := os.Getenv(spear.EnvSecret)
-		if raw == "" {
-			if file := os.Getenv(spear.EnvSecretFile); file != "" {
-				b, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvSecretFile, err)
-				}
-				raw = strings.TrimSpace(string(b))
-			}
-		}
-		if o.Secret, err = hex.DecodeString(raw); err != nil || len(o.Secret) == 0 {
-			return fmt.Errorf("%w: %s or %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret, spear.EnvSecretFile)
+		if o.Secret, err = auth.SecretFromEnv(); err != nil {
+			return err
 		}
 	}
 	if o.Channel == "" {

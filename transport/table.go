@@ -65,34 +65,51 @@ type DialConfig struct {
 
 var (
 	tableMu sync.RWMutex
-	table   = map[string]Transport{}
+	table   = map[string]registered{}
+	serial  uint64 // of the last registration
 )
 
+type registered struct {
+	Transport
+	serial uint64
+}
+
 // Register adds t to the table of transports, replacing one registered
-// under the same name before. It panics when t has no name, Listen or
-// Dial: that is a programming error, found when the program starts.
-// Transport packages call it from init; tests may call it at any time.
-func Register(t Transport) {
+// under the same name before, and returns a function that takes it out
+// again (tests use it to leave the table as they found it; transport
+// packages register from init and never take theirs out). It panics when
+// t has no name, Listen or Dial: that is a programming error, found when
+// the program starts.
+func Register(t Transport) (unregister func()) {
 	if t.Name == "" || t.Listen == nil || t.Dial == nil {
 		panic(fmt.Sprintf("transport: Register(%q): a transport needs a name, Listen and Dial", t.Name))
 	}
 	tableMu.Lock()
 	defer tableMu.Unlock()
-	table[t.Name] = t
+	serial++
+	mine := serial
+	table[t.Name] = registered{t, mine}
+	return func() {
+		tableMu.Lock()
+		defer tableMu.Unlock()
+		if r, ok := table[t.Name]; ok && r.serial == mine {
+			delete(table, t.Name)
+		}
+	}
 }
 
 // Lookup returns the transport registered as name, or an error matching
 // spear.ErrUnsupportedTransport that says which transports the program has.
 func Lookup(name string) (Transport, error) {
 	tableMu.RLock()
-	t, ok := table[name]
+	r, ok := table[name]
 	tableMu.RUnlock()
 	if !ok {
 		return Transport{}, fmt.Errorf("%w: %q is not linked into this program, which has %s "+
 			"(a transport is linked by importing its package, such as github.com/spear-go/spear/transport/grpc)",
 			spear.ErrUnsupportedTransport, name, Choices())
 	}
-	return t, nil
+	return r.Transport, nil
 }
 
 // Names returns the names of the registered transports, sorted.

@@ -19,6 +19,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/codec"
@@ -242,6 +244,30 @@ func frameErr(f wire.Frame) error {
 		return fmt.Errorf("%w: %w", spear.ErrAuthFailed, err)
 	}
 	return err
+}
+
+// SecretFromEnv reads an instance's secret where the agent handed it over:
+// hex-encoded in SPEAR_SECRET, or in the file SPEAR_SECRET_FILE names. It
+// is the instance side's one reader of the hand-off (the SDK's and the wasm
+// guest library's), as channel.Credentials.Env is the agent side's one
+// writer: a new way of handing the secret over changes these two. Errors
+// match spear.ErrConfig.
+func SecretFromEnv() (spear.Secret, error) {
+	raw := os.Getenv(spear.EnvSecret)
+	if raw == "" {
+		if file := os.Getenv(spear.EnvSecretFile); file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvSecretFile, err)
+			}
+			raw = strings.TrimSpace(string(b))
+		}
+	}
+	secret, err := hex.DecodeString(raw)
+	if err != nil || len(secret) == 0 {
+		return nil, fmt.Errorf("%w: %s or %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret, spear.EnvSecretFile)
+	}
+	return secret, nil
 }
 
 // NewSessionID returns a random session id for logs.

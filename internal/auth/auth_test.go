@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -522,5 +525,39 @@ func TestOfferRefuses(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, capped) {
 		t.Fatalf("Accept returned %v, want the offer's error", err)
+	}
+}
+
+func TestSecretFromEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("c0ffee\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name          string
+		secret, sfile string
+		want          string // hex; "" means an error matching spear.ErrConfig
+	}{
+		{"variable", "abcd", "", "abcd"},
+		{"variable wins", "abcd", file, "abcd"},
+		{"file", "", file, "c0ffee"},
+		{"missing file", "", file + ".missing", ""},
+		{"neither", "", "", ""},
+		{"not hex", "xyz", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(spear.EnvSecret, tt.secret)
+			t.Setenv(spear.EnvSecretFile, tt.sfile)
+			got, err := auth.SecretFromEnv()
+			if tt.want == "" {
+				if !errors.Is(err, spear.ErrConfig) {
+					t.Fatalf("got %v, %v; want an error matching spear.ErrConfig", got, err)
+				}
+				return
+			}
+			if err != nil || hex.EncodeToString(got) != tt.want {
+				t.Fatalf("got %x, %v; want %s", []byte(got), err, tt.want)
+			}
+		})
 	}
 }

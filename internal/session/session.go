@@ -259,7 +259,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 	select {
 	case r, ok := <-c.ch:
 		if !ok {
-			s.stats.Error(stats.ErrClosed)
+			s.stats.Error(stats.KindClosed)
 			return wire.Frame{}, c.err
 		}
 		s.stats.Latency(time.Since(start))
@@ -273,7 +273,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 		if s.forget(f.ID) {
 			s.sendCancel(f.ID)
 		}
-		s.stats.Error(stats.ErrTimeout)
+		s.stats.Error(stats.KindTimeout)
 		return wire.Frame{}, fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, f.ID, timeout)
 	}
 }
@@ -397,10 +397,10 @@ func (s *Session) abandon(ctx context.Context, id uint64) error {
 		s.sendCancel(id)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		s.stats.Error(stats.ErrTimeout)
+		s.stats.Error(stats.KindTimeout)
 		return fmt.Errorf("%w: request %d: %w", spear.ErrTimeout, id, ctx.Err())
 	}
-	s.stats.Error(stats.ErrCanceled)
+	s.stats.Error(stats.KindCanceled)
 	return fmt.Errorf("request %d: %w", id, ctx.Err())
 }
 
@@ -414,7 +414,7 @@ func (s *Session) write(f *wire.Frame) error {
 	if n := len(f.Payload); s.cfg.PeerMaxPayload > 0 && n > int(s.cfg.PeerMaxPayload) {
 		// The peer would drop the whole connection for it; refuse this
 		// one frame instead.
-		s.stats.Error(stats.ErrSend)
+		s.stats.Error(stats.KindSend)
 		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type,
 			&wire.FrameTooLargeError{Length: uint32(min(n, math.MaxUint32)), Max: s.cfg.PeerMaxPayload})
 	}
@@ -422,7 +422,7 @@ func (s *Session) write(f *wire.Frame) error {
 		if cause := s.Err(); cause != nil {
 			return cause
 		}
-		s.stats.Error(stats.ErrSend)
+		s.stats.Error(stats.KindSend)
 		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
 		s.end(err)
 		return err
@@ -499,7 +499,7 @@ func (s *Session) deliver(f wire.Frame) {
 	}
 	s.mu.Unlock()
 	if f.Type == wire.TypeError {
-		s.stats.Error(stats.ErrRemote)
+		s.stats.Error(stats.KindRemote)
 	}
 	if !c.stream {
 		c.ch <- f // capacity 1, and only one answer is delivered
@@ -514,7 +514,7 @@ func (s *Session) deliver(f wire.Frame) {
 		if !terminal && !s.forget(f.ID) {
 			return
 		}
-		s.stats.Error(stats.ErrOverflow)
+		s.stats.Error(stats.KindOverflow)
 		c.err = fmt.Errorf("%w: stream %d held %d unread chunks", spear.ErrStreamOverflow, f.ID, cap(c.ch))
 		close(c.ch)
 		s.sendCancel(f.ID)
@@ -616,9 +616,9 @@ func (s *Session) finish(readErr error) {
 		}
 		switch {
 		case errors.Is(readErr, spear.ErrInvalidMessage):
-			s.stats.Error(stats.ErrInvalid)
+			s.stats.Error(stats.KindInvalid)
 		case !errors.Is(readErr, spear.ErrChannelClosed):
-			s.stats.Error(stats.ErrReceive)
+			s.stats.Error(stats.KindReceive)
 		}
 	}
 	err := s.err
@@ -674,7 +674,7 @@ func (s *Session) heartbeat() {
 	misses := s.hbMisses
 	s.mu.Unlock()
 	if misses >= s.cfg.HeartbeatMisses {
-		s.stats.Error(stats.ErrHeartbeat)
+		s.stats.Error(stats.KindHeartbeat)
 		s.end(fmt.Errorf("%w: no frame in %d intervals of %s", spear.ErrHeartbeatTimeout, misses, s.cfg.HeartbeatInterval))
 		return
 	}

@@ -250,7 +250,7 @@ func (i *Instance) waitReady(ctx context.Context, timeout time.Duration) error {
 	case i.exited:
 		return errExitedEarly
 	case ctx.Err() != nil:
-		return ctxErr(ctx)
+		return spear.ContextError(ctx)
 	case i.rt.ctx.Err() != nil:
 		return fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
 	case err == nil:
@@ -297,7 +297,7 @@ func (r *Runtime) Stop(ctx context.Context, inst runtime.Instance) error {
 	case <-i.done:
 		return nil
 	case <-ctx.Done():
-		return spear.InstanceErr(i.id, "stop", ctxErr(ctx))
+		return spear.InstanceErr(i.id, "stop", spear.ContextError(ctx))
 	}
 }
 
@@ -326,12 +326,4 @@ func (r *Runtime) Close(ctx context.Context) error {
 	// Every instance is gone; its goroutines are returning.
 	r.wg.Wait()
 	return nil
-}
-
-// ctxErr maps a context's end to the library's categories.
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", spear.ErrTimeout, ctx.Err())
-	}
-	return ctx.Err()
 }

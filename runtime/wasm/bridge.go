@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -186,7 +187,7 @@ func (run *incarnation) fail(code spear.Code, msg, queuedMsg string) {
 		run.answer(inflight, code, msg)
 	}
 	for _, id := range queued {
-		run.answer(id, spear.CodeUnavailable, cmpOr(queuedMsg, msg))
+		run.answer(id, spear.CodeUnavailable, cmp.Or(queuedMsg, msg))
 	}
 }
 

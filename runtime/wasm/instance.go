@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,10 +71,10 @@ func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch *channel
 		mod:          mod,
 		limit:        limit,
 		maxPayload:   maxPayload,
-		args:         append([]string{cmpOr(spec.Function, "wasm")}, spec.Args...),
+		args:         append([]string{cmp.Or(spec.Function, "wasm")}, spec.Args...),
 		env:          guestEnv(spec.Env, ch.Credentials().Env()),
-		startTimeout: cmpOr(spec.StartTimeout, defaultStartTimeout),
-		stopGrace:    cmpOr(spec.StopGrace, defaultStopGrace),
+		startTimeout: cmp.Or(spec.StartTimeout, defaultStartTimeout),
+		stopGrace:    cmp.Or(spec.StopGrace, defaultStopGrace),
 		created:      time.Now(),
 		done:         make(chan struct{}),
 		status:       runtime.StatusStarting,
@@ -97,14 +98,6 @@ func guestEnv(spec, creds []string) []string {
 		}
 	}
 	return append(env, creds...)
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // ID implements runtime.Instance.

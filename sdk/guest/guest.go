@@ -26,7 +26,6 @@ package guest
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -91,15 +90,16 @@ type Config struct {
 }
 
 // ConfigFromEnv returns a Config for h with the instance's id and secret
-// from SPEAR_INSTANCE_ID and SPEAR_SECRET. Errors match spear.ErrConfig.
+// from SPEAR_INSTANCE_ID and SPEAR_SECRET (or SPEAR_SECRET_FILE, where the
+// module can open the file). Errors match spear.ErrConfig.
 func ConfigFromEnv(h HandlerFunc) (Config, error) {
 	id, err := spear.ParseInstanceID(os.Getenv(spear.EnvInstanceID))
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvInstanceID, err)
 	}
-	secret, err := hex.DecodeString(os.Getenv(spear.EnvSecret))
-	if err != nil || len(secret) == 0 {
-		return Config{}, fmt.Errorf("%w: %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret)
+	secret, err := auth.SecretFromEnv()
+	if err != nil {
+		return Config{}, err
 	}
 	return Config{ID: id, Secret: secret, Handler: h}, nil
 }
