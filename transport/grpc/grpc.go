@@ -29,6 +29,9 @@ const Name = "grpc"
 // Options tune connections. The zero value means the defaults.
 type Options struct {
 	MaxPayload uint32 // largest incoming payload; 0 means wire.DefaultMaxPayload
+	// WriteTimeout bounds a write to a peer that stopped reading; 0 means
+	// transport.DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// ServerOptions are added to the listener's grpc server, for example
 	// TLS credentials.
 	ServerOptions []grpc.ServerOption
@@ -98,7 +101,7 @@ func (l *Listener) Connect(stream transportpb.FrameTransport_ConnectServer) erro
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	c := newConn(stream, cancel, remote, l.opts.maxPayload())
+	c := newConn(stream, cancel, remote, l.opts)
 	select {
 	case l.conns <- c:
 	case <-l.closed:
@@ -156,7 +159,7 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 		}
 		return nil, fmt.Errorf("%w: grpc connect to %s: %w", spear.ErrConnectionFailed, addr, err)
 	}
-	c := newConn(stream, func() { cancel(); cc.Close() }, addr, opts.maxPayload())
+	c := newConn(stream, func() { cancel(); cc.Close() }, addr, opts)
 	c.closeSend = stream.CloseSend
 	return c, nil
 }
@@ -169,18 +172,21 @@ type frameStream interface {
 
 // Conn is one grpc stream as a transport.Conn.
 type Conn struct {
-	stream     frameStream
-	stop       func()
-	remote     string
-	maxPayload uint32
-	wmu        sync.Mutex // grpc allows one Send at a time
-	once       sync.Once
-	closed     chan struct{}
+	stream       frameStream
+	stop         func() // ends the stream at once
+	remote       string
+	maxPayload   uint32
+	writeTimeout time.Duration
+	once         sync.Once
+	closed       chan struct{}
 	// closeSend half-closes a client stream; nil on the server side.
 	closeSend func() error
-	readOnce  sync.Once
-	readDone  chan struct{} // closed when ReadFrame first fails
-	reading   atomic.Bool   // a ReadFrame is waiting, and will see the end
+
+	wmu      sync.Mutex  // grpc allows one Send at a time
+	wtimer   *time.Timer // armed while a Send runs; fires writeExpired
+	timedOut atomic.Bool // a Send outlived writeTimeout, and the stream was ended
+
+	rmu sync.Mutex // grpc allows one Recv at a time; held by a waiting ReadFrame
 }
 
 // closeGrace bounds how long a client's Close waits for the server to see
@@ -190,30 +196,66 @@ const closeGrace = time.Second
 
 var _ transport.Conn = (*Conn)(nil)
 
-func newConn(s frameStream, stop func(), remote string, maxPayload uint32) *Conn {
-	return &Conn{stream: s, stop: stop, remote: remote, maxPayload: maxPayload,
-		closed: make(chan struct{}), readDone: make(chan struct{})}
+func newConn(s frameStream, stop func(), remote string, opts Options) *Conn {
+	c := &Conn{stream: s, stop: stop, remote: remote, maxPayload: opts.maxPayload(),
+		writeTimeout: cmp.Or(opts.WriteTimeout, transport.DefaultWriteTimeout),
+		closed:       make(chan struct{})}
+	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
+	c.wtimer.Stop()
+	return c
+}
+
+// writeExpired ends the stream under a Send that waited writeTimeout for a
+// peer that stopped reading (grpc flow control holds it back).
+func (c *Conn) writeExpired() {
+	c.timedOut.Store(true)
+	c.stop()
 }
 
 // ReadFrame implements transport.Conn.
 func (c *Conn) ReadFrame() (wire.Frame, error) {
-	c.reading.Store(true)
-	m, err := c.stream.Recv()
-	c.reading.Store(false)
+	c.rmu.Lock()
+	m, err := c.recv()
+	c.rmu.Unlock()
 	if err != nil {
-		c.readOnce.Do(func() { close(c.readDone) })
-		return wire.Frame{}, c.filter(err)
+		return wire.Frame{}, err
 	}
 	return wire.Decode(m.Data, c.maxPayload)
 }
 
-// WriteFrame implements transport.Conn.
+// recv receives one message; c.rmu must be held.
+func (c *Conn) recv() (*transportpb.Frame, error) {
+	select {
+	case <-c.closed:
+		return nil, fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
+	default:
+	}
+	m, err := c.stream.Recv()
+	if err != nil {
+		return nil, c.filter(err)
+	}
+	return m, nil
+}
+
+// WriteFrame implements transport.Conn. A Send that waits longer than the
+// write timeout for a peer that stopped reading ends the stream and fails
+// with an error matching spear.ErrTimeout.
 func (c *Conn) WriteFrame(f *wire.Frame) error {
+	select {
+	case <-c.closed: // the server's stream may take Sends until its handler returns
+		return fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
+	default:
+	}
 	m := &transportpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
 	c.wmu.Lock()
+	c.wtimer.Reset(c.writeTimeout)
 	err := c.stream.Send(m)
+	c.wtimer.Stop()
 	c.wmu.Unlock()
 	if err != nil {
+		if c.timedOut.Load() {
+			return fmt.Errorf("%w: write: peer not reading for %s: %w", spear.ErrTimeout, c.writeTimeout, err)
+		}
 		return c.filter(err)
 	}
 	return nil
@@ -233,22 +275,34 @@ func (c *Conn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)
 		// A client half-closes first and gives the server a moment to end
-		// the stream, unless a Send is stuck (the peer not reading).
+		// the stream, unless a Send is stuck (the peer not reading), so
+		// that what it wrote last is delivered, not cut off.
 		if c.closeSend != nil && c.wmu.TryLock() {
 			err := c.closeSend()
 			c.wmu.Unlock()
-			if err == nil && c.reading.Load() {
-				t := time.NewTimer(closeGrace)
-				select {
-				case <-c.readDone:
-				case <-t.C:
-				}
-				t.Stop()
+			if err == nil {
+				c.awaitEnd()
 			}
 		}
 		c.stop()
 	})
 	return nil
+}
+
+// awaitEnd waits, at most closeGrace, for the server to end a stream the
+// client half-closed, reading (and dropping) what is left. A ReadFrame
+// under way goes first: it returns when the stream ends or the grace runs
+// out, and any ReadFrame after it fails at once, the Conn being closed.
+func (c *Conn) awaitEnd() {
+	t := time.AfterFunc(closeGrace, c.stop)
+	defer t.Stop()
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if _, err := c.stream.Recv(); err != nil {
+			return
+		}
+	}
 }
 
 // Info implements transport.Conn.
@@ -265,10 +319,10 @@ func init() {
 		Name:   Name,
 		Shared: true,
 		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
-			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload})
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
 		},
 		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
-			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload})
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
 		},
 	})
 }
