@@ -99,11 +99,11 @@ func Pipe(t testing.TB, name string, cfg Config) (accepted, dialed transport.Con
 	}
 	t.Cleanup(func() { dialed.Close() })
 	// Some transports (grpc) hand a connection to Accept only once its
-	// first frame arrives.
+	// first frame arrives; others (net.Pipe) finish a write only as the
+	// peer reads it.
 	hello := &wire.Frame{Type: wire.TypeHeartbeat, ID: 1}
-	if err := dialed.WriteFrame(hello); err != nil {
-		t.Fatal(err)
-	}
+	wrote := make(chan error, 1)
+	go func() { wrote <- dialed.WriteFrame(hello) }()
 	var r result
 	select {
 	case r = <-acc:
@@ -116,6 +116,9 @@ func Pipe(t testing.TB, name string, cfg Config) (accepted, dialed transport.Con
 	t.Cleanup(func() { r.c.Close() })
 	if f, err := r.c.ReadFrame(); err != nil || f.Type != hello.Type || f.ID != hello.ID {
 		t.Fatalf("first frame: %+v, %v", f, err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 	if got := r.c.Info().Transport; got != name {
 		t.Errorf("accepted connection's Info().Transport = %q, want %q", got, name)
