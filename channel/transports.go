@@ -5,8 +5,8 @@ package channel
 // links the four, and a transport of its own is one more registration
 // (docs/architecture.md, "Adding a transport").
 import (
-	_ "github.com/spear-go/spear/transport/grpc"
-	_ "github.com/spear-go/spear/transport/memory"
-	_ "github.com/spear-go/spear/transport/tcp"
-	_ "github.com/spear-go/spear/transport/unix"
+	_ "github.com/spear-go/spear/transport/grpc"   // registers grpc
+	_ "github.com/spear-go/spear/transport/memory" // registers memory
+	_ "github.com/spear-go/spear/transport/tcp"    // registers tcp
+	_ "github.com/spear-go/spear/transport/unix"   // registers unix
 )

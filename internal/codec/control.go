@@ -287,7 +287,7 @@ func decodeErr(t wire.Type, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: undecodable %s: %v", spear.ErrInvalidMessage, t, err)
+	return fmt.Errorf("%w: undecodable %s: %s", spear.ErrInvalidMessage, t, err.Error())
 }
 
 func appendBytes(dst []byte, num protowire.Number, v []byte) []byte {
