@@ -183,8 +183,16 @@ type Conn struct {
 	closeSend func() error
 
 	wmu      sync.Mutex  // grpc allows one Send at a time
-	wtimer   *time.Timer // armed while a Send runs; fires writeExpired
 	timedOut atomic.Bool // a Send outlived writeTimeout, and the stream was ended
+
+	// The write watchdog. Arming a timer around every Send would cost two
+	// timer operations a frame; instead the timer, once armed, stays armed
+	// while writes keep coming, and when it fires looks at the Send in
+	// progress, if any: one older than writeTimeout ends the stream.
+	tmu    sync.Mutex  // guards the fields below
+	wtimer *time.Timer // fires watchdog
+	armed  bool        // wtimer is set to fire
+	wstart time.Time   // when the Send in progress began; zero when none
 
 	rmu sync.Mutex // grpc allows one Recv at a time; held by a waiting ReadFrame
 }
@@ -200,16 +208,44 @@ func newConn(s frameStream, stop func(), remote string, opts Options) *Conn {
 	c := &Conn{stream: s, stop: stop, remote: remote, maxPayload: opts.maxPayload(),
 		writeTimeout: cmp.Or(opts.WriteTimeout, transport.DefaultWriteTimeout),
 		closed:       make(chan struct{})}
-	c.wtimer = time.AfterFunc(time.Hour, c.writeExpired)
+	c.wtimer = time.AfterFunc(time.Hour, c.watchdog)
 	c.wtimer.Stop()
 	return c
 }
 
-// writeExpired ends the stream under a Send that waited writeTimeout for a
-// peer that stopped reading (grpc flow control holds it back).
-func (c *Conn) writeExpired() {
+// watchdog ends the stream under a Send that has waited writeTimeout for a
+// peer that stopped reading (grpc flow control holds it back), and keeps
+// itself armed while writes go on.
+func (c *Conn) watchdog() {
+	c.tmu.Lock()
+	if c.wstart.IsZero() {
+		c.armed = false
+		c.tmu.Unlock()
+		return
+	}
+	if left := c.writeTimeout - time.Since(c.wstart); left > 0 {
+		c.wtimer.Reset(left)
+		c.tmu.Unlock()
+		return
+	}
+	c.tmu.Unlock()
 	c.timedOut.Store(true)
 	c.stop()
+}
+
+// writing marks a Send starting (begin) or ended.
+func (c *Conn) writing(begin bool) {
+	c.tmu.Lock()
+	if !begin {
+		c.wstart = time.Time{}
+	} else {
+		c.wstart = time.Now()
+		if !c.armed {
+			c.armed = true
+			c.wtimer.Reset(c.writeTimeout)
+		}
+	}
+	c.tmu.Unlock()
 }
 
 // ReadFrame implements transport.Conn.
@@ -248,9 +284,9 @@ func (c *Conn) WriteFrame(f *wire.Frame) error {
 	}
 	m := &transportpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
 	c.wmu.Lock()
-	c.wtimer.Reset(c.writeTimeout)
+	c.writing(true)
 	err := c.stream.Send(m)
-	c.wtimer.Stop()
+	c.writing(false)
 	c.wmu.Unlock()
 	if err != nil {
 		if c.timedOut.Load() {
@@ -285,6 +321,10 @@ func (c *Conn) Close() error {
 			}
 		}
 		c.stop()
+		c.tmu.Lock()
+		c.wtimer.Stop()
+		c.armed = false
+		c.tmu.Unlock()
 	})
 	return nil
 }
