@@ -1,6 +1,7 @@
 package spear
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +106,17 @@ func InstanceErr(id InstanceID, op string, err error) error {
 		return err
 	}
 	return &InstanceError{ID: id, Op: op, Err: err}
+}
+
+// ContextError returns why ctx ended in the library's categories: a passed
+// deadline matches ErrTimeout as well as context.DeadlineExceeded; a
+// cancellation is context.Canceled. It is nil while ctx runs.
+func ContextError(ctx context.Context) error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return err
 }
 
 // Code is an error code carried on the wire in an ERROR frame. The values

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/transport"
 )
 
 // Defaults of the configuration. Zero values in a Config mean these.
@@ -268,11 +270,11 @@ func (c Config) WithDefaults() Config { return c.withDefaults() }
 
 // withDefaults returns c with its zero values replaced by the defaults.
 func (c Config) withDefaults() Config {
-	c.API.HTTPAddr = cmpOr(c.API.HTTPAddr, DefaultHTTPAddr)
-	c.API.GRPCAddr = cmpOr(c.API.GRPCAddr, DefaultGRPCAddr)
-	c.InvokeTimeout = cmpOr(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
-	c.ShutdownGrace = cmpOr(c.ShutdownGrace, Duration(DefaultShutdownGrace))
-	c.MaxPayload = cmpOr(c.MaxPayload, DefaultMaxPayload)
+	c.API.HTTPAddr = cmp.Or(c.API.HTTPAddr, DefaultHTTPAddr)
+	c.API.GRPCAddr = cmp.Or(c.API.GRPCAddr, DefaultGRPCAddr)
+	c.InvokeTimeout = cmp.Or(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
+	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(DefaultShutdownGrace))
+	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()
@@ -281,7 +283,7 @@ func (c Config) withDefaults() Config {
 }
 
 func (f FunctionConfig) withDefaults() FunctionConfig {
-	f.MaxInstances = cmpOr(f.MaxInstances, DefaultMaxInstances)
+	f.MaxInstances = cmp.Or(f.MaxInstances, DefaultMaxInstances)
 	f.MaxInstances = max(f.MaxInstances, f.MinInstances)
 	if f.MaxConcurrency == 0 {
 		f.MaxConcurrency = DefaultMaxConcurrency
@@ -289,19 +291,11 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 			f.MaxConcurrency = 1 // a wasm guest serves one request at a time
 		}
 	}
-	f.Restart.Policy = cmpOr(f.Restart.Policy, RestartOnFailure)
-	f.Restart.InitialBackoff = cmpOr(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
-	f.Restart.MaxBackoff = cmpOr(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
+	f.Restart.Policy = cmp.Or(f.Restart.Policy, RestartOnFailure)
+	f.Restart.InitialBackoff = cmp.Or(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
+	f.Restart.MaxBackoff = cmp.Or(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
 	f.Restart.MaxBackoff = max(f.Restart.MaxBackoff, f.Restart.InitialBackoff)
 	return f
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Validate reports every problem in c, each as an error matching
@@ -320,8 +314,8 @@ func (c Config) Validate() error {
 	if c.Channels.RequestTimeout < 0 {
 		bad("channels.request_timeout may not be negative")
 	}
-	if h := c.Channels.HeartbeatInterval.D(); h > 0 && h < 10*time.Millisecond {
-		bad("channels.heartbeat_interval %s is under 10ms", h)
+	if h := c.Channels.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
+		bad("channels.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
 	}
 	seen := map[string]bool{}
 	for i, f := range c.Functions {
@@ -385,14 +379,14 @@ func (f FunctionConfig) validate() []string {
 	}
 	if f.Channel.Type != "" {
 		if _, err := channel.ParseType(f.Channel.Type); err != nil {
-			bad("channel.type %q: want unix, tcp, grpc or memory", f.Channel.Type)
+			bad("channel.type %q: want %s", f.Channel.Type, transport.Choices())
 		}
 	}
 	if f.Channel.RequestTimeout < 0 {
 		bad("channel.request_timeout may not be negative")
 	}
-	if h := f.Channel.HeartbeatInterval.D(); h > 0 && h < 10*time.Millisecond {
-		bad("channel.heartbeat_interval %s is under 10ms", h)
+	if h := f.Channel.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
+		bad("channel.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
 	}
 	if p := f.Restart.Policy; p != "" && p != RestartOnFailure && p != RestartNever {
 		bad("restart.policy %q: want on-failure or never", p)

@@ -194,7 +194,7 @@ func (r *fakeRuntime) crash(t *testing.T, id spear.InstanceID) {
 type fakeInstance struct {
 	id       spear.InstanceID
 	function string
-	ch       channel.Channel
+	ch       *channel.Channel
 	created  time.Time
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -214,10 +214,10 @@ func (in *fakeInstance) stop(reason string) {
 	in.cancel()
 }
 
-func (in *fakeInstance) ID() spear.InstanceID     { return in.id }
-func (in *fakeInstance) Channel() channel.Channel { return in.ch }
-func (in *fakeInstance) Done() <-chan struct{}    { return in.done }
-func (in *fakeInstance) Logs(n int) []string      { return []string{"log of " + in.id.String()}[:min(n, 1)] }
+func (in *fakeInstance) ID() spear.InstanceID      { return in.id }
+func (in *fakeInstance) Channel() *channel.Channel { return in.ch }
+func (in *fakeInstance) Done() <-chan struct{}     { return in.done }
+func (in *fakeInstance) Logs(n int) []string       { return []string{"log of " + in.id.String()}[:min(n, 1)] }
 func (in *fakeInstance) Info() runtime.Info {
 	in.mu.Lock()
 	defer in.mu.Unlock()

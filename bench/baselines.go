@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/proto/transportpb"
 )
 
 // rawUnix is the physical limit: a fixed-size ping-pong over a unix
@@ -95,10 +95,10 @@ func (r *rawUnix) close() {
 // grpcEcho serves the generated FrameTransport service as a plain echo:
 // every message a stream receives is sent straight back.
 type grpcEcho struct {
-	spearpb.UnimplementedFrameTransportServer
+	transportpb.UnimplementedFrameTransportServer
 }
 
-func (grpcEcho) Connect(s spearpb.FrameTransport_ConnectServer) error {
+func (grpcEcho) Connect(s transportpb.FrameTransport_ConnectServer) error {
 	for {
 		m, err := s.Recv()
 		if err != nil {
@@ -111,14 +111,14 @@ func (grpcEcho) Connect(s spearpb.FrameTransport_ConnectServer) error {
 }
 
 // echoUnary is a unary method declared by hand, without protoc: it
-// answers a spearpb.Frame with itself.
+// answers a transportpb.Frame with itself.
 var echoUnary = grpc.ServiceDesc{
 	ServiceName: "spearbench.Echo",
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Echo",
 		Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			m := new(spearpb.Frame)
+			m := new(transportpb.Frame)
 			if err := dec(m); err != nil {
 				return nil, err
 			}
@@ -141,7 +141,7 @@ type grpcServer struct {
 // newGRPCServer serves on network ("tcp" on loopback, or "unix").
 func newGRPCServer(network string) (*grpcServer, error) {
 	g := &grpcServer{srv: grpc.NewServer()}
-	g.srv.RegisterService(&spearpb.FrameTransport_ServiceDesc, grpcEcho{})
+	g.srv.RegisterService(&transportpb.FrameTransport_ServiceDesc, grpcEcho{})
 	g.srv.RegisterService(&echoUnary, struct{}{})
 	var ln net.Listener
 	var err error
@@ -191,9 +191,9 @@ func (g *grpcServer) close() {
 // loopback tcp, the same service and network our grpc channel uses.
 type grpcStream struct {
 	*grpcServer
-	stream spearpb.FrameTransport_ConnectClient
+	stream transportpb.FrameTransport_ConnectClient
 	cancel context.CancelFunc
-	msg    *spearpb.Frame
+	msg    *transportpb.Frame
 	size   int
 }
 
@@ -203,13 +203,13 @@ func newGRPCStream(ctx context.Context, size int) (*grpcStream, error) {
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	stream, err := spearpb.NewFrameTransportClient(g.cc).Connect(sctx, grpc.WaitForReady(true))
+	stream, err := transportpb.NewFrameTransportClient(g.cc).Connect(sctx, grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
 		g.close()
 		return nil, err
 	}
-	return &grpcStream{grpcServer: g, stream: stream, cancel: cancel, msg: &spearpb.Frame{Data: payload(size)}, size: size}, nil
+	return &grpcStream{grpcServer: g, stream: stream, cancel: cancel, msg: &transportpb.Frame{Data: payload(size)}, size: size}, nil
 }
 
 func (s *grpcStream) roundTrip() error {
@@ -245,7 +245,7 @@ func newGRPCUnary(ctx context.Context, size int) (*grpcUnary, error) {
 	}
 	u := &grpcUnary{grpcServer: g, msg: payload(size)}
 	// Connect before timing starts.
-	if err := g.cc.Invoke(ctx, echoMethod, &spearpb.Frame{}, new(spearpb.Frame), grpc.WaitForReady(true)); err != nil {
+	if err := g.cc.Invoke(ctx, echoMethod, &transportpb.Frame{}, new(transportpb.Frame), grpc.WaitForReady(true)); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -255,8 +255,8 @@ func newGRPCUnary(ctx context.Context, size int) (*grpcUnary, error) {
 // call makes one unary call. Callers share the payload, as they share
 // the invocation in the channel's operation, but not the messages.
 func (u *grpcUnary) call() error {
-	in := &spearpb.Frame{Data: u.msg}
-	out := new(spearpb.Frame)
+	in := &transportpb.Frame{Data: u.msg}
+	out := new(transportpb.Frame)
 	if err := u.cc.Invoke(context.Background(), echoMethod, in, out); err != nil {
 		return err
 	}

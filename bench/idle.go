@@ -86,7 +86,7 @@ func runIdle(ctx context.Context, o Options, p *printer) error {
 	if err != nil {
 		return err
 	}
-	chans := make([]channel.Channel, n)
+	chans := make([]*channel.Channel, n)
 	creds := new(bytes.Buffer)
 	fmt.Fprintln(creds, n)
 	for i := range chans {

@@ -13,7 +13,7 @@ import (
 // handler echoes the payload: the path a real invocation takes, with the
 // instance on a goroutine instead of in a child process.
 type echoChannel struct {
-	ch    channel.Channel
+	ch    *channel.Channel
 	close func()
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +51,7 @@ func testAuthRejections(t *testing.T, typ channel.Type) {
 	var served atomic.Int64
 	var wg sync.WaitGroup
 	bystanderErr := make(chan error, 2)
-	for _, ch := range []channel.Channel{a, b} {
+	for _, ch := range []*channel.Channel{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -70,7 +69,7 @@ func testAuthRejections(t *testing.T, typ channel.Type) {
 			}
 		}()
 	}
-	authErrs := map[channel.Channel]uint64{}
+	authErrs := map[*channel.Channel]uint64{}
 
 	t.Run("A's secret with B's id", func(t *testing.T) {
 		conn, err := connectAs(t, crB, crB.ID, crA.Secret)
@@ -145,7 +144,7 @@ func testAuthRejections(t *testing.T, typ channel.Type) {
 
 	// The attacks are over; the bystanders must have kept answering.
 	before := served.Load()
-	for _, ch := range []channel.Channel{a, b} {
+	for _, ch := range []*channel.Channel{a, b} {
 		if err := echo(testCtx(t), ch, "after"); err != nil {
 			t.Errorf("instance %s after the attacks: %v", ch.InstanceID(), err)
 		}
@@ -159,14 +158,14 @@ func testAuthRejections(t *testing.T, typ channel.Type) {
 	if before == 0 {
 		t.Error("bystanders served no request during the attacks")
 	}
-	for _, ch := range []channel.Channel{a, b, r} {
+	for _, ch := range []*channel.Channel{a, b, r} {
 		want := authErrs[ch]
 		eventually(t, func() bool { return ch.Stats().Errors["auth"] == want },
 			func() string {
 				return fmt.Sprintf("instance %s: %d auth errors counted, want %d", ch.InstanceID(), ch.Stats().Errors["auth"], want)
 			})
 	}
-	for _, ch := range []channel.Channel{a, b} {
+	for _, ch := range []*channel.Channel{a, b} {
 		if st := ch.Stats(); st.Connects != 1 {
 			t.Errorf("instance %s: %d connections bound, want only its own", ch.InstanceID(), st.Connects)
 		}
@@ -185,40 +184,53 @@ func wantAuthFailed(t testing.TB, conn transport.Conn, err error) {
 	}
 }
 
-func TestExpectPID(t *testing.T) {
-	f := newFactory(t, channel.Options{})
-	a := newChannel(t, f, channel.Unix, channel.Config{})
-	other := newChannel(t, f, channel.Unix, channel.Config{})
-	// A process that leads a group this process is not in.
-	stranger := startChild(t, other)
+// TestCheckPeer: a channel's peer check sees what the transport knows of
+// the peer and refuses it as an authentication failure, before the
+// handshake on the instance's own socket and after it on a shared one.
+func TestCheckPeer(t *testing.T) {
+	for _, typ := range []channel.Type{channel.Unix, channel.TCP} {
+		t.Run(string(typ), func(t *testing.T) {
+			f := newFactory(t, channel.Options{})
+			var allow atomic.Bool
+			seen := make(chan transport.Info, 10)
+			ch := newChannel(t, f, typ, channel.Config{CheckPeer: func(info transport.Info) error {
+				seen <- info
+				if !allow.Load() {
+					return errors.New("not this one")
+				}
+				return nil
+			}})
+			_, done := startInProcess(t, ch, nil)
+			select {
+			case err := <-done:
+				if !errors.Is(err, spear.ErrAuthFailed) {
+					t.Fatalf("refused peer: Serve returned %v, want spear.ErrAuthFailed", err)
+				}
+			case <-testCtx(t).Done():
+				t.Fatal("the refused peer was not refused")
+			}
+			if ch.IsConnected() {
+				t.Fatal("a refused connection was bound")
+			}
+			if n := ch.Stats().Errors["auth"]; n != 1 {
+				t.Fatalf("auth errors %d, want 1", n)
+			}
+			info := <-seen
+			wantPID := -1 // tcp cannot tell
+			if typ == channel.Unix {
+				wantPID = os.Getpid() // SO_PEERCRED
+			}
+			if info.Transport != string(typ) || info.PeerPID != wantPID {
+				t.Errorf("the check saw %+v, want transport %s and peer pid %d", info, typ, wantPID)
+			}
 
-	a.ExpectPID(stranger.pid())
-	_, done := startInProcess(t, a, nil)
-	select {
-	case err := <-done:
-		if !errors.Is(err, spear.ErrAuthFailed) {
-			t.Fatalf("instance in the wrong process: Serve returned %v, want spear.ErrAuthFailed", err)
-		}
-	case <-testCtx(t).Done():
-		t.Fatal("instance in the wrong process was not refused")
-	}
-	if a.IsConnected() {
-		t.Fatal("a connection from the wrong process was bound")
-	}
-	if n := a.Stats().Errors["auth"]; n != 1 {
-		t.Fatalf("auth errors %d, want 1", n)
-	}
-
-	for name, pid := range map[string]int{"own pid": os.Getpid(), "own group": syscall.Getpgrp()} {
-		t.Run(name, func(t *testing.T) {
-			a.ExpectPID(pid)
-			startInProcess(t, a, nil)
-			waitConnected(t, a)
-			if err := echo(testCtx(t), a, "pid"); err != nil {
+			allow.Store(true)
+			startInProcess(t, ch, nil)
+			waitConnected(t, ch)
+			if err := echo(testCtx(t), ch, "allowed"); err != nil {
 				t.Fatal(err)
 			}
 		})
-		waitDisconnected(t, a)
 	}
 }
 
@@ -291,7 +303,7 @@ func frameTypes(frames []wire.Frame) []string {
 }
 
 // waitDisconnected waits until ch has no instance connection.
-func waitDisconnected(t testing.TB, ch channel.Channel) {
+func waitDisconnected(t testing.TB, ch *channel.Channel) {
 	t.Helper()
 	select {
 	case <-ch.Disconnected():

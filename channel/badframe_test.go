@@ -81,7 +81,7 @@ func TestBadFrames(t *testing.T) {
 }
 
 // bfRun runs one case against a fresh victim channel.
-func bfRun(t *testing.T, f *channel.Factory, typ channel.Type, healthy channel.Channel, afterAuth bool, tc bfCase) {
+func bfRun(t *testing.T, f *channel.Factory, typ channel.Type, healthy *channel.Channel, afterAuth bool, tc bfCase) {
 	ctx, cancel := context.WithTimeout(context.Background(), bfTimeout)
 	defer cancel()
 	if err := bfEcho(ctx, healthy); err != nil {
@@ -229,7 +229,7 @@ func bfReadUntilClosed(conn transport.Conn) ([]wire.Frame, error) {
 
 // bfHealthy starts an in-process SDK instance on a channel of typ and
 // waits until it is connected. It stops when the test ends.
-func bfHealthy(t *testing.T, f *channel.Factory, typ channel.Type) channel.Channel {
+func bfHealthy(t *testing.T, f *channel.Factory, typ channel.Type) *channel.Channel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bfTimeout)
 	defer cancel()
@@ -265,7 +265,7 @@ func bfHealthy(t *testing.T, f *channel.Factory, typ channel.Type) channel.Chann
 }
 
 // bfEcho runs one request on ch and checks the answer.
-func bfEcho(ctx context.Context, ch channel.Channel) error {
+func bfEcho(ctx context.Context, ch *channel.Channel) error {
 	out, err := channel.Execute(ctx, ch, channel.Invocation{Payload: []byte("ping")})
 	if err != nil {
 		return err
@@ -279,7 +279,7 @@ func bfEcho(ctx context.Context, ch channel.Channel) error {
 // bfHammer sends requests to ch back to back until the returned function
 // is called, which stops it and reports how many were answered and the
 // first failure. The function may be called more than once.
-func bfHammer(ctx context.Context, ch channel.Channel) func() (int, error) {
+func bfHammer(ctx context.Context, ch *channel.Channel) func() (int, error) {
 	stop := make(chan struct{})
 	type result struct {
 		n   int

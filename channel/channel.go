@@ -13,20 +13,20 @@
 package channel
 
 import (
-	"context"
 	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/stats"
+	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
 
-// Type is a channel type: the transport a channel runs on.
+// Type is a channel type: the name of the transport a channel runs on, one
+// of those registered in package transport's table.
 type Type string
 
-// The channel types.
+// The built-in channel types.
 const (
 	Unix   Type = "unix"
 	TCP    Type = "tcp"
@@ -34,69 +34,29 @@ const (
 	Memory Type = "memory"
 )
 
-// Types lists the built-in channel types.
-func Types() []Type { return []Type{Unix, TCP, GRPC, Memory} }
+// Types lists the channel types of the registered transports, sorted.
+func Types() []Type {
+	names := transport.Names()
+	types := make([]Type, len(names))
+	for i, n := range names {
+		types[i] = Type(n)
+	}
+	return types
+}
 
 // ParseType returns the channel type named s, or an error matching
-// spear.ErrUnsupportedChannelType.
+// spear.ErrUnsupportedChannelType when no transport is registered as s.
 func ParseType(s string) (Type, error) {
-	for _, t := range Types() {
-		if string(t) == s {
-			return t, nil
-		}
+	if _, err := transport.Lookup(s); err != nil {
+		return "", fmt.Errorf("%w: %q (want %s)", spear.ErrUnsupportedChannelType, s, transport.Choices())
 	}
-	return "", fmt.Errorf("%w: %q (want unix, tcp, grpc or memory)", spear.ErrUnsupportedChannelType, s)
+	return Type(s), nil
 }
 
 // Message is one message on a channel: a frame type and its payload.
 type Message struct {
 	Type    wire.Type
 	Payload []byte
-}
-
-// Channel is the communication channel of exactly one runtime instance.
-// Every method is safe for concurrent use. Errors about the instance are
-// *spear.InstanceError values naming it, wrapping a spear category.
-type Channel interface {
-	// InstanceID returns the instance this channel belongs to.
-	InstanceID() spear.InstanceID
-	// Type returns the channel type.
-	Type() Type
-	// Credentials returns what the instance needs to connect. It holds the
-	// instance's secret: hand it only to that instance.
-	Credentials() Credentials
-	// ExpectPID restricts connections to processes in the process group
-	// of pid (the launched child), checked with SO_PEERCRED on unix
-	// sockets on Linux. Other transports ignore it.
-	ExpectPID(pid int)
-
-	// Send writes a one-way message (typically TypeMessage or TypeSignal).
-	Send(ctx context.Context, m Message) error
-	// Receive returns the next one-way message the instance sent. Once
-	// the channel is closed it fails with spear.ErrChannelClosed, even
-	// with messages left unread.
-	Receive(ctx context.Context) (Message, error)
-	// Request sends m and waits for the answer, which is matched by
-	// request id, so concurrent requests do not wait on each other. An
-	// ERROR answer is a *spear.RemoteError. When ctx has no deadline the
-	// channel's RequestTimeout applies.
-	Request(ctx context.Context, m Message) (Message, error)
-	// Stream sends m asking for a streamed answer.
-	Stream(ctx context.Context, m Message) (*Stream, error)
-
-	// IsConnected reports whether an authenticated connection is bound.
-	IsConnected() bool
-	// WaitConnected waits until an authenticated connection is bound.
-	WaitConnected(ctx context.Context) error
-	// Disconnected returns a channel closed when the current connection
-	// ends (at once when none is bound).
-	Disconnected() <-chan struct{}
-	// Close closes the channel: pending requests fail at once with
-	// spear.ErrChannelClosed, the instance's connection and listening
-	// address go away, and the factory forgets the channel. Idempotent.
-	Close() error
-	// Stats returns the channel's statistics.
-	Stats() stats.Snapshot
 }
 
 // Credentials are what an instance needs to connect back.
@@ -146,6 +106,13 @@ type Config struct {
 	// InboxSize bounds unread one-way messages (default 256); more are
 	// dropped and counted as overflow errors.
 	InboxSize int
+	// CheckPeer, when set, vets each connection by what its transport
+	// knows of the peer (transport.Info: on unix sockets on Linux, the
+	// peer's pid and uid from SO_PEERCRED) before the handshake, on the
+	// instance's own listener, or right after the handshake, on a shared
+	// one. An error refuses the connection as AUTH_FAILED. The process
+	// runtime uses it to admit only the instance's process group.
+	CheckPeer func(transport.Info) error
 }
 
 // merge returns c with zero fields taken from d.
@@ -176,6 +143,9 @@ func (c Config) merge(d Config) Config {
 	if c.InboxSize == 0 {
 		c.InboxSize = d.InboxSize
 	}
+	if c.CheckPeer == nil {
+		c.CheckPeer = d.CheckPeer
+	}
 	return c
 }
 
@@ -204,8 +174,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative timeout", spear.ErrInvalidConfig)
 	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
 		return fmt.Errorf("%w: negative count", spear.ErrInvalidConfig)
-	case c.HeartbeatInterval > 0 && c.HeartbeatInterval < 10*time.Millisecond:
-		return fmt.Errorf("%w: heartbeat interval %s is under 10ms", spear.ErrInvalidConfig, c.HeartbeatInterval)
+	}
+	return CheckHeartbeatInterval(c.HeartbeatInterval)
+}
+
+// MinHeartbeatInterval is the shortest heartbeat interval a channel takes:
+// shorter, and heartbeats would measure the scheduler, not the instance.
+const MinHeartbeatInterval = 10 * time.Millisecond
+
+// CheckHeartbeatInterval checks a heartbeat interval as a Config's
+// HeartbeatInterval: negative (none), zero (the default) or at least
+// MinHeartbeatInterval. The error matches spear.ErrInvalidConfig.
+func CheckHeartbeatInterval(d time.Duration) error {
+	if d > 0 && d < MinHeartbeatInterval {
+		return fmt.Errorf("%w: heartbeat interval %s is under %s", spear.ErrInvalidConfig, d, MinHeartbeatInterval)
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/proto/spearpb"
@@ -38,15 +36,11 @@ func (inv Invocation) encode(ctx context.Context, buf *[]byte, fallback time.Dur
 
 // Execute runs the instance's function and returns its result. The
 // instance's own failure is a *spear.RemoteError.
-func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
+func Execute(ctx context.Context, ch *Channel, inv Invocation) ([]byte, error) {
 	// The encoding buffer is reused: a transport does not keep a payload
 	// once WriteFrame returns, and Request returns after that.
 	buf := codec.Buffer()
-	var fallback time.Duration
-	if d, ok := ch.(interface{ defaultRequestTimeout() time.Duration }); ok {
-		fallback = d.defaultRequestTimeout()
-	}
-	r, err := ch.Request(ctx, inv.encode(ctx, buf, fallback))
+	r, err := ch.Request(ctx, inv.encode(ctx, buf, ch.cfg.RequestTimeout))
 	codec.Release(buf)
 	if err != nil {
 		return nil, err
@@ -63,7 +57,7 @@ func Execute(ctx context.Context, ch Channel, inv Invocation) ([]byte, error) {
 }
 
 // ExecuteStream runs the instance's function with streamed output.
-func ExecuteStream(ctx context.Context, ch Channel, inv Invocation) (*Stream, error) {
+func ExecuteStream(ctx context.Context, ch *Channel, inv Invocation) (*Stream, error) {
 	buf := codec.Buffer()
 	defer codec.Release(buf)
 	return ch.Stream(ctx, inv.encode(ctx, buf, 0)) // streams have no default timeout
@@ -79,8 +73,8 @@ const (
 
 // SendSignal sends a signal and waits for the instance to acknowledge it.
 // name and data are for custom signals.
-func SendSignal(ctx context.Context, ch Channel, kind spearpb.SignalKind, name string, data []byte) error {
-	b, _ := proto.Marshal(&spearpb.Signal{Kind: kind, Name: name, Data: data})
+func SendSignal(ctx context.Context, ch *Channel, kind spearpb.SignalKind, name string, data []byte) error {
+	b := codec.AppendSignal(nil, &codec.Signal{Kind: codec.SignalKind(kind), Name: name, Data: data})
 	_, err := ch.Request(ctx, Message{Type: wire.TypeSignal, Payload: b})
 	return err
 }

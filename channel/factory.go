@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,12 +19,9 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
-	"github.com/spear-go/spear/internal/session"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
-	grpctransport "github.com/spear-go/spear/transport/grpc"
-	"github.com/spear-go/spear/transport/memory"
-	"github.com/spear-go/spear/transport/tcp"
 	"github.com/spear-go/spear/transport/unix"
 )
 
@@ -35,13 +33,16 @@ type Options struct {
 	// SocketDir is where the factory makes its private (0700) directory of
 	// unix sockets; default the system temporary directory.
 	SocketDir string
-	// TCPAddr is the shared tcp listener's address (default
-	// "127.0.0.1:0"). GRPCAddr is the grpc listener's (same default).
-	TCPAddr, GRPCAddr string
-	// AdvertiseTCP and AdvertiseGRPC are the addresses handed to
-	// instances, when they must differ from the listeners' (a pod dials
-	// the node's address, not 0.0.0.0).
-	AdvertiseTCP, AdvertiseGRPC string
+	// Addrs maps the channel type of a shared transport to its listener's
+	// address (default the transport's: loopback, an ephemeral port).
+	Addrs map[Type]string
+	// Advertise maps the channel type of a shared transport to the address
+	// handed to instances, when it must differ from the listener's (a pod
+	// dials the node's address, not 0.0.0.0).
+	Advertise map[Type]string
+	// TCPAddr and GRPCAddr are shorthands for Addrs[TCP] and Addrs[GRPC];
+	// AdvertiseTCP and AdvertiseGRPC for Advertise[TCP] and Advertise[GRPC].
+	TCPAddr, GRPCAddr, AdvertiseTCP, AdvertiseGRPC string
 	// MaxConnections caps instance connections across all channels,
 	// handshaking or bound (default DefaultMaxConnections).
 	MaxConnections int
@@ -67,12 +68,19 @@ type Factory struct {
 	conns    atomic.Int32   // connections handshaking or bound
 	nextSock atomic.Uint64
 
-	mu         sync.Mutex // guards the fields below
+	addrs     map[Type]string // Options.Addrs with its shorthands
+	advertise map[Type]string // Options.Advertise with its shorthands
+
+	mu         sync.Mutex // guards the fields below; never held across a system call
 	closed     bool
 	strategies map[spear.RuntimeType]Strategy
-	channels   map[spear.InstanceID]*instanceChannel
-	shared     map[Type]transport.Listener // tcp and grpc, started on first use
-	socketDir  string                      // made on first use
+	channels   map[spear.InstanceID]*Channel
+	creating   map[spear.InstanceID]chan struct{} // closed when the creation ends
+	shared     map[Type]*sharedListener           // of shared transports, started on first use
+
+	dirMu     sync.Mutex // guards the fields below
+	socketDir string     // made on first use
+	dirGone   bool       // removed by Close
 }
 
 // NewFactory returns a factory. Listeners and directories are made when a
@@ -84,19 +92,24 @@ func NewFactory(opts Options) (*Factory, error) {
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
-	if opts.TCPAddr == "" {
-		opts.TCPAddr = "127.0.0.1:0"
+	addrs, err := withShorthands("Addrs", opts.Addrs, map[Type]string{TCP: opts.TCPAddr, GRPC: opts.GRPCAddr})
+	if err != nil {
+		return nil, err
 	}
-	if opts.GRPCAddr == "" {
-		opts.GRPCAddr = "127.0.0.1:0"
+	advertise, err := withShorthands("Advertise", opts.Advertise, map[Type]string{TCP: opts.AdvertiseTCP, GRPC: opts.AdvertiseGRPC})
+	if err != nil {
+		return nil, err
 	}
 	f := &Factory{
 		opts:       opts,
 		defaults:   opts.Defaults.merge(builtinDefaults),
 		log:        opts.Logger,
+		addrs:      addrs,
+		advertise:  advertise,
 		strategies: DefaultStrategies(),
-		channels:   map[spear.InstanceID]*instanceChannel{},
-		shared:     map[Type]transport.Listener{},
+		channels:   map[spear.InstanceID]*Channel{},
+		creating:   map[spear.InstanceID]chan struct{}{},
+		shared:     map[Type]*sharedListener{},
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
@@ -106,6 +119,25 @@ func NewFactory(opts Options) (*Factory, error) {
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f, nil
+}
+
+// withShorthands returns m with the non-empty shorthand fields added; a
+// shorthand that contradicts m is an error.
+func withShorthands(field string, m, short map[Type]string) (map[Type]string, error) {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[Type]string{}
+	}
+	for t, v := range short {
+		if v == "" {
+			continue
+		}
+		if old, ok := out[t]; ok && old != v {
+			return nil, fmt.Errorf("%w: Options.%s[%s] is %q, its shorthand field %q", spear.ErrInvalidConfig, field, t, old, v)
+		}
+		out[t] = v
+	}
+	return out, nil
 }
 
 // RegisterStrategy sets the strategy of a runtime type, replacing the one
@@ -136,116 +168,202 @@ func (f *Factory) Supports(rt spear.RuntimeType, t Type) bool {
 // CreateChannel creates a channel for a fresh instance of runtime type rt:
 // the entry point from before instance ids, kept working. The instance's
 // name is generated ("i-" and 12 hex digits).
-func (f *Factory) CreateChannel(ctx context.Context, rt spear.RuntimeType, cfg *Config) (Channel, error) {
+func (f *Factory) CreateChannel(ctx context.Context, rt spear.RuntimeType, cfg *Config) (*Channel, error) {
 	for {
 		b := make([]byte, 6)
 		_, _ = rand.Read(b)
-		id := spear.InstanceID{Runtime: rt, Name: "i-" + hex.EncodeToString(b)}
-		if _, taken := f.Get(id); taken {
-			continue
+		ch, err := f.Create(ctx, spear.InstanceID{Runtime: rt, Name: "i-" + hex.EncodeToString(b)}, cfg)
+		if !errors.Is(err, ErrExists) { // a name drawn twice: draw again
+			return ch, err
 		}
-		return f.CreateChannelForInstance(ctx, id, cfg)
 	}
 }
 
-// CreateChannelForInstance returns the channel of instance id, creating it
-// if the factory has none (get-or-create). cfg, which may be nil, applies
-// only when the channel is created. The channel type is cfg.Type when set,
-// else the runtime's strategy order, falling back along it; when every
-// type fails the error is a *spear.InstanceError wrapping a *CreationError
-// that lists each. Errors about the instance are *spear.InstanceError
-// values naming it.
-func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.InstanceID, cfg *Config) (Channel, error) {
+// CreateChannelForInstance returns the channel of instance id: the one the
+// factory has, if any, else a new one (get-or-create; the seed's
+// create_channel_for_instance). cfg, which may be nil, applies only when
+// the channel is created. When another goroutine is creating the same
+// instance's channel, it waits for that one.
+//
+// Getting an existing channel hands out its credentials, secret included.
+// A runtime launching an instance wants Create instead, which refuses an
+// id in use: the channel it gets is then the new instance's alone.
+//
+// Errors are Create's, except that ErrExists does not occur.
+func (f *Factory) CreateChannelForInstance(ctx context.Context, id spear.InstanceID, cfg *Config) (*Channel, error) {
+	for {
+		if ch, ok := f.Get(id); ok {
+			return ch, nil
+		}
+		ch, err := f.Create(ctx, id, cfg)
+		if !errors.Is(err, ErrExists) {
+			return ch, err
+		}
+		f.mu.Lock()
+		creating := f.creating[id]
+		f.mu.Unlock()
+		if creating == nil {
+			continue // created meanwhile, or closed again: look again
+		}
+		select {
+		case <-creating:
+		case <-ctx.Done():
+			return nil, spear.InstanceErr(id, "create channel", spear.ContextError(ctx))
+		}
+	}
+}
+
+// Create creates the channel of instance id, which must not have one. The
+// channel type is cfg.Type when set (cfg may be nil), else the runtime's
+// strategy order, falling back along it.
+//
+// Errors are *spear.InstanceError values naming the instance. They match
+// ErrExists when the instance has a channel or one is being created,
+// ErrFactoryClosed after Close, spear.ErrInvalidInstanceID,
+// spear.ErrInvalidConfig, spear.ErrUnsupportedRuntime or
+// spear.ErrUnsupportedChannelType for a request that cannot be served, and
+// spear.ErrChannelCreationFailed, through a *CreationError listing each
+// type tried and why, when no type worked.
+//
+// Setting up where the instance connects (a socket file, a listening port)
+// happens without the factory's lock, so creations do not wait on each
+// other's system calls.
+func (f *Factory) Create(ctx context.Context, id spear.InstanceID, cfg *Config) (*Channel, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
+	fail := func(err error) (*Channel, error) { return nil, spear.InstanceErr(id, "create channel", err) }
 	var c Config
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
-			return nil, spear.InstanceErr(id, "create channel", err)
+			return fail(err)
 		}
 		c = *cfg
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, spear.InstanceErr(id, "create channel", err)
+		return fail(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil, spear.InstanceErr(id, "create channel", fmt.Errorf("%w: factory closed", spear.ErrChannelClosed))
+	types, done, err := f.reserve(id, c.Type)
+	if err != nil {
+		return fail(err)
 	}
-	if ch, ok := f.channels[id]; ok {
-		return ch, nil
-	}
-	strat, ok := f.strategies[id.Runtime]
-	if !ok {
-		return nil, spear.InstanceErr(id, "create channel", fmt.Errorf("%w: %s", spear.ErrUnsupportedRuntime, id.Runtime))
-	}
-	types := strat.Order
-	if c.Type != "" {
-		if !strat.supports(c.Type) {
-			return nil, spear.InstanceErr(id, "create channel",
-				fmt.Errorf("%w: %s channels are not used for %s instances", spear.ErrUnsupportedChannelType, c.Type, id.Runtime))
-		}
-		types = []Type{c.Type}
-	}
+	defer close(done)
 	var attempts []Attempt
 	for _, t := range types {
-		ch, err := f.openLocked(id, t, c)
+		ch, err := f.open(id, t, c)
 		if err == nil {
-			f.channels[id] = ch
+			err = f.install(ch)
+		}
+		if err == nil {
 			ch.log.Info("channel created", "address", ch.addr)
 			return ch, nil
+		}
+		if errors.Is(err, ErrFactoryClosed) {
+			f.unreserve(id)
+			return fail(err)
 		}
 		f.log.Warn("channel type failed; trying the next", "instance", id.String(), "transport", string(t), "err", err)
 		attempts = append(attempts, Attempt{Type: t, Err: err})
 	}
-	return nil, spear.InstanceErr(id, "create channel", &CreationError{ID: id, Attempts: attempts})
+	f.unreserve(id)
+	return fail(&CreationError{ID: id, Attempts: attempts})
 }
 
-// openLocked sets up where instance id will connect over channel type t.
-func (f *Factory) openLocked(id spear.InstanceID, t Type, cfg Config) (*instanceChannel, error) {
-	if t == Memory && cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = -1 // in-process: the runtime sees the instance die
+// reserve marks id as being created and returns the channel types to try
+// and a channel to close once creation ends.
+func (f *Factory) reserve(id spear.InstanceID, forced Type) ([]Type, chan struct{}, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, nil, ErrFactoryClosed
+	}
+	if _, ok := f.channels[id]; ok || f.creating[id] != nil {
+		return nil, nil, ErrExists
+	}
+	strat, ok := f.strategies[id.Runtime]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", spear.ErrUnsupportedRuntime, id.Runtime)
+	}
+	types := strat.Order
+	if forced != "" {
+		if !strat.supports(forced) {
+			return nil, nil, fmt.Errorf("%w: %s channels are not used for %s instances", spear.ErrUnsupportedChannelType, forced, id.Runtime)
+		}
+		types = []Type{forced}
+	}
+	done := make(chan struct{})
+	f.creating[id] = done
+	return types, done, nil
+}
+
+// unreserve ends a creation of id that failed.
+func (f *Factory) unreserve(id spear.InstanceID) {
+	f.mu.Lock()
+	delete(f.creating, id)
+	f.mu.Unlock()
+}
+
+// install makes ch, just opened, the channel of its instance, and starts
+// accepting on its own listener if it has one. After Close it closes ch's
+// listener instead and fails with ErrFactoryClosed.
+func (f *Factory) install(ch *Channel) error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		if ch.ln != nil {
+			ch.ln.Close()
+		}
+		return ErrFactoryClosed
+	}
+	delete(f.creating, ch.id)
+	f.channels[ch.id] = ch
+	if ch.ln != nil {
+		f.wg.Add(1) // under mu, so that Close's Wait cannot have begun
+	}
+	f.mu.Unlock()
+	if ch.ln != nil {
+		go f.serve(ch.ln, ch.typ, ch)
+	}
+	return nil
+}
+
+// open sets up where instance id will connect over channel type t. It
+// makes system calls and holds no lock but short ones.
+func (f *Factory) open(id spear.InstanceID, t Type, cfg Config) (*Channel, error) {
+	tr, err := transport.Lookup(string(t))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", spear.ErrUnsupportedChannelType, err)
+	}
+	if tr.InProcess && cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = -1 // the runtime sees the instance die
 	}
 	cfg = cfg.merge(f.defaults)
-	ch := newInstanceChannel(f, id, t, cfg)
+	ch := newChannel(f, id, t, cfg)
 	ch.secret = auth.NewSecret()
-	switch t {
-	case Unix:
-		dir, err := f.socketDirLocked()
+	if tr.Shared {
+		ln, err := f.sharedListener(tr)
 		if err != nil {
 			return nil, err
 		}
-		path := filepath.Join(dir, strconv.FormatUint(f.nextSock.Add(1), 10)+".sock")
-		ln, err := unix.Listen(path, unix.Options{MaxPayload: cfg.MaxPayload})
-		if err != nil {
-			return nil, err
-		}
-		ch.ln, ch.addr = ln, path
-	case Memory:
-		ch.ln = memory.Listen()
-		ch.addr = ch.ln.Addr()
-	case TCP, GRPC:
-		ln, err := f.sharedLocked(t)
-		if err != nil {
-			return nil, err
-		}
-		ch.addr = ln.Addr()
-		if adv := map[Type]string{TCP: f.opts.AdvertiseTCP, GRPC: f.opts.AdvertiseGRPC}[t]; adv != "" {
-			ch.addr = adv
-		}
-	default:
-		return nil, fmt.Errorf("%w: %q", spear.ErrUnsupportedChannelType, t)
+		ch.addr = cmp.Or(f.advertise[t], ln.Addr())
+		return ch, nil
 	}
-	if ch.ln != nil {
-		f.wg.Add(1)
-		go f.serve(ch.ln, t, ch)
+	ln, err := tr.Listen(transport.ListenConfig{Path: f.socketPath, MaxPayload: cfg.MaxPayload})
+	if err != nil {
+		return nil, err
 	}
+	ch.ln, ch.addr = ln, ln.Addr()
 	return ch, nil
 }
 
-func (f *Factory) socketDirLocked() (string, error) {
+// socketPath returns a fresh path in the factory's private socket
+// directory, making the directory on first use.
+func (f *Factory) socketPath() (string, error) {
+	f.dirMu.Lock()
+	defer f.dirMu.Unlock()
+	if f.dirGone {
+		return "", ErrFactoryClosed
+	}
 	if f.socketDir == "" {
 		dir, err := unix.PrivateDir(f.opts.SocketDir)
 		if err != nil {
@@ -253,40 +371,63 @@ func (f *Factory) socketDirLocked() (string, error) {
 		}
 		f.socketDir = dir
 	}
-	return f.socketDir, nil
+	return filepath.Join(f.socketDir, strconv.FormatUint(f.nextSock.Add(1), 10)+".sock"), nil
 }
 
-func (f *Factory) sharedLocked(t Type) (transport.Listener, error) {
-	if ln := f.shared[t]; ln != nil {
-		return ln, nil
+// sharedListener returns the listener of a shared transport, starting it
+// on first use. Creations that need it meanwhile wait for it, the others
+// do not.
+func (f *Factory) sharedListener(tr transport.Transport) (transport.Listener, error) {
+	t := Type(tr.Name)
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil, ErrFactoryClosed
 	}
-	var ln transport.Listener
-	var err error
-	switch t {
-	case TCP:
-		ln, err = tcp.Listen(f.opts.TCPAddr, tcp.Options{MaxPayload: f.defaults.MaxPayload})
-	case GRPC:
-		ln, err = grpctransport.Listen(f.opts.GRPCAddr, grpctransport.Options{MaxPayload: f.defaults.MaxPayload})
+	sl := f.shared[t]
+	if sl == nil {
+		sl = &sharedListener{}
+		f.shared[t] = sl
 	}
+	f.mu.Unlock()
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.ln != nil {
+		return sl.ln, nil
+	}
+	ln, err := tr.Listen(transport.ListenConfig{Addr: f.addrs[t], MaxPayload: f.defaults.MaxPayload})
 	if err != nil {
 		return nil, err
 	}
-	f.shared[t] = ln
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		ln.Close()
+		return nil, ErrFactoryClosed
+	}
+	sl.ln = ln
 	f.wg.Add(1)
+	f.mu.Unlock()
 	go f.serve(ln, t, nil)
-	f.log.Info("listening", "transport", string(t), "address", ln.Addr())
+	f.log.Info("listening", "transport", tr.Name, "address", ln.Addr())
 	return ln, nil
 }
 
-// Get returns the channel of instance id, if the factory has one.
-func (f *Factory) Get(id spear.InstanceID) (Channel, bool) {
+// sharedListener is the listener of one shared transport. Its mu is held
+// while the listener is being opened; ln is set under both mu and
+// Factory.mu, so either suffices to read it.
+type sharedListener struct {
+	mu sync.Mutex
+	ln transport.Listener
+}
+
+// Get returns the channel of instance id, if the factory has one (not one
+// still being created).
+func (f *Factory) Get(id spear.InstanceID) (*Channel, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ch, ok := f.channels[id]
-	if !ok {
-		return nil, false
-	}
-	return ch, true
+	return ch, ok
 }
 
 // ActiveInstances lists the instances that have channels, sorted by id.
@@ -313,7 +454,7 @@ func (f *Factory) CloseChannel(id spear.InstanceID) error {
 // CloseAll closes every channel, keeping the factory usable.
 func (f *Factory) CloseAll() error {
 	f.mu.Lock()
-	chans := make([]*instanceChannel, 0, len(f.channels))
+	chans := make([]*Channel, 0, len(f.channels))
 	for _, ch := range f.channels {
 		chans = append(chans, ch)
 	}
@@ -333,8 +474,12 @@ func (f *Factory) Close() error {
 		return nil
 	}
 	f.closed = true
-	shared := f.shared
-	f.shared = nil
+	var shared []transport.Listener
+	for _, sl := range f.shared {
+		if sl.ln != nil {
+			shared = append(shared, sl.ln)
+		}
+	}
 	f.mu.Unlock()
 	f.cancel()
 	for _, ln := range shared {
@@ -342,13 +487,16 @@ func (f *Factory) Close() error {
 	}
 	f.CloseAll()
 	f.wg.Wait()
+	f.dirMu.Lock()
+	defer f.dirMu.Unlock()
+	f.dirGone = true
 	if f.socketDir != "" {
 		return os.RemoveAll(f.socketDir)
 	}
 	return nil
 }
 
-func (f *Factory) forget(ch *instanceChannel) {
+func (f *Factory) forget(ch *Channel) {
 	f.mu.Lock()
 	if f.channels[ch.id] == ch {
 		delete(f.channels, ch.id)
@@ -356,7 +504,7 @@ func (f *Factory) forget(ch *instanceChannel) {
 	f.mu.Unlock()
 }
 
-func (f *Factory) lookup(id spear.InstanceID) *instanceChannel {
+func (f *Factory) lookup(id spear.InstanceID) *Channel {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.channels[id]
@@ -364,7 +512,7 @@ func (f *Factory) lookup(id spear.InstanceID) *instanceChannel {
 
 // serve accepts connections on ln: a shared listener when only is nil,
 // else the listener of instance only.
-func (f *Factory) serve(ln transport.Listener, t Type, only *instanceChannel) {
+func (f *Factory) serve(ln transport.Listener, t Type, only *Channel) {
 	defer f.wg.Done()
 	for {
 		conn, err := ln.Accept()
@@ -400,20 +548,20 @@ func (f *Factory) serve(ln transport.Listener, t Type, only *instanceChannel) {
 // The write goes to a fresh connection's empty buffer, so it does not
 // wait on the peer.
 func refuse(conn transport.Conn, code spear.Code, msg string) {
-	_ = conn.WriteFrame(session.ErrorFrame(0, code, msg))
+	_ = conn.WriteFrame(codec.ErrorFrame(0, code, msg))
 	conn.Close()
 }
 
 // handshake authenticates one new connection and binds it to its channel.
-func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) {
+func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 	defer f.wg.Done()
 	log := f.log.With("transport", string(t), "remote", conn.Info().Remote)
-	var target *instanceChannel // the channel whose connection cap this counts against
+	var target *Channel // the channel whose connection cap this counts against
 	// drop closes the connection, telling the peer why when code is not
 	// zero, and counts an auth error against the channel it concerns.
-	drop := func(c *instanceChannel, code spear.Code, msg string, err error) {
+	drop := func(c *Channel, code spear.Code, msg string, err error) {
 		if c != nil {
-			c.stats.Error(statsAuth)
+			c.stats.Error(stats.KindAuth)
 		}
 		f.conns.Add(-1)
 		if target != nil {
@@ -437,14 +585,14 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 			return
 		}
 		target = only
-		if err := checkPeer(conn.Info(), int(only.expectPID.Load())); err != nil {
+		if err := only.checkPeer(conn.Info()); err != nil {
 			drop(only, spear.CodeAuthFailed, "authentication failed", err)
 			return
 		}
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, timeout)
 	defer cancel()
-	var claimed *instanceChannel
+	var claimed *Channel
 	lookup := func(id spear.InstanceID) (auth.Credentials, bool) {
 		c := only
 		if c == nil {
@@ -460,8 +608,12 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 	offer := func(spear.InstanceID) (auth.Offer, error) {
 		if only == nil {
 			// A shared listener learns the instance only now, once it
-			// has proved who it is: only then may it take a place under
-			// that instance's cap (an impostor never can).
+			// has proved who it is: only then may its peer check run,
+			// and it take a place under that instance's cap (an
+			// impostor never can).
+			if err := claimed.checkPeer(conn.Info()); err != nil {
+				return auth.Offer{}, errors.Join(err, &spear.RemoteError{Code: spear.CodeAuthFailed, Message: "authentication failed"})
+			}
 			if err := claimed.admit(); err != nil {
 				return auth.Offer{}, errors.Join(err,
 					&spear.RemoteError{Code: spear.CodeResourceExhausted, Message: "too many connections"})
@@ -487,5 +639,3 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *instanceChannel) 
 // Features are the optional protocol features this agent announces in its
 // AUTH_RESPONSE.
 var Features = []string{"stream", "cancel", "signal", "heartbeat", "message"}
-
-const statsAuth = stats.ErrAuth

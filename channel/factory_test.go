@@ -458,7 +458,7 @@ func wantRemoteCode(t testing.TB, err error, code spear.Code) {
 
 // wantStillServed checks ch still has the connection it had when it had
 // connects connections bound in all: not replaced, not dropped.
-func wantStillServed(t testing.TB, ch channel.Channel, connects uint64) {
+func wantStillServed(t testing.TB, ch *channel.Channel, connects uint64) {
 	t.Helper()
 	if !ch.IsConnected() || ch.Stats().Connects != connects {
 		t.Fatalf("instance %s: connected %v after %d connections bound, want still the connection bound %d-th",

@@ -46,7 +46,7 @@ func newFactory(tb testing.TB, opts channel.Options) *channel.Factory {
 
 // newChannel creates a channel of the given type for a fresh instance of a
 // runtime type that supports it.
-func newChannel(tb testing.TB, f *channel.Factory, typ channel.Type, cfg channel.Config) channel.Channel {
+func newChannel(tb testing.TB, f *channel.Factory, typ channel.Type, cfg channel.Config) *channel.Channel {
 	tb.Helper()
 	rt := spear.Process
 	if typ == channel.Memory {
@@ -71,7 +71,7 @@ type child struct {
 // startChild starts a child instance with ch's credentials, as the leader
 // of its own process group. The child is killed and reaped when the test
 // ends, if it has not ended before.
-func startChild(tb testing.TB, ch channel.Channel) *child {
+func startChild(tb testing.TB, ch *channel.Channel) *child {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -102,7 +102,7 @@ func (c *child) kill() { _ = syscall.Kill(-c.pid(), syscall.SIGKILL) }
 // startInProcess serves ch's instance with testHandler from this process,
 // until the test ends. It returns the instance and Serve's result, which
 // arrives when Serve returns.
-func startInProcess(tb testing.TB, ch channel.Channel, mod func(*sdk.Options)) (*sdk.Instance, <-chan error) {
+func startInProcess(tb testing.TB, ch *channel.Channel, mod func(*sdk.Options)) (*sdk.Instance, <-chan error) {
 	tb.Helper()
 	cr := ch.Credentials()
 	var in *sdk.Instance
@@ -134,7 +134,7 @@ func startInProcess(tb testing.TB, ch channel.Channel, mod func(*sdk.Options)) (
 }
 
 // waitConnected waits until ch has an instance connection.
-func waitConnected(tb testing.TB, ch channel.Channel) {
+func waitConnected(tb testing.TB, ch *channel.Channel) {
 	tb.Helper()
 	if err := ch.WaitConnected(testCtx(tb)); err != nil {
 		tb.Fatalf("instance %s never connected: %v", ch.InstanceID(), err)
@@ -143,7 +143,7 @@ func waitConnected(tb testing.TB, ch channel.Channel) {
 
 // echo runs the default method and checks the answer names ch's instance
 // and carries the payload.
-func echo(ctx context.Context, ch channel.Channel, payload string) error {
+func echo(ctx context.Context, ch *channel.Channel, payload string) error {
 	out, err := channel.Execute(ctx, ch, channel.Invocation{Payload: []byte(payload)})
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/session"
@@ -17,10 +16,14 @@ import (
 	"github.com/spear-go/spear/wire"
 )
 
-// instanceChannel is the one implementation of Channel: a logical channel
-// to one instance that outlives its connections. Each authenticated
-// connection runs as a session.Session; a newer one replaces the older.
-type instanceChannel struct {
+// Channel is the communication channel of exactly one runtime instance: a
+// logical channel that exists before the instance connects and outlives its
+// connections. Each authenticated connection runs as a session.Session; a
+// newer one replaces the older. The Factory makes channels.
+//
+// Every method is safe for concurrent use. Errors about the instance are
+// *spear.InstanceError values naming it, wrapping a spear category.
+type Channel struct {
 	// Immutable after construction.
 	id        spear.InstanceID
 	typ       Type
@@ -35,7 +38,6 @@ type instanceChannel struct {
 	inboxCh   chan wire.Frame // see inbox
 	closed    chan struct{}
 
-	expectPID atomic.Int64 // 0: any peer
 	conns     atomic.Int32 // connections attributed to this instance
 	closeOnce sync.Once
 
@@ -45,12 +47,10 @@ type instanceChannel struct {
 	gone      chan struct{} // closed when sess becomes nil
 }
 
-var _ Channel = (*instanceChannel)(nil)
-
-func newInstanceChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *instanceChannel {
+func newChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *Channel {
 	gone := make(chan struct{})
 	close(gone)
-	c := &instanceChannel{
+	c := &Channel{
 		id:        id,
 		typ:       typ,
 		cfg:       cfg,
@@ -64,15 +64,19 @@ func newInstanceChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *
 	return c
 }
 
-func (c *instanceChannel) InstanceID() spear.InstanceID { return c.id }
-func (c *instanceChannel) Type() Type                   { return c.typ }
-func (c *instanceChannel) ExpectPID(pid int)            { c.expectPID.Store(int64(pid)) }
+// InstanceID returns the instance this channel belongs to.
+func (c *Channel) InstanceID() spear.InstanceID { return c.id }
 
-func (c *instanceChannel) Credentials() Credentials {
+// Type returns the channel type.
+func (c *Channel) Type() Type { return c.typ }
+
+// Credentials returns what the instance needs to connect. It holds the
+// instance's secret: hand it only to that instance.
+func (c *Channel) Credentials() Credentials {
 	return Credentials{ID: c.id, Type: c.typ, Address: c.addr, Secret: c.secret}
 }
 
-func (c *instanceChannel) current() (*session.Session, error) {
+func (c *Channel) current() (*session.Session, error) {
 	c.mu.Lock()
 	s := c.sess
 	c.mu.Unlock()
@@ -87,14 +91,15 @@ func (c *instanceChannel) current() (*session.Session, error) {
 	}
 }
 
-func (c *instanceChannel) err(op string, err error) error {
+func (c *Channel) err(op string, err error) error {
 	if op == "" {
 		op = "channel"
 	}
 	return spear.InstanceErr(c.id, op, err)
 }
 
-func (c *instanceChannel) Send(ctx context.Context, m Message) error {
+// Send writes a one-way message (typically TypeMessage or TypeSignal).
+func (c *Channel) Send(ctx context.Context, m Message) error {
 	s, err := c.current()
 	if err != nil {
 		return err
@@ -105,7 +110,10 @@ func (c *instanceChannel) Send(ctx context.Context, m Message) error {
 	return c.err("send", s.Send(&wire.Frame{Type: m.Type, Payload: m.Payload}))
 }
 
-func (c *instanceChannel) Receive(ctx context.Context) (Message, error) {
+// Receive returns the next one-way message the instance sent. Once the
+// channel is closed it fails with spear.ErrChannelClosed, even with
+// messages left unread.
+func (c *Channel) Receive(ctx context.Context) (Message, error) {
 	// A closed channel says so even with messages left in the inbox.
 	select {
 	case <-c.closed:
@@ -118,11 +126,15 @@ func (c *instanceChannel) Receive(ctx context.Context) (Message, error) {
 	case <-c.closed:
 		return Message{}, c.err("receive", spear.ErrChannelClosed)
 	case <-ctx.Done():
-		return Message{}, c.err("receive", ctxErr(ctx))
+		return Message{}, c.err("receive", spear.ContextError(ctx))
 	}
 }
 
-func (c *instanceChannel) Request(ctx context.Context, m Message) (Message, error) {
+// Request sends m and waits for the answer, which is matched by request
+// id, so concurrent requests do not wait on each other. An ERROR answer is
+// a *spear.RemoteError. When ctx has no deadline the channel's
+// RequestTimeout applies.
+func (c *Channel) Request(ctx context.Context, m Message) (Message, error) {
 	s, err := c.current()
 	if err != nil {
 		return Message{}, err
@@ -134,7 +146,8 @@ func (c *instanceChannel) Request(ctx context.Context, m Message) (Message, erro
 	return Message{Type: r.Type, Payload: r.Payload}, nil
 }
 
-func (c *instanceChannel) Stream(ctx context.Context, m Message) (*Stream, error) {
+// Stream sends m asking for a streamed answer.
+func (c *Channel) Stream(ctx context.Context, m Message) (*Stream, error) {
 	s, err := c.current()
 	if err != nil {
 		return nil, err
@@ -146,13 +159,15 @@ func (c *instanceChannel) Stream(ctx context.Context, m Message) (*Stream, error
 	return &Stream{st: st, ch: c}, nil
 }
 
-func (c *instanceChannel) IsConnected() bool {
+// IsConnected reports whether an authenticated connection is bound.
+func (c *Channel) IsConnected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.sess != nil
 }
 
-func (c *instanceChannel) WaitConnected(ctx context.Context) error {
+// WaitConnected waits until an authenticated connection is bound.
+func (c *Channel) WaitConnected(ctx context.Context) error {
 	c.mu.Lock()
 	ready := c.connected
 	c.mu.Unlock()
@@ -167,23 +182,25 @@ func (c *instanceChannel) WaitConnected(ctx context.Context) error {
 	case <-c.closed:
 		return c.err("wait connected", spear.ErrChannelClosed)
 	case <-ctx.Done():
-		return c.err("wait connected", ctxErr(ctx))
+		return c.err("wait connected", spear.ContextError(ctx))
 	}
 }
 
-func (c *instanceChannel) Disconnected() <-chan struct{} {
+// Disconnected returns a channel closed when the current connection ends
+// (at once when none is bound).
+func (c *Channel) Disconnected() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gone
 }
 
-func (c *instanceChannel) Stats() stats.Snapshot { return c.stats.Snapshot() }
+// Stats returns the channel's statistics.
+func (c *Channel) Stats() stats.Snapshot { return c.stats.Snapshot() }
 
-// defaultRequestTimeout is the timeout Request applies when the context
-// has no deadline; Execute tells the instance about it.
-func (c *instanceChannel) defaultRequestTimeout() time.Duration { return c.cfg.RequestTimeout }
-
-func (c *instanceChannel) Close() error {
+// Close closes the channel: pending requests fail at once with
+// spear.ErrChannelClosed, the instance's connection and listening address
+// go away, and the factory forgets the channel. Idempotent.
+func (c *Channel) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		if c.ln != nil {
@@ -206,7 +223,7 @@ func (c *instanceChannel) Close() error {
 // closed; its pending requests fail with spear.ErrReplaced. The caller has
 // counted conn against the connection caps; bind releases the count when
 // the connection ends (or at once, when the channel is closed).
-func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
+func (c *Channel) bind(conn transport.Conn, sessionID string) {
 	hb := c.cfg.HeartbeatInterval
 	if hb < 0 {
 		hb = 0
@@ -252,12 +269,12 @@ func (c *instanceChannel) bind(conn transport.Conn, sessionID string) {
 }
 
 // binding is the session bind started; its field is guarded by
-// instanceChannel.mu.
+// Channel.mu.
 type binding struct{ s *session.Session }
 
 // admit takes a place under the instance's connection cap for a new
 // connection; release gives it back.
-func (c *instanceChannel) admit() error {
+func (c *Channel) admit() error {
 	if int(c.conns.Add(1)) > c.cfg.MaxConnections {
 		c.conns.Add(-1)
 		return spear.InstanceErr(c.id, "accept", fmt.Errorf("%w: instance already has %d connections",
@@ -266,15 +283,28 @@ func (c *instanceChannel) admit() error {
 	return nil
 }
 
+// checkPeer runs the configured peer check on a new connection. Its
+// refusal matches spear.ErrAuthFailed.
+func (c *Channel) checkPeer(info transport.Info) error {
+	if c.cfg.CheckPeer == nil {
+		return nil
+	}
+	err := c.cfg.CheckPeer(info)
+	if err != nil && !errors.Is(err, spear.ErrAuthFailed) {
+		err = fmt.Errorf("%w: peer check: %w", spear.ErrAuthFailed, err)
+	}
+	return spear.InstanceErr(c.id, "accept", err)
+}
+
 // release gives back a connection's place under the instance's and the
 // factory's connection caps.
-func (c *instanceChannel) release() {
+func (c *Channel) release() {
 	c.conns.Add(-1)
 	c.factory.conns.Add(-1)
 }
 
 // unbind runs when the session of b ends.
-func (c *instanceChannel) unbind(b *binding, err error) {
+func (c *Channel) unbind(b *binding, err error) {
 	c.release()
 	c.stats.Disconnected()
 	c.mu.Lock()
@@ -297,16 +327,16 @@ func (c *instanceChannel) unbind(b *binding, err error) {
 
 // inbox returns the queue of one-way messages, made on first use: most
 // channels never carry one, and an idle channel should cost little.
-func (c *instanceChannel) inbox() chan wire.Frame {
+func (c *Channel) inbox() chan wire.Frame {
 	c.inboxOnce.Do(func() { c.inboxCh = make(chan wire.Frame, c.cfg.InboxSize) })
 	return c.inboxCh
 }
 
-func (c *instanceChannel) onMessage(f wire.Frame) {
+func (c *Channel) onMessage(f wire.Frame) {
 	select {
 	case c.inbox() <- f:
 	default:
-		c.stats.Error(stats.ErrOverflow)
+		c.stats.Error(stats.KindOverflow)
 		c.log.Warn("inbox full; one-way message dropped", "size", c.cfg.InboxSize)
 	}
 }
@@ -316,14 +346,14 @@ func (c *instanceChannel) onMessage(f wire.Frame) {
 // to Channel.Stream to stop a Recv from elsewhere).
 type Stream struct {
 	st *session.Stream
-	ch *instanceChannel
+	ch *Channel
 }
 
 // Recv returns the next chunk, io.EOF after the last, or the error that
 // ended the stream.
 func (s *Stream) Recv() ([]byte, error) {
 	b, err := s.st.Recv()
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, s.ch.err("stream", err)
 	}
 	return b, err
@@ -332,10 +362,3 @@ func (s *Stream) Recv() ([]byte, error) {
 // Close abandons the stream if it has not ended and tells the instance to
 // stop. It is safe to call after the stream ended.
 func (s *Stream) Close() { s.st.Close() }
-
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", spear.ErrTimeout, ctx.Err())
-	}
-	return ctx.Err()
-}

@@ -36,7 +36,7 @@ func testIsolation(t *testing.T, typ channel.Type) {
 	f := newFactory(t, channel.Options{})
 	ctx := testCtx(t)
 	t0 := time.Now()
-	chans := make([]channel.Channel, isoInstances)
+	chans := make([]*channel.Channel, isoInstances)
 	for i := range chans {
 		chans[i] = newChannel(t, f, typ, channel.Config{})
 		if typ == channel.Memory {

@@ -79,7 +79,7 @@ type Instance interface {
 	// ID returns the instance's id.
 	ID() spear.InstanceID
 	// Channel returns the instance's channel.
-	Channel() channel.Channel
+	Channel() *channel.Channel
 	// Info returns the instance's current state.
 	Info() Info
 	// Done is closed when the instance has stopped, for any reason; Info

@@ -2,17 +2,13 @@ package sdk
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
@@ -20,11 +16,13 @@ import (
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/transport"
-	grpctransport "github.com/spear-go/spear/transport/grpc"
-	"github.com/spear-go/spear/transport/memory"
-	"github.com/spear-go/spear/transport/tcp"
-	"github.com/spear-go/spear/transport/unix"
 	"github.com/spear-go/spear/wire"
+
+	// The transports an instance has without asking: grpc, which links
+	// grpc-go, is added by importing transport/grpc.
+	_ "github.com/spear-go/spear/transport/memory"
+	_ "github.com/spear-go/spear/transport/tcp"
+	_ "github.com/spear-go/spear/transport/unix"
 )
 
 // Signal is a signal from the agent other than terminate.
@@ -50,9 +48,12 @@ type Options struct {
 	// Logger receives the SDK's logs; nil discards them.
 	Logger *slog.Logger
 
-	ID      spear.InstanceID
-	Secret  spear.Secret
-	Channel string // unix, tcp, grpc or memory
+	ID     spear.InstanceID
+	Secret spear.Secret
+	// Channel is the transport's name: unix, tcp or memory, or grpc in a
+	// program that imports github.com/spear-go/spear/transport/grpc (see
+	// the package documentation).
+	Channel string
 	Address string
 
 	// HandshakeTimeout bounds dialing and authenticating (default 10s).
@@ -71,18 +72,8 @@ func (o *Options) FromEnv() error {
 		}
 	}
 	if o.Secret == nil {
-		raw := os.Getenv(spear.EnvSecret)
-		if raw == "" {
-			if file := os.Getenv(spear.EnvSecretFile); file != "" {
-				b, err := os.ReadFile(file)
-				if err != nil {
-					return fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvSecretFile, err)
-				}
-				raw = strings.TrimSpace(string(b))
-			}
-		}
-		if o.Secret, err = hex.DecodeString(raw); err != nil || len(o.Secret) == 0 {
-			return fmt.Errorf("%w: %s or %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret, spear.EnvSecretFile)
+		if o.Secret, err = auth.SecretFromEnv(); err != nil {
+			return err
 		}
 	}
 	if o.Channel == "" {
@@ -190,13 +181,13 @@ func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
 	sess := session.Start(conn, session.Config{
 		Handler:           session.HandlerFunc(in.serve),
 		OnMessage:         in.onMessage,
-		HeartbeatInterval: time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond,
+		HeartbeatInterval: msDuration(uint64(resp.HeartbeatIntervalMs)),
 		PeerMaxPayload:    resp.MaxPayload,
 		Logger:            in.log,
 	})
 	in.sess = sess
 	in.mu.Unlock()
-	in.log.Info("connected to agent", "session", resp.SessionId)
+	in.log.Info("connected to agent", "session", resp.SessionID)
 	select {
 	case <-sess.Done():
 	case <-ctx.Done():
@@ -264,14 +255,13 @@ func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responde
 }
 
 func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Responder) {
-	var pb spearpb.Signal
-	if err := proto.Unmarshal(f.Payload, &pb); err != nil {
-		_ = r.Error(spear.CodeInvalidMessage, "undecodable SIGNAL: "+err.Error())
+	m, err := codec.DecodeSignal(f.Payload)
+	if err != nil {
+		_ = r.Error(spear.CodeInvalidMessage, err.Error())
 		return
 	}
-	s := Signal{Kind: pb.Kind, Name: pb.Name, Data: pb.Data}
+	s := Signal{Kind: spearpb.SignalKind(m.Kind), Name: m.Name, Data: m.Data}
 	in.log.Info("signal from agent", "kind", s.Kind.String(), "name", s.Name)
-	var err error
 	switch {
 	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_TERMINATE:
 		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
@@ -293,19 +283,11 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 	_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
 }
 
-// Dial opens a transport connection of the named channel type.
+// Dial opens a transport connection of the named channel type, one of the
+// transports linked into the program. An unknown one is an error matching
+// spear.ErrUnsupportedTransport.
 func Dial(ctx context.Context, channelType, addr string) (transport.Conn, error) {
-	switch channelType {
-	case unix.Name:
-		return unix.Dial(ctx, addr, unix.Options{})
-	case tcp.Name:
-		return tcp.Dial(ctx, addr, tcp.Options{})
-	case grpctransport.Name:
-		return grpctransport.Dial(ctx, addr, grpctransport.Options{})
-	case memory.Name:
-		return memory.Dial(ctx, addr)
-	}
-	return nil, fmt.Errorf("%w: channel type %q", spear.ErrUnsupportedTransport, channelType)
+	return transport.Dial(ctx, channelType, addr, transport.DialConfig{})
 }
 
 func msDuration(ms uint64) time.Duration { return time.Duration(ms) * time.Millisecond }

@@ -13,6 +13,17 @@
 // SPEAR_* environment variables the runtime sets (docs/protocol.md),
 // serves requests until the agent sends a terminate signal or the process
 // gets SIGTERM, and reconnects with backoff when the agent goes away.
+//
+// An instance links the unix, tcp and memory transports. The grpc
+// transport, which links grpc-go, is there only when the program imports
+// it:
+//
+//	import _ "github.com/spear-go/spear/transport/grpc"
+//
+// Instances the agent reaches over grpc need it: Kubernetes pods by
+// default, and process instances whose function asks for grpc. Without it
+// Serve fails at once with an error matching spear.ErrUnsupportedTransport
+// that says so.
 package sdk
 
 import (

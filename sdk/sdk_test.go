@@ -30,7 +30,7 @@ func testContext(t *testing.T) context.Context {
 
 // newChannel returns a channel of the given type from a factory the test
 // closes at its end.
-func newChannel(t *testing.T, typ channel.Type) channel.Channel {
+func newChannel(t *testing.T, typ channel.Type) *channel.Channel {
 	t.Helper()
 	f, err := channel.NewFactory(channel.Options{})
 	if err != nil {
@@ -50,7 +50,7 @@ func newChannel(t *testing.T, typ channel.Type) channel.Channel {
 
 // serve runs an instance for ch's credentials with opts' handlers until
 // the test ends, and returns the instance and Serve's result.
-func serve(t *testing.T, ch channel.Channel, opts sdk.Options) (*sdk.Instance, <-chan error) {
+func serve(t *testing.T, ch *channel.Channel, opts sdk.Options) (*sdk.Instance, <-chan error) {
 	t.Helper()
 	cr := ch.Credentials()
 	opts.ID, opts.Channel, opts.Address = cr.ID, string(cr.Type), cr.Address
@@ -90,7 +90,7 @@ func serve(t *testing.T, ch channel.Channel, opts sdk.Options) (*sdk.Instance, <
 }
 
 // connected starts an instance and waits for it to be bound to ch.
-func connected(t *testing.T, ch channel.Channel, opts sdk.Options) (*sdk.Instance, <-chan error) {
+func connected(t *testing.T, ch *channel.Channel, opts sdk.Options) (*sdk.Instance, <-chan error) {
 	t.Helper()
 	in, done := serve(t, ch, opts)
 	if err := ch.WaitConnected(testContext(t)); err != nil {
@@ -103,7 +103,7 @@ var echo = sdk.HandlerFunc(func(_ context.Context, r *sdk.Request) ([]byte, erro
 	return append([]byte(r.Method+":"), r.Payload...), nil
 })
 
-func execute(ctx context.Context, ch channel.Channel, method string) (string, error) {
+func execute(ctx context.Context, ch *channel.Channel, method string) (string, error) {
 	out, err := channel.Execute(ctx, ch, channel.Invocation{Method: method, Payload: []byte("p")})
 	return string(out), err
 }

@@ -15,16 +15,16 @@ type ErrorKind uint8
 
 // The error kinds.
 const (
-	ErrSend      ErrorKind = iota // a frame could not be written
-	ErrReceive                    // the connection failed while reading
-	ErrTimeout                    // a request's deadline passed
-	ErrCanceled                   // a request's context was cancelled
-	ErrClosed                     // a request failed because the channel closed
-	ErrInvalid                    // the peer sent a malformed or unexpected frame
-	ErrAuth                       // a connection failed authentication
-	ErrRemote                     // the instance answered with an ERROR frame
-	ErrOverflow                   // a stream or the inbox overflowed
-	ErrHeartbeat                  // the instance missed its heartbeats
+	KindSend      ErrorKind = iota // a frame could not be written
+	KindReceive                    // the connection failed while reading
+	KindTimeout                    // a request's deadline passed
+	KindCanceled                   // a request's context was cancelled
+	KindClosed                     // a request failed because the channel closed
+	KindInvalid                    // the peer sent a malformed or unexpected frame
+	KindAuth                       // a connection failed authentication
+	KindRemote                     // the instance answered with an ERROR frame
+	KindOverflow                   // a stream or the inbox overflowed
+	KindHeartbeat                  // the instance missed its heartbeats
 	numErrorKinds
 )
 

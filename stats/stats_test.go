@@ -139,9 +139,9 @@ func TestSnapshotErrorsOnlySeenKinds(t *testing.T) {
 	if s := c.Snapshot(); s.Errors != nil || s.Latency != (Latency{}) {
 		t.Fatalf("fresh counters: errors %v latency %+v, want none", s.Errors, s.Latency)
 	}
-	c.Error(ErrTimeout)
-	c.Error(ErrTimeout)
-	c.Error(ErrSend)
+	c.Error(KindTimeout)
+	c.Error(KindTimeout)
+	c.Error(KindSend)
 	c.Error(numErrorKinds) // unknown kinds are ignored
 	c.Error(255)
 	got := c.Snapshot().Errors

@@ -58,8 +58,8 @@ type Listener interface {
 	Addr() string
 }
 
-// FilterCloseErr maps the ways a connection ends (EOF, a closed socket,
-// EPIPE, ECONNRESET) to an error matching spear.ErrChannelClosed and leaves
+// FilterCloseErr maps the ways a connection ends (EOF, a closed socket or
+// pipe, EPIPE, ECONNRESET) to an error matching spear.ErrChannelClosed and leaves
 // other errors as they are. It is the one place that decides what "closed"
 // looks like.
 func FilterCloseErr(err error) error {
@@ -69,7 +69,7 @@ func FilterCloseErr(err error) error {
 	case errors.Is(err, spear.ErrChannelClosed):
 		return err
 	case errors.Is(err, net.ErrClosed), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, io.EOF):
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrClosedPipe):
 		return &closedError{cause: err}
 	}
 	return err

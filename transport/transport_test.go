@@ -25,6 +25,7 @@ func TestFilterCloseErr(t *testing.T) {
 		{"net.ErrClosed", &net.OpError{Op: "read", Net: "unix", Err: net.ErrClosed}, true},
 		{"EPIPE", &net.OpError{Op: "write", Net: "unix", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
 		{"ECONNRESET", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{"closed pipe", io.ErrClosedPipe, true},
 		{"unexpected EOF", io.ErrUnexpectedEOF, false},
 		{"deadline", os.ErrDeadlineExceeded, false},
 		{"ECONNREFUSED", os.NewSyscallError("connect", syscall.ECONNREFUSED), false},

@@ -19,11 +19,13 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/sdk"
+	"github.com/spear-go/spear/transport"
 )
 
 // instanceMode is the environment variable that turns this binary into an
@@ -69,7 +71,7 @@ func handle(ctx context.Context, req *sdk.Request) ([]byte, error) {
 }
 
 type instance struct {
-	ch   channel.Channel
+	ch   *channel.Channel
 	cmd  *exec.Cmd // nil for the in-process instance
 	stop func()
 }
@@ -165,7 +167,7 @@ func run(ctx context.Context, perType, requests int, verbose bool) error {
 
 // exercise sends n concurrent requests and counts the answers that came
 // from the right instance with the right payload.
-func exercise(ctx context.Context, ch channel.Channel, n int) (ok, bad int) {
+func exercise(ctx context.Context, ch *channel.Channel, n int) (ok, bad int) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range n {
@@ -189,7 +191,16 @@ func exercise(ctx context.Context, ch channel.Channel, n int) (ok, bad int) {
 }
 
 func startChild(ctx context.Context, f *channel.Factory, typ channel.Type) (*instance, error) {
-	ch, err := f.CreateChannel(ctx, spear.Process, &channel.Config{Type: typ})
+	// Once the child runs, only it may connect on a unix socket (the
+	// kernel names the peer's pid); until then, only its secret admits it.
+	var pid atomic.Int64
+	onlyChild := func(info transport.Info) error {
+		if want := int(pid.Load()); want > 0 && info.PeerPID >= 0 && info.PeerPID != want {
+			return fmt.Errorf("peer process %d is not the child %d", info.PeerPID, want)
+		}
+		return nil
+	}
+	ch, err := f.CreateChannel(ctx, spear.Process, &channel.Config{Type: typ, CheckPeer: onlyChild})
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +217,7 @@ func startChild(ctx context.Context, f *channel.Factory, typ channel.Type) (*ins
 		ch.Close()
 		return nil, err
 	}
-	ch.ExpectPID(cmd.Process.Pid)
+	pid.Store(int64(cmd.Process.Pid))
 	return &instance{ch: ch, cmd: cmd, stop: func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

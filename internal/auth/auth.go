@@ -19,14 +19,23 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-
-	"google.golang.org/protobuf/proto"
+	"os"
+	"strings"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/proto/spearpb"
-	"github.com/spear-go/spear/transport"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/wire"
 )
+
+// Conn is what the handshake needs of a connection: a transport.Conn, or
+// the wasm guest library's pair of byte streams. (Declared here rather than
+// taken from package transport, which would link package net into every
+// wasm guest.)
+type Conn interface {
+	ReadFrame() (wire.Frame, error)
+	WriteFrame(f *wire.Frame) error
+	Close() error
+}
 
 // NonceSize is the size of both nonces.
 const NonceSize = 32
@@ -89,7 +98,7 @@ const failedMessage = "authentication failed"
 // silent past it has conn closed under it. Errors match spear.ErrAuthFailed,
 // spear.ErrTimeout or spear.ErrInvalidMessage; on error the peer was told
 // why (where it can be told) and the caller must close conn.
-func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
+func Accept(ctx context.Context, conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	id, err := accept(conn, lookup, offer)
@@ -99,10 +108,10 @@ func Accept(ctx context.Context, conn transport.Conn, lookup Lookup, offer Offer
 	return id, err
 }
 
-func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
+func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
 	nonce := make([]byte, NonceSize)
 	_, _ = rand.Read(nonce)
-	ch, _ := proto.Marshal(&spearpb.AuthChallenge{Nonce: nonce, Versions: []uint32{wire.Version}})
+	ch := codec.AppendAuthChallenge(nil, &codec.AuthChallenge{Nonce: nonce, Versions: []uint32{wire.Version}})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthChallenge, Payload: ch}); err != nil {
 		return spear.InstanceID{}, fmt.Errorf("%w: send challenge: %w", spear.ErrConnectionFailed, err)
 	}
@@ -116,13 +125,12 @@ func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.Instance
 		refuse(conn, err)
 		return spear.InstanceID{}, err
 	}
-	var req spearpb.AuthRequest
-	if err := proto.Unmarshal(f.Payload, &req); err != nil {
-		err := fmt.Errorf("%w: undecodable AUTH_REQUEST: %w", spear.ErrInvalidMessage, err)
+	req, err := codec.DecodeAuthRequest(f.Payload)
+	if err != nil {
 		refuse(conn, err)
 		return spear.InstanceID{}, err
 	}
-	id, idErr := spear.ParseInstanceID(req.InstanceId)
+	id, idErr := spear.ParseInstanceID(req.InstanceID)
 	creds, known := Credentials{}, false
 	if idErr == nil {
 		creds, known = lookup(id)
@@ -133,14 +141,14 @@ func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.Instance
 		// which ids exist.
 		secret = make([]byte, SecretSize)
 	}
-	want := Proof(secret, roleInstance, nonce, req.ClientNonce, req.InstanceId)
+	want := Proof(secret, roleInstance, nonce, req.ClientNonce, req.InstanceID)
 	ok := hmac.Equal(want, req.Proof) && known && len(req.ClientNonce) == NonceSize
 	if !ok {
-		_ = conn.WriteFrame(errorFrame(spear.CodeAuthFailed, failedMessage))
+		_ = conn.WriteFrame(codec.ErrorFrame(0, spear.CodeAuthFailed, failedMessage))
 		if idErr != nil {
 			return spear.InstanceID{}, fmt.Errorf("%w: %w", spear.ErrAuthFailed, idErr)
 		}
-		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceId)
+		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceID)
 	}
 	o, err := offer(id)
 	if err != nil {
@@ -150,13 +158,13 @@ func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.Instance
 		if !errors.As(err, &re) {
 			re = &spear.RemoteError{Code: spear.CodeUnavailable, Message: err.Error()}
 		}
-		_ = conn.WriteFrame(errorFrame(re.Code, re.Message))
+		_ = conn.WriteFrame(codec.ErrorFrame(0, re.Code, re.Message))
 		return spear.InstanceID{}, err
 	}
-	resp, _ := proto.Marshal(&spearpb.AuthResponse{
-		SessionId:           o.SessionID,
+	resp := codec.AppendAuthResponse(nil, &codec.AuthResponse{
+		SessionID:           o.SessionID,
 		Features:            o.Features,
-		ServerProof:         Proof(secret, roleAgent, nonce, req.ClientNonce, req.InstanceId),
+		ServerProof:         Proof(secret, roleAgent, nonce, req.ClientNonce, req.InstanceID),
 		HeartbeatIntervalMs: o.HeartbeatInterval,
 		MaxPayload:          o.MaxPayload,
 	})
@@ -168,29 +176,16 @@ func accept(conn transport.Conn, lookup Lookup, offer OfferFunc) (spear.Instance
 
 // refuse tells the peer why its handshake failed, where the error is one
 // the peer caused and can be told about.
-func refuse(conn transport.Conn, err error) {
-	var ve *wire.VersionError
-	var tl *wire.FrameTooLargeError
-	switch {
-	case errors.As(err, &ve):
-		_ = conn.WriteFrame(errorFrame(spear.CodeUnsupportedVersion,
-			fmt.Sprintf("protocol version %d is not supported; this agent speaks %d", ve.Got, wire.Version)))
-	case errors.As(err, &tl):
-		_ = conn.WriteFrame(errorFrame(spear.CodeTooLarge, tl.Error()))
-	case errors.Is(err, spear.ErrInvalidMessage):
-		_ = conn.WriteFrame(errorFrame(spear.CodeInvalidMessage, err.Error()))
+func refuse(conn Conn, err error) {
+	if f, ok := codec.Refusal(err); ok {
+		_ = conn.WriteFrame(f)
 	}
-}
-
-func errorFrame(code spear.Code, msg string) *wire.Frame {
-	b, _ := proto.Marshal(&spearpb.Error{Code: uint32(code), Message: msg})
-	return &wire.Frame{Type: wire.TypeError, Payload: b}
 }
 
 // Connect runs the instance's side of the handshake. It checks the agent's
 // proof too, so an instance never talks to an impostor. ctx bounds the
 // handshake as in Accept.
-func Connect(ctx context.Context, conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*spearpb.AuthResponse, error) {
+func Connect(ctx context.Context, conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	resp, err := connect(conn, id, secret)
@@ -200,7 +195,7 @@ func Connect(ctx context.Context, conn transport.Conn, id spear.InstanceID, secr
 	return resp, err
 }
 
-func connect(conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*spearpb.AuthResponse, error) {
+func connect(conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
 	f, err := conn.ReadFrame()
 	if err != nil {
 		return nil, fmt.Errorf("%w: read challenge: %w", spear.ErrConnectionFailed, err)
@@ -208,15 +203,15 @@ func connect(conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*sp
 	if err := frameErr(f); err != nil {
 		return nil, err
 	}
-	var ch spearpb.AuthChallenge
-	if f.Type != wire.TypeAuthChallenge || proto.Unmarshal(f.Payload, &ch) != nil || len(ch.Nonce) != NonceSize {
+	ch, err := codec.DecodeAuthChallenge(f.Payload)
+	if f.Type != wire.TypeAuthChallenge || err != nil || len(ch.Nonce) != NonceSize {
 		return nil, fmt.Errorf("%w: expected an AUTH_CHALLENGE, got %s", spear.ErrInvalidMessage, f.Type)
 	}
 	clientNonce := make([]byte, NonceSize)
 	_, _ = rand.Read(clientNonce)
 	full := id.String()
-	req, _ := proto.Marshal(&spearpb.AuthRequest{
-		InstanceId:  full,
+	req := codec.AppendAuthRequest(nil, &codec.AuthRequest{
+		InstanceID:  full,
 		ClientNonce: clientNonce,
 		Proof:       Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
 	})
@@ -230,8 +225,8 @@ func connect(conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*sp
 	if err := frameErr(f); err != nil {
 		return nil, err
 	}
-	var resp spearpb.AuthResponse
-	if f.Type != wire.TypeAuthResponse || proto.Unmarshal(f.Payload, &resp) != nil {
+	resp, err := codec.DecodeAuthResponse(f.Payload)
+	if f.Type != wire.TypeAuthResponse || err != nil {
 		return nil, fmt.Errorf("%w: expected an AUTH_RESPONSE, got %s", spear.ErrInvalidMessage, f.Type)
 	}
 	want := Proof(secret, roleAgent, ch.Nonce, clientNonce, full)
@@ -244,16 +239,35 @@ func connect(conn transport.Conn, id spear.InstanceID, secret spear.Secret) (*sp
 // frameErr turns an ERROR frame into a *spear.RemoteError wrapped with the
 // category its code implies.
 func frameErr(f wire.Frame) error {
-	if f.Type != wire.TypeError {
-		return nil
+	err := codec.FrameError(f)
+	if err != nil && spear.CodeOf(err) == spear.CodeAuthFailed {
+		return fmt.Errorf("%w: %w", spear.ErrAuthFailed, err)
 	}
-	var e spearpb.Error
-	_ = proto.Unmarshal(f.Payload, &e)
-	re := &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
-	if re.Code == spear.CodeAuthFailed {
-		return fmt.Errorf("%w: %w", spear.ErrAuthFailed, re)
+	return err
+}
+
+// SecretFromEnv reads an instance's secret where the agent handed it over:
+// hex-encoded in SPEAR_SECRET, or in the file SPEAR_SECRET_FILE names. It
+// is the instance side's one reader of the hand-off (the SDK's and the wasm
+// guest library's), as channel.Credentials.Env is the agent side's one
+// writer: a new way of handing the secret over changes these two. Errors
+// match spear.ErrConfig.
+func SecretFromEnv() (spear.Secret, error) {
+	raw := os.Getenv(spear.EnvSecret)
+	if raw == "" {
+		if file := os.Getenv(spear.EnvSecretFile); file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvSecretFile, err)
+			}
+			raw = strings.TrimSpace(string(b))
+		}
 	}
-	return re
+	secret, err := hex.DecodeString(raw)
+	if err != nil || len(secret) == 0 {
+		return nil, fmt.Errorf("%w: %s or %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret, spear.EnvSecretFile)
+	}
+	return secret, nil
 }
 
 // NewSessionID returns a random session id for logs.

@@ -5,8 +5,11 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/transport/memory"
@@ -89,7 +93,7 @@ func pipe(t *testing.T) (agent, instance transport.Conn) {
 }
 
 // handshake runs both sides and returns both results.
-func handshake(t *testing.T, k keys, id spear.InstanceID, secret spear.Secret) (acceptResult, *spearpb.AuthResponse, error) {
+func handshake(t *testing.T, k keys, id spear.InstanceID, secret spear.Secret) (acceptResult, *codec.AuthResponse, error) {
 	t.Helper()
 	a, b := pipe(t)
 	res := startAccept(testCtx(t), a, k)
@@ -114,7 +118,7 @@ func TestHandshake(t *testing.T) {
 		if acc.id != id {
 			t.Errorf("agent authenticated %s, want %s", acc.id, id)
 		}
-		if resp.SessionId != "sess-1" || resp.HeartbeatIntervalMs != 1234 || resp.MaxPayload != 4096 ||
+		if resp.SessionID != "sess-1" || resp.HeartbeatIntervalMs != 1234 || resp.MaxPayload != 4096 ||
 			len(resp.Features) != 2 || resp.Features[0] != "stream" {
 			t.Errorf("instance got AUTH_RESPONSE %v, want the agent's offer", resp)
 		}
@@ -521,5 +525,39 @@ func TestOfferRefuses(t *testing.T) {
 	}
 	if err := <-done; !errors.Is(err, capped) {
 		t.Fatalf("Accept returned %v, want the offer's error", err)
+	}
+}
+
+func TestSecretFromEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("c0ffee\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name          string
+		secret, sfile string
+		want          string // hex; "" means an error matching spear.ErrConfig
+	}{
+		{"variable", "abcd", "", "abcd"},
+		{"variable wins", "abcd", file, "abcd"},
+		{"file", "", file, "c0ffee"},
+		{"missing file", "", file + ".missing", ""},
+		{"neither", "", "", ""},
+		{"not hex", "xyz", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(spear.EnvSecret, tt.secret)
+			t.Setenv(spear.EnvSecretFile, tt.sfile)
+			got, err := auth.SecretFromEnv()
+			if tt.want == "" {
+				if !errors.Is(err, spear.ErrConfig) {
+					t.Fatalf("got %v, %v; want an error matching spear.ErrConfig", got, err)
+				}
+				return
+			}
+			if err != nil || hex.EncodeToString(got) != tt.want {
+				t.Fatalf("got %x, %v; want %s", []byte(got), err, tt.want)
+			}
+		})
 	}
 }

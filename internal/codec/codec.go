@@ -1,18 +1,19 @@
-// Package codec encodes and decodes the two payloads on the hot path,
-// ExecuteRequest and ExecuteResponse, by hand with protowire. The bytes are
-// exactly those of the messages in proto/spear/v1/spear.proto (the tests
-// check both ways against the generated code), but decoding aliases the
-// payload instead of copying it and skips reflection, which matters when a
-// payload is large or requests are many.
+// Package codec encodes and decodes every protobuf payload of the protocol
+// by hand with protowire: the two on the hot path, ExecuteRequest and
+// ExecuteResponse (this file), and the control messages of the handshake,
+// SIGNAL, ERROR and CLOSE frames (control.go). The bytes are exactly those
+// of the messages in proto/spear/v1/spear.proto (the tests check both ways
+// against the generated code), but decoding aliases byte fields instead of
+// copying them and skips reflection, which matters when a payload is large
+// or requests are many, and keeps the protobuf runtime out of wasm guests.
 package codec
 
 import (
-	"fmt"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/wire"
 )
 
 // Field numbers of spear.v1.ExecuteRequest and ExecuteResponse.
@@ -69,7 +70,7 @@ func DecodeExecuteRequest(b []byte) (ExecuteRequest, error) {
 		return nil
 	})
 	if err != nil {
-		return ExecuteRequest{}, fmt.Errorf("%w: undecodable EXECUTE_REQUEST: %w", spear.ErrInvalidMessage, err)
+		return ExecuteRequest{}, decodeErr(wire.TypeExecuteRequest, err)
 	}
 	return r, nil
 }
@@ -95,7 +96,7 @@ func DecodeExecuteResponse(b []byte) (payload []byte, metadata map[string]string
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: undecodable EXECUTE_RESPONSE: %w", spear.ErrInvalidMessage, err)
+		return nil, nil, decodeErr(wire.TypeExecuteResponse, err)
 	}
 	return payload, metadata, nil
 }

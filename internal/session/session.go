@@ -25,10 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
@@ -232,8 +230,7 @@ func (s *Session) GoAway(code spear.Code, reason string, cause error) {
 		s.err = cause
 	}
 	s.mu.Unlock()
-	b, _ := proto.Marshal(&spearpb.Close{Code: uint32(code), Reason: reason})
-	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: b})
+	_ = s.write(&wire.Frame{Type: wire.TypeClose, Payload: codec.AppendClose(nil, code, reason)})
 	s.Close(cause)
 }
 
@@ -262,21 +259,21 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 	select {
 	case r, ok := <-c.ch:
 		if !ok {
-			s.stats.Error(stats.ErrClosed)
+			s.stats.Error(stats.KindClosed)
 			return wire.Frame{}, c.err
 		}
 		s.stats.Latency(time.Since(start))
 		// The one answer was taken and the call left the pending map
 		// when it was delivered: nothing refers to c any more.
 		callPool.Put(c)
-		return r, remoteErr(r)
+		return r, codec.FrameError(r)
 	case <-ctx.Done():
 		return wire.Frame{}, s.abandon(ctx, f.ID)
 	case <-expired:
 		if s.forget(f.ID) {
 			s.sendCancel(f.ID)
 		}
-		s.stats.Error(stats.ErrTimeout)
+		s.stats.Error(stats.KindTimeout)
 		return wire.Frame{}, fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, f.ID, timeout)
 	}
 }
@@ -338,7 +335,7 @@ func (st *Stream) Recv() ([]byte, error) {
 			st.done = true
 			return nil, st.c.err
 		}
-		if err := remoteErr(f); err != nil {
+		if err := codec.FrameError(f); err != nil {
 			st.done = true
 			return nil, err
 		}
@@ -400,10 +397,10 @@ func (s *Session) abandon(ctx context.Context, id uint64) error {
 		s.sendCancel(id)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		s.stats.Error(stats.ErrTimeout)
+		s.stats.Error(stats.KindTimeout)
 		return fmt.Errorf("%w: request %d: %w", spear.ErrTimeout, id, ctx.Err())
 	}
-	s.stats.Error(stats.ErrCanceled)
+	s.stats.Error(stats.KindCanceled)
 	return fmt.Errorf("request %d: %w", id, ctx.Err())
 }
 
@@ -417,7 +414,7 @@ func (s *Session) write(f *wire.Frame) error {
 	if n := len(f.Payload); s.cfg.PeerMaxPayload > 0 && n > int(s.cfg.PeerMaxPayload) {
 		// The peer would drop the whole connection for it; refuse this
 		// one frame instead.
-		s.stats.Error(stats.ErrSend)
+		s.stats.Error(stats.KindSend)
 		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type,
 			&wire.FrameTooLargeError{Length: uint32(min(n, math.MaxUint32)), Max: s.cfg.PeerMaxPayload})
 	}
@@ -425,30 +422,13 @@ func (s *Session) write(f *wire.Frame) error {
 		if cause := s.Err(); cause != nil {
 			return cause
 		}
-		s.stats.Error(stats.ErrSend)
+		s.stats.Error(stats.KindSend)
 		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
 		s.end(err)
 		return err
 	}
 	s.stats.Sent(f.Size())
 	return nil
-}
-
-func remoteErr(f wire.Frame) error {
-	if f.Type != wire.TypeError {
-		return nil
-	}
-	var e spearpb.Error
-	if err := proto.Unmarshal(f.Payload, &e); err != nil {
-		return fmt.Errorf("%w: undecodable ERROR frame: %w", spear.ErrInvalidMessage, err)
-	}
-	return &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
-}
-
-// ErrorFrame builds an ERROR frame answering request id.
-func ErrorFrame(id uint64, code spear.Code, msg string) *wire.Frame {
-	b, _ := proto.Marshal(&spearpb.Error{Code: uint32(code), Message: msg})
-	return &wire.Frame{Type: wire.TypeError, ID: id, Payload: b}
 }
 
 // read is the reader goroutine.
@@ -487,30 +467,21 @@ func (s *Session) readLoop() error {
 				s.cfg.OnMessage(f)
 			}
 		case wire.TypeClose:
-			var c spearpb.Close
-			_ = proto.Unmarshal(f.Payload, &c)
-			return &peerClosedError{reason: c.Reason}
+			_, reason, _ := codec.DecodeClose(f.Payload) // an undecodable reason is still a goodbye
+			return &peerClosedError{reason: reason}
 		default: // handshake frames after the handshake
 			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
-			_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
+			_ = s.conn.WriteFrame(codec.ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
 			return err
 		}
 	}
 }
 
 // refuse tells the peer which of its frames broke the protocol, before the
-// connection closes (docs/protocol.md, "Errors"). A truncated frame means
-// the peer already hung up, so there is nobody to tell.
+// connection closes (docs/protocol.md, "Errors").
 func (s *Session) refuse(err error) {
-	var ve *wire.VersionError
-	var tl *wire.FrameTooLargeError
-	switch {
-	case errors.As(err, &ve):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeUnsupportedVersion, err.Error()))
-	case errors.As(err, &tl):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeTooLarge, err.Error()))
-	case errors.Is(err, spear.ErrInvalidMessage) && !errors.Is(err, io.ErrUnexpectedEOF):
-		_ = s.conn.WriteFrame(ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
+	if f, ok := codec.Refusal(err); ok {
+		_ = s.conn.WriteFrame(f)
 	}
 }
 
@@ -528,7 +499,7 @@ func (s *Session) deliver(f wire.Frame) {
 	}
 	s.mu.Unlock()
 	if f.Type == wire.TypeError {
-		s.stats.Error(stats.ErrRemote)
+		s.stats.Error(stats.KindRemote)
 	}
 	if !c.stream {
 		c.ch <- f // capacity 1, and only one answer is delivered
@@ -543,7 +514,7 @@ func (s *Session) deliver(f wire.Frame) {
 		if !terminal && !s.forget(f.ID) {
 			return
 		}
-		s.stats.Error(stats.ErrOverflow)
+		s.stats.Error(stats.KindOverflow)
 		c.err = fmt.Errorf("%w: stream %d held %d unread chunks", spear.ErrStreamOverflow, f.ID, cap(c.ch))
 		close(c.ch)
 		s.sendCancel(f.ID)
@@ -554,7 +525,7 @@ func (s *Session) deliver(f wire.Frame) {
 func (s *Session) serve(f wire.Frame) {
 	if s.cfg.Handler == nil {
 		if f.ID != 0 {
-			_ = s.write(ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
+			_ = s.write(codec.ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
 		}
 		return
 	}
@@ -564,7 +535,7 @@ func (s *Session) serve(f wire.Frame) {
 	if f.ID != 0 && dup {
 		s.mu.Unlock()
 		cancel()
-		_ = s.write(ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
+		_ = s.write(codec.ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
 		return
 	}
 	if f.ID != 0 {
@@ -645,9 +616,9 @@ func (s *Session) finish(readErr error) {
 		}
 		switch {
 		case errors.Is(readErr, spear.ErrInvalidMessage):
-			s.stats.Error(stats.ErrInvalid)
+			s.stats.Error(stats.KindInvalid)
 		case !errors.Is(readErr, spear.ErrChannelClosed):
-			s.stats.Error(stats.ErrReceive)
+			s.stats.Error(stats.KindReceive)
 		}
 	}
 	err := s.err
@@ -703,7 +674,7 @@ func (s *Session) heartbeat() {
 	misses := s.hbMisses
 	s.mu.Unlock()
 	if misses >= s.cfg.HeartbeatMisses {
-		s.stats.Error(stats.ErrHeartbeat)
+		s.stats.Error(stats.KindHeartbeat)
 		s.end(fmt.Errorf("%w: no frame in %d intervals of %s", spear.ErrHeartbeatTimeout, misses, s.cfg.HeartbeatInterval))
 		return
 	}
@@ -736,5 +707,5 @@ func (r *Responder) Send(f *wire.Frame) error {
 
 // Error answers the request with an ERROR frame.
 func (r *Responder) Error(code spear.Code, msg string) error {
-	return r.Send(ErrorFrame(0, code, msg))
+	return r.Send(codec.ErrorFrame(0, code, msg))
 }

@@ -578,52 +578,6 @@ func (x *Close) GetReason() string {
 	return ""
 }
 
-// Frame carries one encoded frame (header and payload, exactly as on a
-// socket) over the grpc transport.
-type Frame struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Frame) Reset() {
-	*x = Frame{}
-	mi := &file_spear_v1_spear_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Frame) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Frame) ProtoMessage() {}
-
-func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_spear_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Frame.ProtoReflect.Descriptor instead.
-func (*Frame) Descriptor() ([]byte, []int) {
-	return file_spear_v1_spear_proto_rawDescGZIP(), []int{8}
-}
-
-func (x *Frame) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
 var File_spear_v1_spear_proto protoreflect.FileDescriptor
 
 const file_spear_v1_spear_proto_rawDesc = "" +
@@ -669,18 +623,14 @@ const file_spear_v1_spear_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"3\n" +
 	"\x05Close\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x1b\n" +
-	"\x05Frame\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\x8b\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x8b\x01\n" +
 	"\n" +
 	"SignalKind\x12\x1b\n" +
 	"\x17SIGNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SIGNAL_KIND_TERMINATE\x10\x01\x12\x15\n" +
 	"\x11SIGNAL_KIND_PAUSE\x10\x02\x12\x16\n" +
 	"\x12SIGNAL_KIND_RESUME\x10\x03\x12\x16\n" +
-	"\x12SIGNAL_KIND_CUSTOM\x10\x042A\n" +
-	"\x0eFrameTransport\x12/\n" +
-	"\aConnect\x12\x0f.spear.v1.Frame\x1a\x0f.spear.v1.Frame(\x010\x01B1Z/github.com/spear-go/spear/proto/spearpb;spearpbb\x06proto3"
+	"\x12SIGNAL_KIND_CUSTOM\x10\x04B1Z/github.com/spear-go/spear/proto/spearpb;spearpbb\x06proto3"
 
 var (
 	file_spear_v1_spear_proto_rawDescOnce sync.Once
@@ -695,7 +645,7 @@ func file_spear_v1_spear_proto_rawDescGZIP() []byte {
 }
 
 var file_spear_v1_spear_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spear_v1_spear_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_spear_v1_spear_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_spear_v1_spear_proto_goTypes = []any{
 	(SignalKind)(0),         // 0: spear.v1.SignalKind
 	(*AuthChallenge)(nil),   // 1: spear.v1.AuthChallenge
@@ -706,18 +656,15 @@ var file_spear_v1_spear_proto_goTypes = []any{
 	(*Signal)(nil),          // 6: spear.v1.Signal
 	(*Error)(nil),           // 7: spear.v1.Error
 	(*Close)(nil),           // 8: spear.v1.Close
-	(*Frame)(nil),           // 9: spear.v1.Frame
-	nil,                     // 10: spear.v1.ExecuteRequest.MetadataEntry
-	nil,                     // 11: spear.v1.ExecuteResponse.MetadataEntry
+	nil,                     // 9: spear.v1.ExecuteRequest.MetadataEntry
+	nil,                     // 10: spear.v1.ExecuteResponse.MetadataEntry
 }
 var file_spear_v1_spear_proto_depIdxs = []int32{
-	10, // 0: spear.v1.ExecuteRequest.metadata:type_name -> spear.v1.ExecuteRequest.MetadataEntry
-	11, // 1: spear.v1.ExecuteResponse.metadata:type_name -> spear.v1.ExecuteResponse.MetadataEntry
+	9,  // 0: spear.v1.ExecuteRequest.metadata:type_name -> spear.v1.ExecuteRequest.MetadataEntry
+	10, // 1: spear.v1.ExecuteResponse.metadata:type_name -> spear.v1.ExecuteResponse.MetadataEntry
 	0,  // 2: spear.v1.Signal.kind:type_name -> spear.v1.SignalKind
-	9,  // 3: spear.v1.FrameTransport.Connect:input_type -> spear.v1.Frame
-	9,  // 4: spear.v1.FrameTransport.Connect:output_type -> spear.v1.Frame
-	4,  // [4:5] is the sub-list for method output_type
-	3,  // [3:4] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -734,9 +681,9 @@ func file_spear_v1_spear_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_spear_proto_rawDesc), len(file_spear_v1_spear_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_spear_v1_spear_proto_goTypes,
 		DependencyIndexes: file_spear_v1_spear_proto_depIdxs,

@@ -38,7 +38,7 @@ type instance struct {
 	rt         *Runtime
 	id         spear.InstanceID
 	function   string
-	ch         channel.Channel
+	ch         *channel.Channel
 	ns         string
 	podName    string
 	secretName string
@@ -64,7 +64,7 @@ type instance struct {
 
 var _ runtime.Instance = (*instance)(nil)
 
-func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, obj *objects, ch channel.Channel) *instance {
+func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, obj *objects, ch *channel.Channel) *instance {
 	i := &instance{
 		rt:         r,
 		id:         id,
@@ -86,9 +86,9 @@ func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, obj *object
 	return i
 }
 
-func (i *instance) ID() spear.InstanceID     { return i.id }
-func (i *instance) Channel() channel.Channel { return i.ch }
-func (i *instance) Done() <-chan struct{}    { return i.done }
+func (i *instance) ID() spear.InstanceID      { return i.id }
+func (i *instance) Channel() *channel.Channel { return i.ch }
+func (i *instance) Done() <-chan struct{}     { return i.done }
 
 func (i *instance) podsClient() typedcorev1.PodInterface {
 	return i.rt.opts.Client.CoreV1().Pods(i.ns)

@@ -166,18 +166,13 @@ func (r *Runtime) reserve(id spear.InstanceID) error {
 	if _, ok := r.instances[id]; ok {
 		return fmt.Errorf("%w: instance already exists", spear.ErrInvalidInstanceID)
 	}
-	// The factory's get-or-create would hand out the channel, and with it
-	// the secret, of whoever holds the id already.
-	if _, ok := r.opts.Factory.Get(id); ok {
-		return fmt.Errorf("%w: the factory already has a channel for the instance", spear.ErrInvalidInstanceID)
-	}
 	r.instances[id] = nil
 	r.wg.Add(1)
 	return nil
 }
 
 func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.Spec, obj *objects) (*instance, error) {
-	ch, err := r.opts.Factory.CreateChannelForInstance(ctx, id, spec.Channel)
+	ch, err := r.opts.Factory.Create(ctx, id, spec.Channel)
 	if err != nil {
 		return nil, err
 	}

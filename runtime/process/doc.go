@@ -21,8 +21,9 @@
 // never logged.
 //
 // Once the child is forked, its channel accepts connections only from its
-// process group (channel.Channel.ExpectPID). A child quick enough to
-// connect in the instant between fork and that call is accepted without
+// process group (the runtime's channel.Config.CheckPeer). A child quick
+// enough to connect in the instant between fork and its pid being recorded
+// is accepted without
 // the check; it still has to present the per-instance secret, which only
 // it holds, so the check is defence in depth and the window costs nothing.
 //

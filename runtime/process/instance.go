@@ -15,6 +15,7 @@ import (
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/transport"
 )
 
 const (
@@ -43,7 +44,7 @@ type Instance struct {
 	function string
 	grace    time.Duration
 	created  time.Time
-	ch       channel.Channel
+	ch       *channel.Channel
 	out      *ring
 	log      *slog.Logger
 
@@ -63,12 +64,21 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
+// peerCheck is the channel's peer check (channel.Config.CheckPeer): once
+// the child is forked, only its process group may connect.
+func (i *Instance) peerCheck(info transport.Info) error {
+	i.mu.Lock()
+	pid := i.pid
+	i.mu.Unlock()
+	return checkPeer(info, pid)
+}
+
 // ID returns the instance's id.
 func (i *Instance) ID() spear.InstanceID { return i.id }
 
 // Channel returns the instance's channel. It is closed once the process
 // has exited.
-func (i *Instance) Channel() channel.Channel { return i.ch }
+func (i *Instance) Channel() *channel.Channel { return i.ch }
 
 // Done is closed when the process has been reaped, its channel closed and
 // its output drained; Info then reports StatusStopped.
@@ -124,8 +134,8 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	}
 	pid := cmd.Process.Pid
 	// A child fast enough to connect before this line is not checked
-	// against its pid; it still had to present the secret only it holds.
-	i.ch.ExpectPID(pid)
+	// against its pid (peerCheck); it still had to present the secret
+	// only it holds.
 	i.mu.Lock()
 	i.pid = pid
 	i.mu.Unlock()

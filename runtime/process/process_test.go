@@ -21,8 +21,10 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -232,6 +234,43 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("restart under the same id: %v", err)
 	}
 	echo(t, again, "again")
+}
+
+// TestOnlyTheChildConnects: a process that is not in the instance's
+// process group cannot take its place, even holding its secret.
+func TestOnlyTheChildConnects(t *testing.T) {
+	e := newEnv(t)
+	inst := e.start(t, childSpec("echo"))
+	cr := inst.Channel().Credentials()
+	if cr.Type != channel.Unix {
+		t.Fatalf("channel type %s, want unix", cr.Type)
+	}
+	conn, err := transport.Dial(testCtx(t), string(cr.Type), cr.Address, transport.DialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := auth.Connect(testCtx(t), conn, cr.ID, cr.Secret); !errors.Is(err, spear.ErrAuthFailed) {
+		t.Fatalf("handshake from outside the group: %v, want spear.ErrAuthFailed", err)
+	}
+	echo(t, inst, "still mine")
+}
+
+// TestStartRefusesAnIDWithAChannel: an id whose channel someone else made
+// is not started, and that channel, and its secret, are left alone.
+func TestStartRefusesAnIDWithAChannel(t *testing.T) {
+	e := newEnv(t)
+	id := newID()
+	foreign, err := e.f.Create(testCtx(t), id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rt.Start(testCtx(t), id, childSpec("echo")); !errors.Is(err, channel.ErrExists) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Fatalf("start: %v, want channel.ErrExists", err)
+	}
+	if ch, ok := e.f.Get(id); !ok || ch != foreign {
+		t.Fatal("the failed start touched the channel it did not make")
+	}
 }
 
 func TestOutputCaptured(t *testing.T) {

@@ -121,7 +121,12 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if err != nil {
 		return nil, err
 	}
-	ch, err := r.factory.CreateChannelForInstance(ctx, id, spec.Channel)
+	var cfg channel.Config
+	if spec.Channel != nil {
+		cfg = *spec.Channel
+	}
+	cfg.CheckPeer = i.peerCheck
+	ch, err := r.factory.Create(ctx, id, &cfg)
 	if err != nil {
 		i.fail("channel creation failed")
 		return nil, err
@@ -146,8 +151,8 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	return i, nil
 }
 
-// reserve registers a new instance under id, refusing an id in use here
-// or by another channel of the factory.
+// reserve registers a new instance under id, refusing an id in use here.
+// (One the factory has a channel for is refused by Create.)
 func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -156,9 +161,6 @@ func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, er
 	}
 	if _, ok := r.instances[id]; ok {
 		return nil, fmt.Errorf("%w: instance %s is already running", spear.ErrInvalidInstanceID, id)
-	}
-	if _, ok := r.factory.Get(id); ok {
-		return nil, fmt.Errorf("%w: instance %s already has a channel", spear.ErrInvalidInstanceID, id)
 	}
 	i := &Instance{
 		rt:       r,
@@ -248,7 +250,7 @@ func (i *Instance) waitReady(ctx context.Context, timeout time.Duration) error {
 	case i.exited:
 		return errExitedEarly
 	case ctx.Err() != nil:
-		return ctxErr(ctx)
+		return spear.ContextError(ctx)
 	case i.rt.ctx.Err() != nil:
 		return fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
 	case err == nil:
@@ -295,7 +297,7 @@ func (r *Runtime) Stop(ctx context.Context, inst runtime.Instance) error {
 	case <-i.done:
 		return nil
 	case <-ctx.Done():
-		return spear.InstanceErr(i.id, "stop", ctxErr(ctx))
+		return spear.InstanceErr(i.id, "stop", spear.ContextError(ctx))
 	}
 }
 
@@ -324,12 +326,4 @@ func (r *Runtime) Close(ctx context.Context) error {
 	// Every instance is gone; its goroutines are returning.
 	r.wg.Wait()
 	return nil
-}
-
-// ctxErr maps a context's end to the library's categories.
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", spear.ErrTimeout, ctx.Err())
-	}
-	return ctx.Err()
 }

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -12,7 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/internal/session"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -173,7 +174,7 @@ func (run *incarnation) pumpGuest() {
 
 // answer fails request id with an ERROR frame.
 func (run *incarnation) answer(id uint64, code spear.Code, msg string) {
-	_ = run.conn.WriteFrame(session.ErrorFrame(id, code, msg))
+	_ = run.conn.WriteFrame(codec.ErrorFrame(id, code, msg))
 }
 
 // fail stops the inbox and answers what it held: the request in flight
@@ -186,7 +187,7 @@ func (run *incarnation) fail(code spear.Code, msg, queuedMsg string) {
 		run.answer(inflight, code, msg)
 	}
 	for _, id := range queued {
-		run.answer(id, spear.CodeUnavailable, cmpOr(queuedMsg, msg))
+		run.answer(id, spear.CodeUnavailable, cmp.Or(queuedMsg, msg))
 	}
 }
 

@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,7 +36,7 @@ type Instance struct {
 	rt           *Runtime
 	id           spear.InstanceID
 	function     string
-	ch           channel.Channel
+	ch           *channel.Channel
 	mod          *module
 	limit        uint64 // linear memory cap in bytes
 	maxPayload   uint32
@@ -61,7 +62,7 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
-func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
+func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch *channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
 	inst := &Instance{
 		rt:           r,
 		id:           id,
@@ -70,10 +71,10 @@ func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch channel.
 		mod:          mod,
 		limit:        limit,
 		maxPayload:   maxPayload,
-		args:         append([]string{cmpOr(spec.Function, "wasm")}, spec.Args...),
+		args:         append([]string{cmp.Or(spec.Function, "wasm")}, spec.Args...),
 		env:          guestEnv(spec.Env, ch.Credentials().Env()),
-		startTimeout: cmpOr(spec.StartTimeout, defaultStartTimeout),
-		stopGrace:    cmpOr(spec.StopGrace, defaultStopGrace),
+		startTimeout: cmp.Or(spec.StartTimeout, defaultStartTimeout),
+		stopGrace:    cmp.Or(spec.StopGrace, defaultStopGrace),
 		created:      time.Now(),
 		done:         make(chan struct{}),
 		status:       runtime.StatusStarting,
@@ -99,19 +100,11 @@ func guestEnv(spec, creds []string) []string {
 	return append(env, creds...)
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // ID implements runtime.Instance.
 func (inst *Instance) ID() spear.InstanceID { return inst.id }
 
 // Channel implements runtime.Instance.
-func (inst *Instance) Channel() channel.Channel { return inst.ch }
+func (inst *Instance) Channel() *channel.Channel { return inst.ch }
 
 // Done implements runtime.Instance.
 func (inst *Instance) Done() <-chan struct{} { return inst.done }

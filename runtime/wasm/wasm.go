@@ -208,9 +208,6 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if mod.minMemory > limit {
 		return nil, fmt.Errorf("%w: the module needs %d bytes of memory to start; the limit is %d", spear.ErrInvalidConfig, mod.minMemory, limit)
 	}
-	if _, taken := r.opts.Factory.Get(id); taken {
-		return nil, ErrExists
-	}
 	r.mu.Lock()
 	switch {
 	case r.closed:
@@ -220,7 +217,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 		r.mu.Unlock()
 		return nil, ErrExists
 	}
-	ch, err := r.opts.Factory.CreateChannelForInstance(ctx, id, &cfg)
+	ch, err := r.opts.Factory.Create(ctx, id, &cfg)
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err

@@ -26,7 +26,6 @@ package guest
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +33,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/wire"
 )
@@ -70,7 +70,7 @@ func (r *Request) Write(p []byte) (int, error) {
 	if !r.streaming {
 		return r.gathered.Write(p)
 	}
-	if err := r.c.write(&wire.Frame{Type: wire.TypeStreamData, ID: r.id, Payload: p}); err != nil {
+	if err := r.c.WriteFrame(&wire.Frame{Type: wire.TypeStreamData, ID: r.id, Payload: p}); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -90,15 +90,16 @@ type Config struct {
 }
 
 // ConfigFromEnv returns a Config for h with the instance's id and secret
-// from SPEAR_INSTANCE_ID and SPEAR_SECRET. Errors match spear.ErrConfig.
+// from SPEAR_INSTANCE_ID and SPEAR_SECRET (or SPEAR_SECRET_FILE, where the
+// module can open the file). Errors match spear.ErrConfig.
 func ConfigFromEnv(h HandlerFunc) (Config, error) {
 	id, err := spear.ParseInstanceID(os.Getenv(spear.EnvInstanceID))
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvInstanceID, err)
 	}
-	secret, err := hex.DecodeString(os.Getenv(spear.EnvSecret))
-	if err != nil || len(secret) == 0 {
-		return Config{}, fmt.Errorf("%w: %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret)
+	secret, err := auth.SecretFromEnv()
+	if err != nil {
+		return Config{}, err
 	}
 	return Config{ID: id, Secret: secret, Handler: h}, nil
 }
@@ -130,12 +131,13 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, cfg Config) error {
 		return fmt.Errorf("%w: guest.Config.Handler is required", spear.ErrInvalidConfig)
 	}
 	c := newConn(in, out)
-	if _, err := c.handshake(cfg.ID, cfg.Secret); err != nil {
+	// The handshake is internal/auth's, the same as every Go instance's.
+	if _, err := auth.Connect(context.Background(), c, cfg.ID, cfg.Secret); err != nil {
 		return err
 	}
 	s := &server{c: c, h: cfg.Handler}
 	for {
-		f, err := c.read()
+		f, err := c.ReadFrame()
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil
@@ -166,13 +168,13 @@ func (s *server) handle(ctx context.Context, f wire.Frame) (done bool, err error
 		return s.signal(f)
 	case wire.TypeHeartbeat:
 		if f.Flags&wire.FlagAck == 0 {
-			return false, s.c.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
+			return false, s.c.WriteFrame(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
 		}
 	case wire.TypeClose:
 		return true, nil
 	case wire.TypeError:
 		if f.ID == 0 { // the agent is refusing the connection
-			return true, decodeError(f.Payload)
+			return true, codec.FrameError(f)
 		}
 	}
 	// CANCEL has nothing to cancel in a synchronous guest (the request it
@@ -208,28 +210,28 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 		return s.fail(f.ID, code, msg)
 	}
 	if req.streaming {
-		return s.c.write(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out})
+		return s.c.WriteFrame(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out})
 	}
 	if req.gathered.Len() > 0 {
 		out = append(req.gathered.Bytes(), out...)
 	}
-	return s.c.write(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)})
+	return s.c.WriteFrame(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)})
 }
 
 // signal acknowledges a signal; terminate ends the loop after the ack.
 func (s *server) signal(f wire.Frame) (done bool, err error) {
-	sig, err := decodeSignal(f.Payload)
+	sig, err := codec.DecodeSignal(f.Payload)
 	if err != nil {
-		return false, s.fail(f.ID, spear.CodeInvalidMessage, "undecodable SIGNAL: "+err.Error())
+		return false, s.fail(f.ID, spear.CodeInvalidMessage, err.Error())
 	}
-	switch sig.kind {
-	case signalTerminate:
+	switch sig.Kind {
+	case codec.SignalTerminate:
 		return true, s.ack(f.ID)
-	case signalPause, signalResume:
-		s.paused = sig.kind == signalPause
+	case codec.SignalPause, codec.SignalResume:
+		s.paused = sig.Kind == codec.SignalPause
 		return false, s.ack(f.ID)
 	}
-	return false, s.fail(f.ID, spear.CodeNotFound, fmt.Sprintf("no handler for signal %d %q", sig.kind, sig.name))
+	return false, s.fail(f.ID, spear.CodeNotFound, fmt.Sprintf("no handler for signal %d %q", sig.Kind, sig.Name))
 }
 
 // ack answers a request with an empty EXECUTE_RESPONSE. A request id of 0
@@ -238,12 +240,12 @@ func (s *server) ack(id uint64) error {
 	if id == 0 {
 		return nil
 	}
-	return s.c.write(&wire.Frame{Type: wire.TypeExecuteResponse, ID: id})
+	return s.c.WriteFrame(&wire.Frame{Type: wire.TypeExecuteResponse, ID: id})
 }
 
 func (s *server) fail(id uint64, code spear.Code, msg string) error {
 	if id == 0 {
 		return nil
 	}
-	return s.c.write(&wire.Frame{Type: wire.TypeError, ID: id, Payload: encodeError(code, msg)})
+	return s.c.WriteFrame(codec.ErrorFrame(id, code, msg))
 }

@@ -5,6 +5,7 @@
 package grpc
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -17,7 +18,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/spear-go/spear"
-	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/proto/transportpb"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -28,6 +29,9 @@ const Name = "grpc"
 // Options tune connections. The zero value means the defaults.
 type Options struct {
 	MaxPayload uint32 // largest incoming payload; 0 means wire.DefaultMaxPayload
+	// WriteTimeout bounds a write to a peer that stopped reading; 0 means
+	// transport.DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// ServerOptions are added to the listener's grpc server, for example
 	// TLS credentials.
 	ServerOptions []grpc.ServerOption
@@ -50,7 +54,7 @@ func (o Options) msgLimit() int { return int(o.maxPayload()) + wire.HeaderSize +
 // Listener serves the FrameTransport service and hands out each stream as a
 // connection.
 type Listener struct {
-	spearpb.UnimplementedFrameTransportServer
+	transportpb.UnimplementedFrameTransportServer
 	ln     net.Listener
 	srv    *grpc.Server
 	opts   Options
@@ -79,7 +83,7 @@ func Serve(ln net.Listener, opts Options) *Listener {
 		grpc.MaxSendMsgSize(opts.msgLimit()),
 	}, opts.ServerOptions...)
 	l.srv = grpc.NewServer(sopts...)
-	spearpb.RegisterFrameTransportServer(l.srv, l)
+	transportpb.RegisterFrameTransportServer(l.srv, l)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -90,14 +94,14 @@ func Serve(ln net.Listener, opts Options) *Listener {
 
 // Connect implements the FrameTransport service: it hands the stream to
 // Accept and holds it open until the connection is closed.
-func (l *Listener) Connect(stream spearpb.FrameTransport_ConnectServer) error {
+func (l *Listener) Connect(stream transportpb.FrameTransport_ConnectServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	remote := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	c := newConn(stream, cancel, remote, l.opts.maxPayload())
+	c := newConn(stream, cancel, remote, l.opts)
 	select {
 	case l.conns <- c:
 	case <-l.closed:
@@ -146,7 +150,7 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 	sctx, cancel := context.WithCancel(context.Background())
 	// The stream outlives ctx, which only bounds connecting.
 	stop := context.AfterFunc(ctx, cancel)
-	stream, err := spearpb.NewFrameTransportClient(cc).Connect(sctx, grpc.WaitForReady(true))
+	stream, err := transportpb.NewFrameTransportClient(cc).Connect(sctx, grpc.WaitForReady(true))
 	if !stop() || err != nil {
 		cancel()
 		cc.Close()
@@ -155,31 +159,42 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 		}
 		return nil, fmt.Errorf("%w: grpc connect to %s: %w", spear.ErrConnectionFailed, addr, err)
 	}
-	c := newConn(stream, func() { cancel(); cc.Close() }, addr, opts.maxPayload())
+	c := newConn(stream, func() { cancel(); cc.Close() }, addr, opts)
 	c.closeSend = stream.CloseSend
 	return c, nil
 }
 
 // frameStream is what the client and server streams have in common.
 type frameStream interface {
-	Send(*spearpb.Frame) error
-	Recv() (*spearpb.Frame, error)
+	Send(*transportpb.Frame) error
+	Recv() (*transportpb.Frame, error)
 }
 
 // Conn is one grpc stream as a transport.Conn.
 type Conn struct {
-	stream     frameStream
-	stop       func()
-	remote     string
-	maxPayload uint32
-	wmu        sync.Mutex // grpc allows one Send at a time
-	once       sync.Once
-	closed     chan struct{}
+	stream       frameStream
+	stop         func() // ends the stream at once
+	remote       string
+	maxPayload   uint32
+	writeTimeout time.Duration
+	once         sync.Once
+	closed       chan struct{}
 	// closeSend half-closes a client stream; nil on the server side.
 	closeSend func() error
-	readOnce  sync.Once
-	readDone  chan struct{} // closed when ReadFrame first fails
-	reading   atomic.Bool   // a ReadFrame is waiting, and will see the end
+
+	wmu      sync.Mutex  // grpc allows one Send at a time
+	timedOut atomic.Bool // a Send outlived writeTimeout, and the stream was ended
+
+	// The write watchdog. Arming a timer around every Send would cost two
+	// timer operations a frame; instead the timer, once armed, stays armed
+	// while writes keep coming, and when it fires looks at the Send in
+	// progress, if any: one older than writeTimeout ends the stream.
+	tmu    sync.Mutex  // guards the fields below
+	wtimer *time.Timer // fires watchdog
+	armed  bool        // wtimer is set to fire
+	wstart time.Time   // when the Send in progress began; zero when none
+
+	rmu sync.Mutex // grpc allows one Recv at a time; held by a waiting ReadFrame
 }
 
 // closeGrace bounds how long a client's Close waits for the server to see
@@ -189,30 +204,94 @@ const closeGrace = time.Second
 
 var _ transport.Conn = (*Conn)(nil)
 
-func newConn(s frameStream, stop func(), remote string, maxPayload uint32) *Conn {
-	return &Conn{stream: s, stop: stop, remote: remote, maxPayload: maxPayload,
-		closed: make(chan struct{}), readDone: make(chan struct{})}
+func newConn(s frameStream, stop func(), remote string, opts Options) *Conn {
+	c := &Conn{stream: s, stop: stop, remote: remote, maxPayload: opts.maxPayload(),
+		writeTimeout: cmp.Or(opts.WriteTimeout, transport.DefaultWriteTimeout),
+		closed:       make(chan struct{})}
+	c.wtimer = time.AfterFunc(time.Hour, c.watchdog)
+	c.wtimer.Stop()
+	return c
+}
+
+// watchdog ends the stream under a Send that has waited writeTimeout for a
+// peer that stopped reading (grpc flow control holds it back), and keeps
+// itself armed while writes go on.
+func (c *Conn) watchdog() {
+	c.tmu.Lock()
+	if c.wstart.IsZero() {
+		c.armed = false
+		c.tmu.Unlock()
+		return
+	}
+	if left := c.writeTimeout - time.Since(c.wstart); left > 0 {
+		c.wtimer.Reset(left)
+		c.tmu.Unlock()
+		return
+	}
+	c.tmu.Unlock()
+	c.timedOut.Store(true)
+	c.stop()
+}
+
+// writing marks a Send starting (begin) or ended.
+func (c *Conn) writing(begin bool) {
+	c.tmu.Lock()
+	if !begin {
+		c.wstart = time.Time{}
+	} else {
+		c.wstart = time.Now()
+		if !c.armed {
+			c.armed = true
+			c.wtimer.Reset(c.writeTimeout)
+		}
+	}
+	c.tmu.Unlock()
 }
 
 // ReadFrame implements transport.Conn.
 func (c *Conn) ReadFrame() (wire.Frame, error) {
-	c.reading.Store(true)
-	m, err := c.stream.Recv()
-	c.reading.Store(false)
+	c.rmu.Lock()
+	m, err := c.recv()
+	c.rmu.Unlock()
 	if err != nil {
-		c.readOnce.Do(func() { close(c.readDone) })
-		return wire.Frame{}, c.filter(err)
+		return wire.Frame{}, err
 	}
 	return wire.Decode(m.Data, c.maxPayload)
 }
 
-// WriteFrame implements transport.Conn.
+// recv receives one message; c.rmu must be held.
+func (c *Conn) recv() (*transportpb.Frame, error) {
+	select {
+	case <-c.closed:
+		return nil, fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
+	default:
+	}
+	m, err := c.stream.Recv()
+	if err != nil {
+		return nil, c.filter(err)
+	}
+	return m, nil
+}
+
+// WriteFrame implements transport.Conn. A Send that waits longer than the
+// write timeout for a peer that stopped reading ends the stream and fails
+// with an error matching spear.ErrTimeout.
 func (c *Conn) WriteFrame(f *wire.Frame) error {
-	m := &spearpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
+	select {
+	case <-c.closed: // the server's stream may take Sends until its handler returns
+		return fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
+	default:
+	}
+	m := &transportpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
 	c.wmu.Lock()
+	c.writing(true)
 	err := c.stream.Send(m)
+	c.writing(false)
 	c.wmu.Unlock()
 	if err != nil {
+		if c.timedOut.Load() {
+			return fmt.Errorf("%w: write: peer not reading for %s: %w", spear.ErrTimeout, c.writeTimeout, err)
+		}
 		return c.filter(err)
 	}
 	return nil
@@ -232,25 +311,58 @@ func (c *Conn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)
 		// A client half-closes first and gives the server a moment to end
-		// the stream, unless a Send is stuck (the peer not reading).
+		// the stream, unless a Send is stuck (the peer not reading), so
+		// that what it wrote last is delivered, not cut off.
 		if c.closeSend != nil && c.wmu.TryLock() {
 			err := c.closeSend()
 			c.wmu.Unlock()
-			if err == nil && c.reading.Load() {
-				t := time.NewTimer(closeGrace)
-				select {
-				case <-c.readDone:
-				case <-t.C:
-				}
-				t.Stop()
+			if err == nil {
+				c.awaitEnd()
 			}
 		}
 		c.stop()
+		c.tmu.Lock()
+		c.wtimer.Stop()
+		c.armed = false
+		c.tmu.Unlock()
 	})
 	return nil
+}
+
+// awaitEnd waits, at most closeGrace, for the server to end a stream the
+// client half-closed, reading (and dropping) what is left. A ReadFrame
+// under way goes first: it returns when the stream ends or the grace runs
+// out, and any ReadFrame after it fails at once, the Conn being closed.
+func (c *Conn) awaitEnd() {
+	t := time.AfterFunc(closeGrace, c.stop)
+	defer t.Stop()
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if _, err := c.stream.Recv(); err != nil {
+			return
+		}
+	}
 }
 
 // Info implements transport.Conn.
 func (c *Conn) Info() transport.Info {
 	return transport.Info{Transport: Name, Remote: c.remote, PeerPID: -1, PeerUID: -1}
+}
+
+// DefaultAddr is where the listener goes when none is configured: loopback,
+// an ephemeral port.
+const DefaultAddr = "127.0.0.1:0"
+
+func init() {
+	transport.Register(transport.Transport{
+		Name:   Name,
+		Shared: true,
+		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+	})
 }

@@ -4,10 +4,12 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/transport"
@@ -28,20 +30,26 @@ var (
 
 // Listener accepts in-process connections at one address.
 type Listener struct {
-	addr   string
-	conns  chan *Conn
-	closed chan struct{}
-	once   sync.Once
+	addr         string
+	writeTimeout time.Duration // of the connections made to it
+	conns        chan *Conn
+	closed       chan struct{}
+	once         sync.Once
 }
 
 var _ transport.Listener = (*Listener)(nil)
 
-// Listen returns a listener at a fresh, unique address "memory:N".
-func Listen() *Listener {
+// Listen returns a listener at a fresh, unique address "memory:N". Its
+// connections bound a write to a peer that stopped reading by
+// transport.DefaultWriteTimeout.
+func Listen() *Listener { return listen(0) }
+
+func listen(writeTimeout time.Duration) *Listener {
 	l := &Listener{
-		addr:   fmt.Sprintf("memory:%d", nextAddr.Add(1)),
-		conns:  make(chan *Conn),
-		closed: make(chan struct{}),
+		addr:         fmt.Sprintf("memory:%d", nextAddr.Add(1)),
+		writeTimeout: cmp.Or(writeTimeout, transport.DefaultWriteTimeout),
+		conns:        make(chan *Conn),
+		closed:       make(chan struct{}),
 	}
 	mu.Lock()
 	listeners[l.addr] = l
@@ -82,7 +90,7 @@ func Dial(ctx context.Context, addr string) (transport.Conn, error) {
 	if l == nil {
 		return nil, fmt.Errorf("%w: no memory listener at %q", spear.ErrConnectionFailed, addr)
 	}
-	client, server := Pipe()
+	client, server := pipe(l.writeTimeout)
 	select {
 	case l.conns <- server:
 		return client, nil
@@ -95,20 +103,25 @@ func Dial(ctx context.Context, addr string) (transport.Conn, error) {
 
 // Conn is one end of an in-process connection.
 type Conn struct {
-	in, out  chan wire.Frame
-	done     chan struct{} // closed when this end closes
-	peerDone chan struct{} // closed when the other end closes
-	once     sync.Once
+	in, out      chan wire.Frame
+	done         chan struct{} // closed when this end closes
+	peerDone     chan struct{} // closed when the other end closes
+	writeTimeout time.Duration
+	once         sync.Once
+	timedOut     atomic.Bool // a write waited writeTimeout, and closed the connection
 }
 
 var _ transport.Conn = (*Conn)(nil)
 
-// Pipe returns the two ends of a new in-process connection.
-func Pipe() (*Conn, *Conn) {
+// Pipe returns the two ends of a new in-process connection, which bound a
+// write to a peer that stopped reading by transport.DefaultWriteTimeout.
+func Pipe() (*Conn, *Conn) { return pipe(transport.DefaultWriteTimeout) }
+
+func pipe(writeTimeout time.Duration) (*Conn, *Conn) {
 	ab, ba := make(chan wire.Frame, queueLen), make(chan wire.Frame, queueLen)
 	aDone, bDone := make(chan struct{}), make(chan struct{})
-	a := &Conn{in: ba, out: ab, done: aDone, peerDone: bDone}
-	b := &Conn{in: ab, out: ba, done: bDone, peerDone: aDone}
+	a := &Conn{in: ba, out: ab, done: aDone, peerDone: bDone, writeTimeout: writeTimeout}
+	b := &Conn{in: ab, out: ba, done: bDone, peerDone: aDone, writeTimeout: writeTimeout}
 	return a, b
 }
 
@@ -136,26 +149,51 @@ func (c *Conn) ReadFrame() (wire.Frame, error) {
 }
 
 // WriteFrame implements transport.Conn. The payload is copied, so the
-// caller may reuse it.
+// caller may reuse it. A write that waits the write timeout for a peer that
+// stopped reading closes the connection and fails with an error matching
+// spear.ErrTimeout.
 func (c *Conn) WriteFrame(f *wire.Frame) error {
 	g := *f
 	if len(f.Payload) > 0 {
 		g.Payload = append([]byte(nil), f.Payload...)
 	}
-	select {
-	case <-c.done:
-		return fmt.Errorf("%w: memory connection closed", spear.ErrChannelClosed)
-	case <-c.peerDone:
-		return fmt.Errorf("%w: memory peer closed", spear.ErrChannelClosed)
-	default:
+	if err := c.closedErr(); err != nil {
+		return err
 	}
 	select {
 	case c.out <- g:
 		return nil
+	default: // the queue is full: wait, within the write timeout
+	}
+	t := time.NewTimer(c.writeTimeout)
+	defer t.Stop()
+	select {
+	case c.out <- g:
+		return nil
 	case <-c.done:
+		return c.closedErr()
+	case <-c.peerDone:
+		return c.closedErr()
+	case <-t.C:
+		c.timedOut.Store(true)
+		c.Close()
+		return fmt.Errorf("%w: write: memory peer not reading for %s", spear.ErrTimeout, c.writeTimeout)
+	}
+}
+
+// closedErr returns the error for a closed connection, or nil while it is
+// open.
+func (c *Conn) closedErr() error {
+	select {
+	case <-c.done:
+		if c.timedOut.Load() {
+			return fmt.Errorf("%w: memory connection closed after a write timed out", spear.ErrChannelClosed)
+		}
 		return fmt.Errorf("%w: memory connection closed", spear.ErrChannelClosed)
 	case <-c.peerDone:
 		return fmt.Errorf("%w: memory peer closed", spear.ErrChannelClosed)
+	default:
+		return nil
 	}
 }
 
@@ -168,4 +206,17 @@ func (c *Conn) Close() error {
 // Info implements transport.Conn.
 func (c *Conn) Info() transport.Info {
 	return transport.Info{Transport: Name, Remote: "in-process", PeerPID: -1, PeerUID: -1}
+}
+
+func init() {
+	transport.Register(transport.Transport{
+		Name:      Name,
+		InProcess: true,
+		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
+			return listen(cfg.WriteTimeout), nil
+		},
+		Dial: func(ctx context.Context, addr string, _ transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr)
+		},
+	})
 }

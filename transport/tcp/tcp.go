@@ -4,6 +4,7 @@
 package tcp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -70,4 +71,21 @@ func wrap(c net.Conn, opts Options) *transport.StreamConn {
 		_ = tc.SetNoDelay(true)
 	}
 	return transport.NewStreamConn(c, transport.Info{Transport: Name, PeerPID: -1, PeerUID: -1}, opts.MaxPayload, opts.WriteTimeout)
+}
+
+// DefaultAddr is where the listener goes when none is configured: loopback,
+// an ephemeral port.
+const DefaultAddr = "127.0.0.1:0"
+
+func init() {
+	transport.Register(transport.Transport{
+		Name:   Name,
+		Shared: true,
+		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+	})
 }

@@ -98,3 +98,22 @@ func PrivateDir(parent string) (string, error) {
 	}
 	return dir, nil
 }
+
+func init() {
+	transport.Register(transport.Transport{
+		Name: Name,
+		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
+			if cfg.Path == nil {
+				return nil, fmt.Errorf("%w: a unix listener needs a directory for its socket", spear.ErrInvalidConfig)
+			}
+			path, err := cfg.Path()
+			if err != nil {
+				return nil, err
+			}
+			return Listen(path, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+		},
+	})
+}

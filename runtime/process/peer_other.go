@@ -1,6 +1,6 @@
 //go:build !linux
 
-package channel
+package process
 
 import "github.com/spear-go/spear/transport"
 

@@ -1,4 +1,4 @@
-package channel
+package process
 
 import (
 	"fmt"
@@ -9,9 +9,9 @@ import (
 	"github.com/spear-go/spear/transport"
 )
 
-// checkPeer accepts a connection only from a process in the process group
-// of pid (the runtime starts each instance as a group leader), when pid is
-// known and the transport reports the peer's credentials.
+// checkPeer admits a connection only from a process in the process group
+// of pid (each instance leads its own group), when pid is known and the
+// transport reports the peer's credentials (SO_PEERCRED on unix sockets).
 func checkPeer(info transport.Info, pid int) error {
 	if pid <= 0 || info.PeerPID < 0 {
 		return nil

@@ -1,0 +1,9 @@
+package tcp_test
+
+import (
+	"testing"
+
+	"github.com/spear-go/spear/transport/transporttest"
+)
+
+func TestConformance(t *testing.T) { transporttest.Run(t, "tcp") }
