@@ -1,0 +1,155 @@
+package runtime_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/runtime"
+)
+
+// testType is the runtime type of testSpec, registered as a runtime
+// package registers its own.
+var testType = spear.RegisterRuntimeType("runtime-test")
+
+// testSpec is a runtime's own spec: one required field and an
+// environment.
+type testSpec struct {
+	Greeting string      `json:"greeting"`
+	Env      runtime.Env `json:"env,omitempty"`
+}
+
+func (testSpec) RuntimeType() spear.RuntimeType { return testType }
+
+func (s testSpec) Validate() error {
+	var errs []error
+	if s.Greeting == "" {
+		errs = append(errs, runtime.BadField("greeting", "required"))
+	}
+	return errors.Join(append(errs, s.Env.Validate())...)
+}
+
+// otherSpec is another runtime's spec.
+type otherSpec struct{}
+
+func (otherSpec) RuntimeType() spear.RuntimeType { return spear.Process }
+func (otherSpec) Validate() error                { return nil }
+
+func init() {
+	runtime.Register(runtime.Kind{Type: testType, DecodeSpec: runtime.DecodeJSON[testSpec], MaxConcurrency: 3})
+}
+
+func TestKindRegistry(t *testing.T) {
+	k, ok := runtime.Lookup(testType)
+	if !ok || k.Type != testType || k.MaxConcurrency != 3 {
+		t.Fatalf("Lookup = %+v, %v", k, ok)
+	}
+	found := false
+	for _, k := range runtime.Kinds() {
+		found = found || k.Type == testType
+	}
+	if !found {
+		t.Errorf("Kinds() misses the registered kind")
+	}
+	for name, k := range map[string]runtime.Kind{
+		"duplicate":    {Type: testType, DecodeSpec: runtime.DecodeJSON[testSpec]},
+		"invalid type": {Type: 0, DecodeSpec: runtime.DecodeJSON[testSpec]},
+		"no decoder":   {Type: spear.RegisterRuntimeType("runtime-test-nodecoder")},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register with %s did not panic", name)
+				}
+			}()
+			runtime.Register(k)
+		}()
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	k, _ := runtime.Lookup(testType)
+	spec, err := k.DecodeSpec([]byte(`{"greeting":"hi","env":{"B":"2","A":"1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.SpecAs[testSpec](spec)
+	if err != nil || s.Greeting != "hi" || strings.Join(s.Env.List(), ",") != "A=1,B=2" {
+		t.Errorf("decoded %+v, %v", s, err)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{`{"greting":"hi"}`, `greting: unknown field: the runtime-test runtime has no such setting`},
+		{`{}`, "greeting: required"},
+		{`{"greeting":"hi","env":{"A=B":"x"}}`, `env: variable name "A=B" is not valid`},
+		{`{"greeting":"hi","env":{"A":"x\u0000"}}`, "env.A: the value holds a NUL byte"},
+		{`{"greeting":7}`, "greeting: number is not a string"},
+	} {
+		err := decodeValid(k, tt.in)
+		if !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("DecodeSpec(%s) = %v, want an invalid-config error mentioning %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+func TestSpecAs(t *testing.T) {
+	if s, err := runtime.SpecAs[testSpec](&testSpec{Greeting: "hi"}); err != nil || s.Greeting != "hi" {
+		t.Errorf("pointer spec: %+v, %v", s, err)
+	}
+	var nilSpec *testSpec
+	for name, spec := range map[string]runtime.Spec{
+		"another runtime's": otherSpec{},
+		"nil":               nil,
+		"nil pointer":       nilSpec,
+		"invalid":           testSpec{},
+	} {
+		if _, err := runtime.SpecAs[testSpec](spec); !errors.Is(err, spear.ErrInvalidConfig) {
+			t.Errorf("%s spec: err = %v, want spear.ErrInvalidConfig", name, err)
+		}
+	}
+	var fe *runtime.FieldError
+	if _, err := runtime.SpecAs[testSpec](testSpec{}); !errors.As(err, &fe) || fe.Field != "greeting" || !errors.Is(err, spear.ErrConfig) {
+		t.Errorf("invalid spec error %v, want a *FieldError on greeting matching spear.ErrConfig", err)
+	}
+}
+
+func TestCheckID(t *testing.T) {
+	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: testType, Name: "a"}); err != nil {
+		t.Error(err)
+	}
+	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: spear.Process, Name: "a"}); !errors.Is(err, spear.ErrUnsupportedRuntime) {
+		t.Errorf("another type's id: %v", err)
+	}
+	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: testType, Name: "A"}); !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("invalid id: %v", err)
+	}
+}
+
+func TestSettingsWithDefaults(t *testing.T) {
+	s, err := runtime.Settings{StopGrace: time.Second}.WithDefaults(10*time.Second, 5*time.Second)
+	if err != nil || s.StartTimeout != 10*time.Second || s.StopGrace != time.Second {
+		t.Errorf("WithDefaults = %+v, %v", s, err)
+	}
+	if _, err := (runtime.Settings{StartTimeout: -1}).WithDefaults(1, 1); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("negative start timeout: %v", err)
+	}
+}
+
+func TestErrorCategories(t *testing.T) {
+	if !errors.Is(runtime.ErrClosed, spear.ErrChannelClosed) {
+		t.Error("ErrClosed does not match spear.ErrChannelClosed")
+	}
+	if !errors.Is(runtime.ErrExists, spear.ErrInvalidInstanceID) {
+		t.Error("ErrExists does not match spear.ErrInvalidInstanceID")
+	}
+}
+
+// decodeValid decodes a spec as the agent does, and validates it.
+func decodeValid(k runtime.Kind, in string) error {
+	spec, err := k.DecodeSpec([]byte(in))
+	if err != nil {
+		return err
+	}
+	return spec.Validate()
+}
