@@ -2,7 +2,9 @@
 // modules inside the agent with wazero (pure Go, no cgo), one module
 // instance per spear.InstanceID, each talking to its channel over the
 // memory transport. docs/wasm.md specifies the guest interface; sdk/guest
-// implements it for Go.
+// implements it for Go. What an instance runs is a [Spec]; importing the
+// package registers its runtime.Kind, so that a function of runtime
+// "wasm" decodes into one.
 //
 // Goroutines. Per instance one supervisor goroutine owns the instance's
 // lifecycle: it starts a module instance (an "incarnation"), watches it,
