@@ -206,7 +206,7 @@ func (s *Stream) Recv() ([]byte, error) {
 	b, err := s.st.Recv()
 	if err != nil {
 		s.ended = true
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			s.a.observe(s.fn, s.started, nil)
 		} else {
 			s.a.observe(s.fn, s.started, err)

@@ -475,12 +475,3 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
-
-// function returns the named function's configuration.
-func (c Config) function(name string) (FunctionConfig, bool) {
-	i := slices.IndexFunc(c.Functions, func(f FunctionConfig) bool { return f.Name == name })
-	if i < 0 {
-		return FunctionConfig{}, false
-	}
-	return c.Functions[i], true
-}

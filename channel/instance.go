@@ -323,7 +323,7 @@ type Stream struct {
 // ended the stream.
 func (s *Stream) Recv() ([]byte, error) {
 	b, err := s.st.Recv()
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, s.ch.err("stream", err)
 	}
 	return b, err

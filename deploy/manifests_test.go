@@ -38,7 +38,7 @@ func load(t *testing.T) []manifest {
 	t.Helper()
 	var out []manifest
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml") {
 			return err
 		}
 		b, err := os.ReadFile(path)

@@ -184,7 +184,7 @@ func (i *instance) waitConnected(ctx context.Context, timeout time.Duration) err
 	// (and tears it down itself) or Start sees the pod ended.
 	switch {
 	case i.ended.Err() != nil:
-		return fmt.Errorf("%w: the pod ended before the instance connected: %v", spear.ErrConnectionFailed, context.Cause(i.ended))
+		return fmt.Errorf("%w: the pod ended before the instance connected: %w", spear.ErrConnectionFailed, context.Cause(i.ended))
 	case err == nil:
 		i.status = runtime.StatusRunning
 		return nil
