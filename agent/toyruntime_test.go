@@ -69,14 +69,8 @@ func newToyRuntime(env agent.RuntimeEnv) (runtime.Runtime, error) {
 func (r *toyRuntime) Type() spear.RuntimeType { return toyType }
 
 func (r *toyRuntime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (runtime.Instance, error) {
-	if err := runtime.CheckID(toyType, id); err != nil {
-		return nil, err
-	}
-	spec, err := runtime.SpecAs[toySpec](rspec)
+	spec, set, err := runtime.Accept[toySpec](id, set, rspec, 10*time.Second, time.Second)
 	if err != nil {
-		return nil, err
-	}
-	if set, err = set.WithDefaults(10*time.Second, time.Second); err != nil {
 		return nil, err
 	}
 	ch, err := r.factory.CreateChannelForInstance(ctx, id, set.Channel)

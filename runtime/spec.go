@@ -59,8 +59,8 @@ type Spec interface {
 
 // SpecAs returns spec as the runtime's own spec type S (a *S is accepted
 // too), once it is valid. A spec of another type, or an invalid one,
-// gives an error matching spear.ErrInvalidConfig. A runtime's Start
-// begins with it.
+// gives an error matching spear.ErrInvalidConfig. Accept, with which a
+// runtime's Start begins, calls it.
 func SpecAs[S Spec](spec Spec) (S, error) {
 	s, ok := spec.(S)
 	if p, isPtr := any(spec).(*S); isPtr && p != nil {
@@ -72,17 +72,28 @@ func SpecAs[S Spec](spec Spec) (S, error) {
 	return s, s.Validate()
 }
 
-// CheckID returns nil when id is valid and of runtime type t. Otherwise
-// the error matches spear.ErrInvalidInstanceID or
-// spear.ErrUnsupportedRuntime.
-func CheckID(t spear.RuntimeType, id spear.InstanceID) error {
+// Accept checks what every runtime's Start checks before it does anything:
+// that id is valid and of spec type S's runtime type (errors match
+// spear.ErrInvalidInstanceID or spear.ErrUnsupportedRuntime), that spec is
+// an S and valid, and that set has no negative durations (both
+// spear.ErrInvalidConfig). It returns the spec as an S, and set with its
+// zero durations replaced by startTimeout and stopGrace:
+//
+//	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
+func Accept[S Spec](id spear.InstanceID, set Settings, spec Spec, startTimeout, stopGrace time.Duration) (S, Settings, error) {
+	var s S
 	if err := id.Validate(); err != nil {
-		return err
+		return s, set, err
 	}
-	if id.Runtime != t {
-		return fmt.Errorf("%w: the %s runtime cannot run %s instances", spear.ErrUnsupportedRuntime, t, id.Runtime)
+	if t := s.RuntimeType(); id.Runtime != t {
+		return s, set, fmt.Errorf("%w: the %s runtime cannot run %s instances", spear.ErrUnsupportedRuntime, t, id.Runtime)
 	}
-	return nil
+	s, err := SpecAs[S](spec)
+	if err != nil {
+		return s, set, err
+	}
+	set, err = set.WithDefaults(startTimeout, stopGrace)
+	return s, set, err
 }
 
 // FieldError is a problem with one field of a spec. Field is the field's

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/runtimetest"
 )
 
 // testType is the runtime type of testSpec, registered as a runtime
@@ -70,26 +71,16 @@ func TestKindRegistry(t *testing.T) {
 }
 
 func TestDecodeJSON(t *testing.T) {
-	k, _ := runtime.Lookup(testType)
-	spec, err := k.DecodeSpec([]byte(`{"greeting":"hi","env":{"B":"2","A":"1"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := runtimetest.CheckKind(t, testType, `{"greeting":"hi","env":{"B":"2","A":"1"}}`, map[string]string{
+		`{"greting":"hi"}`:                    "greting: unknown field: the runtime-test runtime has no such setting",
+		`{}`:                                  "greeting: required",
+		`{"greeting":"hi","env":{"A=B":"x"}}`: `env: variable name "A=B" is not valid`,
+		`{"greeting":"hi","env":{"A":"x\u0000"}}`: "env.A: the value holds a NUL byte",
+		`{"greeting":7}`: "greeting: number is not a string",
+	})
 	s, err := runtime.SpecAs[testSpec](spec)
 	if err != nil || s.Greeting != "hi" || strings.Join(s.Env.List(), ",") != "A=1,B=2" {
 		t.Errorf("decoded %+v, %v", s, err)
-	}
-	for _, tt := range []struct{ in, want string }{
-		{`{"greting":"hi"}`, `greting: unknown field: the runtime-test runtime has no such setting`},
-		{`{}`, "greeting: required"},
-		{`{"greeting":"hi","env":{"A=B":"x"}}`, `env: variable name "A=B" is not valid`},
-		{`{"greeting":"hi","env":{"A":"x\u0000"}}`, "env.A: the value holds a NUL byte"},
-		{`{"greeting":7}`, "greeting: number is not a string"},
-	} {
-		err := decodeValid(k, tt.in)
-		if !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("DecodeSpec(%s) = %v, want an invalid-config error mentioning %q", tt.in, err, tt.want)
-		}
 	}
 }
 
@@ -114,15 +105,28 @@ func TestSpecAs(t *testing.T) {
 	}
 }
 
-func TestCheckID(t *testing.T) {
-	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: testType, Name: "a"}); err != nil {
-		t.Error(err)
+func TestAccept(t *testing.T) {
+	id := spear.InstanceID{Runtime: testType, Name: "a"}
+	spec, set, err := runtime.Accept[testSpec](id, runtime.Settings{StopGrace: time.Second}, &testSpec{Greeting: "hi"}, time.Minute, time.Hour)
+	if err != nil || spec.Greeting != "hi" || set.StartTimeout != time.Minute || set.StopGrace != time.Second {
+		t.Errorf("Accept = %+v, %+v, %v", spec, set, err)
 	}
-	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: spear.Process, Name: "a"}); !errors.Is(err, spear.ErrUnsupportedRuntime) {
-		t.Errorf("another type's id: %v", err)
-	}
-	if err := runtime.CheckID(testType, spear.InstanceID{Runtime: testType, Name: "A"}); !errors.Is(err, spear.ErrInvalidInstanceID) {
-		t.Errorf("invalid id: %v", err)
+	for _, tt := range []struct {
+		name string
+		id   spear.InstanceID
+		set  runtime.Settings
+		spec runtime.Spec
+		want error
+	}{
+		{"another type's id", spear.InstanceID{Runtime: spear.Process, Name: "a"}, runtime.Settings{}, testSpec{Greeting: "hi"}, spear.ErrUnsupportedRuntime},
+		{"invalid id", spear.InstanceID{Runtime: testType, Name: "A"}, runtime.Settings{}, testSpec{Greeting: "hi"}, spear.ErrInvalidInstanceID},
+		{"another runtime's spec", id, runtime.Settings{}, otherSpec{}, spear.ErrInvalidConfig},
+		{"invalid spec", id, runtime.Settings{}, testSpec{}, spear.ErrInvalidConfig},
+		{"negative start timeout", id, runtime.Settings{StartTimeout: -1}, testSpec{Greeting: "hi"}, spear.ErrInvalidConfig},
+	} {
+		if _, _, err := runtime.Accept[testSpec](tt.id, tt.set, tt.spec, 1, 1); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
 	}
 }
 
@@ -143,13 +147,4 @@ func TestErrorCategories(t *testing.T) {
 	if !errors.Is(runtime.ErrExists, spear.ErrInvalidInstanceID) {
 		t.Error("ErrExists does not match spear.ErrInvalidInstanceID")
 	}
-}
-
-// decodeValid decodes a spec as the agent does, and validates it.
-func decodeValid(k runtime.Kind, in string) error {
-	spec, err := k.DecodeSpec([]byte(in))
-	if err != nil {
-		return err
-	}
-	return spec.Validate()
 }

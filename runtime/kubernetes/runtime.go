@@ -113,14 +113,8 @@ func (r *Runtime) Type() spear.RuntimeType { return spear.Kubernetes }
 // (runtime.ErrExists), after Close (runtime.ErrClosed) and on API errors
 // (ErrAPI); then it deletes whatever it created.
 func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (runtime.Instance, error) {
-	if err := runtime.CheckID(spear.Kubernetes, id); err != nil {
-		return nil, spear.InstanceErr(id, "start", err)
-	}
-	spec, err := runtime.SpecAs[Spec](rspec)
+	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
 	if err != nil {
-		return nil, spear.InstanceErr(id, "start", err)
-	}
-	if set, err = set.WithDefaults(DefaultStartTimeout, DefaultStopGrace); err != nil {
 		return nil, spear.InstanceErr(id, "start", err)
 	}
 	obj, err := buildObjects(id, set, spec, r.opts)

@@ -175,14 +175,8 @@ func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Se
 }
 
 func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (*Instance, error) {
-	if err := runtime.CheckID(spear.Wasm, id); err != nil {
-		return nil, err
-	}
-	spec, err := runtime.SpecAs[Spec](rspec)
+	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
 	if err != nil {
-		return nil, err
-	}
-	if set, err = set.WithDefaults(DefaultStartTimeout, DefaultStopGrace); err != nil {
 		return nil, err
 	}
 	cfg := channel.Config{}

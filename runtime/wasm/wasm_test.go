@@ -23,6 +23,7 @@ import (
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/runtime/runtimetest"
 	"github.com/spear-go/spear/runtime/wasm"
 	"github.com/spear-go/spear/wire"
 )
@@ -480,27 +481,18 @@ func TestStartAfterClose(t *testing.T) {
 }
 
 func TestDecodeSpec(t *testing.T) {
-	k, ok := runtime.Lookup(spear.Wasm)
-	if !ok || k.MaxConcurrency != 1 {
-		t.Fatalf("wasm kind = %+v, %v; want one with MaxConcurrency 1", k, ok)
+	if k, ok := runtime.Lookup(spear.Wasm); !ok || k.MaxConcurrency != 1 {
+		t.Errorf("wasm kind = %+v, %v; want one with MaxConcurrency 1", k, ok)
 	}
-	spec, err := k.DecodeSpec([]byte(`{"wasm":"@wasmecho","memory":"32Mi","args":["a"],"env":{"K":"v"}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.SpecAs[wasm.Spec](spec)
-	if err != nil || s.Module != "@wasmecho" || s.Memory != 32<<20 || len(s.Args) != 1 || s.Env["K"] != "v" {
-		t.Errorf("decoded %+v, %v", s, err)
-	}
-	for in, want := range map[string]string{
+	spec := runtimetest.CheckKind(t, spear.Wasm, `{"wasm":"@wasmecho","memory":"32Mi","args":["a"],"env":{"K":"v"}}`, map[string]string{
 		`{}`:                             "wasm: required",
 		`{"wasm":"x","command":"y"}`:     "command: unknown field",
 		`{"wasm":"x","memory":"lots"}`:   `"lots"`,
 		`{"wasm":"x","env":{"A=1":"x"}}`: "env: variable name",
-	} {
-		if err := decodeValid(k, in); !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
-			t.Errorf("DecodeSpec(%s) = %v, want an invalid-config error mentioning %q", in, err, want)
-		}
+	})
+	s, err := runtime.SpecAs[wasm.Spec](spec)
+	if err != nil || s.Module != "@wasmecho" || s.Memory != 32<<20 || len(s.Args) != 1 || s.Env["K"] != "v" {
+		t.Errorf("decoded %+v, %v", s, err)
 	}
 }
 
@@ -572,13 +564,4 @@ func BenchmarkStartFromCache(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/start")
-}
-
-// decodeValid decodes a spec as the agent does, and validates it.
-func decodeValid(k runtime.Kind, in string) error {
-	spec, err := k.DecodeSpec([]byte(in))
-	if err != nil {
-		return err
-	}
-	return spec.Validate()
 }
