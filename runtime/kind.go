@@ -24,10 +24,11 @@ type Kind struct {
 	Type spear.RuntimeType
 	// DecodeSpec decodes the runtime's part of a function's
 	// configuration: a JSON object holding the function's fields other
-	// than the ones every function has (docs/agent.md). It refuses
-	// unknown fields, with an error matching spear.ErrInvalidConfig that
-	// names the field, and leaves checking the values to Spec.Validate.
-	// DecodeJSON is the usual implementation.
+	// than the ones every function has (docs/agent.md), whose names a
+	// spec must not reuse. It refuses unknown fields, with an error
+	// matching spear.ErrInvalidConfig that names the field, and leaves
+	// checking the values to Spec.Validate. DecodeJSON is the usual
+	// implementation.
 	DecodeSpec func(data []byte) (Spec, error)
 	// MaxConcurrency is the default cap on in-flight invocations per
 	// instance for functions of this type (0: the agent's default).
