@@ -15,6 +15,9 @@ import (
 // package registers its own.
 var testType = spear.RegisterRuntimeType("runtime-test")
 
+// noDecoderType is a registered type that gets no Kind.
+var noDecoderType = spear.RegisterRuntimeType("runtime-test-nodecoder")
+
 // testSpec is a runtime's own spec: one required field and an
 // environment.
 type testSpec struct {
@@ -57,7 +60,7 @@ func TestKindRegistry(t *testing.T) {
 	for name, k := range map[string]runtime.Kind{
 		"duplicate":    {Type: testType, DecodeSpec: runtime.DecodeJSON[testSpec]},
 		"invalid type": {Type: 0, DecodeSpec: runtime.DecodeJSON[testSpec]},
-		"no decoder":   {Type: spear.RegisterRuntimeType("runtime-test-nodecoder")},
+		"no decoder":   {Type: noDecoderType},
 	} {
 		func() {
 			defer func() {
