@@ -2,45 +2,104 @@ package spear
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
-// RuntimeType names the kind of runtime an instance runs in.
+// RuntimeType names the kind of runtime an instance runs in. The three
+// below are built in; a runtime package adds its own with
+// [RegisterRuntimeType].
 type RuntimeType uint8
 
-// The runtime types. The zero value is not a valid runtime type.
+// The built-in runtime types. The zero value is not a valid runtime type.
 const (
 	Process    RuntimeType = iota + 1 // a child process of the agent
 	Kubernetes                        // a Kubernetes pod
 	Wasm                              // a WebAssembly module inside the agent
 )
 
-var runtimeNames = [...]string{Process: "process", Kubernetes: "kubernetes", Wasm: "wasm"}
+// runtimeNames holds the name of every runtime type, indexed by its value;
+// index 0 is the invalid zero value. Registration replaces the slice, so
+// that readers need no lock.
+var (
+	runtimeNames   atomic.Pointer[[]string]
+	registerTypeMu sync.Mutex // serialises RegisterRuntimeType
+)
 
-// RuntimeTypes lists every runtime type, in declaration order.
-func RuntimeTypes() []RuntimeType { return []RuntimeType{Process, Kubernetes, Wasm} }
+func init() {
+	runtimeNames.Store(&[]string{"", "process", "kubernetes", "wasm"})
+}
 
-// String returns the runtime type's name: "process", "kubernetes" or "wasm"
-// (the seed's as_str). An invalid value prints as "runtime(N)".
+// RegisterRuntimeType adds a runtime type called name and returns it; from
+// then on it is valid, and [ParseRuntimeType] and [ParseInstanceID] know
+// its name. A runtime package calls it once, when it is initialised:
+//
+//	var Firecracker = spear.RegisterRuntimeType("firecracker")
+//
+// It is safe for concurrent use. It panics when name is taken, is not a
+// valid instance name (lowercase letters, digits, and '-' or '.' inside),
+// or when 255 types exist: each is a programming error.
+func RegisterRuntimeType(name string) RuntimeType {
+	if err := validateName("runtime type", name); err != nil {
+		panic("spear: RegisterRuntimeType: " + err.Error())
+	}
+	registerTypeMu.Lock()
+	defer registerTypeMu.Unlock()
+	names := *runtimeNames.Load()
+	switch {
+	case slices.Contains(names, name):
+		panic(fmt.Sprintf("spear: RegisterRuntimeType: runtime type %q is already registered", name))
+	case len(names) > math.MaxUint8:
+		panic("spear: RegisterRuntimeType: too many runtime types")
+	}
+	names = append(slices.Clip(names), name)
+	runtimeNames.Store(&names)
+	return RuntimeType(len(names) - 1)
+}
+
+// RuntimeTypes lists every runtime type: the built-in ones, then the
+// registered ones in the order of registration.
+func RuntimeTypes() []RuntimeType {
+	n := len(*runtimeNames.Load())
+	out := make([]RuntimeType, 0, n-1)
+	for t := 1; t < n; t++ {
+		out = append(out, RuntimeType(t))
+	}
+	return out
+}
+
+// String returns the runtime type's name: "process", "kubernetes", "wasm"
+// (the seed's as_str), or a registered name. An invalid value prints as
+// "runtime(N)".
 func (t RuntimeType) String() string {
-	if t.Valid() {
-		return runtimeNames[t]
+	if names := *runtimeNames.Load(); t > 0 && int(t) < len(names) {
+		return names[t]
 	}
 	return fmt.Sprintf("runtime(%d)", uint8(t))
 }
 
-// Valid reports whether t is one of the declared runtime types.
-func (t RuntimeType) Valid() bool { return t >= Process && t <= Wasm }
+// Valid reports whether t is a built-in or registered runtime type.
+func (t RuntimeType) Valid() bool { return t > 0 && int(t) < len(*runtimeNames.Load()) }
 
 // ParseRuntimeType returns the runtime type named s. An unknown name gives
-// an error matching [ErrUnsupportedRuntime].
+// an error matching [ErrUnsupportedRuntime] that lists the known ones.
 func ParseRuntimeType(s string) (RuntimeType, error) {
-	for _, t := range RuntimeTypes() {
-		if s == runtimeNames[t] {
-			return t, nil
-		}
+	names := *runtimeNames.Load()
+	if i := slices.Index(names, s); i > 0 {
+		return RuntimeType(i), nil
 	}
-	return 0, fmt.Errorf("%w: %q (want process, kubernetes or wasm)", ErrUnsupportedRuntime, s)
+	return 0, fmt.Errorf("%w: %q (want %s)", ErrUnsupportedRuntime, s, orList(names[1:]))
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // MarshalText implements [encoding.TextMarshaler].

@@ -2,7 +2,10 @@ package spear_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/spear-go/spear"
@@ -129,4 +132,70 @@ func FuzzParseInstanceID(f *testing.F) {
 			t.Fatalf("%q parsed to %#v, which prints as %q", s, id, id.String())
 		}
 	})
+}
+
+// toyType is registered once per test binary, as a runtime package does.
+var toyType = spear.RegisterRuntimeType("toy")
+
+func TestRegisterRuntimeType(t *testing.T) {
+	if !toyType.Valid() || toyType.String() != "toy" || toyType <= spear.Wasm {
+		t.Fatalf("registered type = %d %q (valid %v)", toyType, toyType, toyType.Valid())
+	}
+	if got, err := spear.ParseRuntimeType("toy"); err != nil || got != toyType {
+		t.Errorf(`ParseRuntimeType("toy") = %v, %v`, got, err)
+	}
+	if !slices.Contains(spear.RuntimeTypes(), toyType) || spear.RuntimeTypes()[0] != spear.Process {
+		t.Errorf("RuntimeTypes() = %v", spear.RuntimeTypes())
+	}
+	id, err := spear.ParseInstanceID("tenant:toy:fn-1")
+	if err != nil || id != (spear.InstanceID{Runtime: toyType, Namespace: "tenant", Name: "fn-1"}) {
+		t.Errorf("ParseInstanceID = %#v, %v", id, err)
+	}
+	_, err = spear.ParseRuntimeType("docker")
+	if err == nil || !strings.Contains(err.Error(), "want process, kubernetes, wasm") || !strings.Contains(err.Error(), "toy") {
+		t.Errorf("unknown type: %v, want the registered names listed", err)
+	}
+	if spear.RuntimeType(len(spear.RuntimeTypes()) + 1).Valid() {
+		t.Errorf("an unregistered value is valid")
+	}
+	for _, bad := range []string{"toy", "process", "", "Bad", "a:b"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RegisterRuntimeType(%q) did not panic", bad)
+				}
+			}()
+			spear.RegisterRuntimeType(bad)
+		}()
+	}
+}
+
+// registerConcurrently registers its types once per test binary, so that
+// -count does not exhaust the 255 types.
+var registerConcurrently sync.Once
+
+// TestRuntimeTypesConcurrent reads the table while types are registered;
+// the race detector checks it.
+func TestRuntimeTypesConcurrent(t *testing.T) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		registerConcurrently.Do(func() {
+			for i := range 20 {
+				spear.RegisterRuntimeType(fmt.Sprintf("concurrent-%d", i))
+			}
+		})
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+			for _, rt := range spear.RuntimeTypes() {
+				if !rt.Valid() || rt.String() == "" {
+					t.Fatalf("type %d invalid while registering", rt)
+				}
+			}
+		}
+	}
 }

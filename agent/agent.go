@@ -6,18 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/channel"
-	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -27,9 +24,6 @@ type Options struct {
 	// them: Close closes them. A function whose runtime is missing makes
 	// New fail with spear.ErrUnsupportedRuntime.
 	Runtimes []runtime.Runtime
-	// Self is the executable that command "@self" runs (default
-	// os.Executable()).
-	Self string
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -71,87 +65,27 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	self := opts.Self
-	if self == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("%w: find own executable: %w", spear.ErrConfig, err)
-		}
-		self = exe
-	}
 	byType := map[spear.RuntimeType]runtime.Runtime{}
 	for _, rt := range opts.Runtimes {
 		byType[rt.Type()] = rt
 	}
-	type planned struct {
-		fn   FunctionConfig
-		rt   runtime.Runtime
-		spec runtime.Spec
-	}
-	var plan []planned
-	for _, fn := range cfg.Functions {
+	rts := make([]runtime.Runtime, len(cfg.Functions))
+	for i, fn := range cfg.Functions {
 		t, _ := spear.ParseRuntimeType(fn.Runtime) // validated
 		rt, ok := byType[t]
 		if !ok {
 			return nil, fmt.Errorf("%w: function %s needs the %s runtime, which this agent does not run", spear.ErrUnsupportedRuntime, fn.Name, t)
 		}
-		spec, err := buildSpec(fn, t, self)
-		if err != nil {
-			return nil, err
-		}
-		plan = append(plan, planned{fn, rt, spec})
+		rts[i] = rt
 	}
 	a.met = newMetrics(a.reg, a)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, p := range plan {
-		a.met.init(p.fn.Name)
-		a.pools[p.fn.Name] = newPool(p.fn, p.rt, p.spec, a.log, a.met)
-		a.order = append(a.order, p.fn.Name)
+	for i, fn := range cfg.Functions {
+		a.met.init(fn.Name)
+		a.pools[fn.Name] = newPool(fn, rts[i], a.log, a.met)
+		a.order = append(a.order, fn.Name)
 	}
 	return a, nil
-}
-
-// buildSpec turns a function's configuration into the runtime's Spec.
-func buildSpec(fn FunctionConfig, t spear.RuntimeType, self string) (runtime.Spec, error) {
-	spec := runtime.Spec{
-		Function:     fn.Name,
-		Command:      fn.Command,
-		Args:         fn.Args,
-		Env:          envList(fn.Env),
-		Dir:          fn.Dir,
-		Image:        fn.Image,
-		Namespace:    fn.Namespace,
-		Labels:       fn.Labels,
-		CPU:          fn.CPU,
-		Memory:       fn.Memory,
-		StartTimeout: fn.StartTimeout.D(),
-		StopGrace:    fn.StopGrace.D(),
-	}
-	if spec.Command == SelfCommand {
-		spec.Command = self
-	}
-	if t == spear.Wasm {
-		if fn.Wasm == EmbeddedWasmEcho {
-			spec.WasmBytes = wasmecho.Module
-		} else {
-			spec.WasmFile = fn.Wasm
-		}
-		if fn.Memory != "" {
-			q, err := resource.ParseQuantity(fn.Memory)
-			if err != nil || q.Sign() <= 0 {
-				return runtime.Spec{}, fmt.Errorf("%w: function %s: memory %q is not a positive quantity such as 64Mi", spear.ErrInvalidConfig, fn.Name, fn.Memory)
-			}
-			spec.MemoryLimit = uint64(q.Value())
-		}
-	}
-	if c := fn.Channel; c != (FunctionChannelConfig{}) {
-		spec.Channel = &channel.Config{
-			Type:              channel.Type(c.Type),
-			RequestTimeout:    c.RequestTimeout.D(),
-			HeartbeatInterval: c.HeartbeatInterval.D(),
-		}
-	}
-	return spec, nil
 }
 
 // Config returns the agent's configuration, defaults filled in.
@@ -272,7 +206,7 @@ func (s *Stream) Recv() ([]byte, error) {
 	b, err := s.st.Recv()
 	if err != nil {
 		s.ended = true
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			s.a.observe(s.fn, s.started, nil)
 		} else {
 			s.a.observe(s.fn, s.started, err)

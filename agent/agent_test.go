@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -349,17 +348,21 @@ func TestDrainDeadline(t *testing.T) {
 	// Close stops the instance, ending the invocation (Cleanup checks it).
 }
 
-// TestKubernetesFunctionRouted checks that a kubernetes function's
-// instances come from the kubernetes runtime.
-func TestKubernetesFunctionRouted(t *testing.T) {
+// TestFunctionsRoutedByRuntime checks that a function's instances come
+// from its runtime, started with its spec.
+func TestFunctionsRoutedByRuntime(t *testing.T) {
 	f := newTestFactory(t)
 	proc := newFakeRuntime(t, spear.Process, f)
-	kube := newFakeRuntime(t, spear.Kubernetes, f)
-	cfg := Config{Functions: []FunctionConfig{
-		{Name: "local", Runtime: "process", Command: "x"},
-		{Name: "remote", Runtime: "kubernetes", Image: "example/fn:1", Namespace: "fns", CPU: "100m"},
-	}}
-	a, err := New(cfg, Options{Runtimes: []runtime.Runtime{proc, kube}, Self: os.Args[0]})
+	other := newFakeRuntime(t, fakeType, f)
+	cfg, err := ParseConfig([]byte(`
+functions:
+  - {name: local, runtime: process, command: x}
+  - {name: remote, runtime: agent-fake, image: example/fn:1, min_instances: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{Runtimes: []runtime.Runtime{proc, other}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,18 +371,23 @@ func TestKubernetesFunctionRouted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Instance.Runtime != spear.Kubernetes || kube.starts.Load() != 1 || proc.starts.Load() != 0 {
-		t.Errorf("answered by %v; starts: kubernetes %d, process %d", res.Instance, kube.starts.Load(), proc.starts.Load())
+	if res.Instance.Runtime != fakeType || other.starts.Load() != 1 || proc.starts.Load() != 0 {
+		t.Errorf("answered by %v; starts: agent-fake %d, process %d", res.Instance, other.starts.Load(), proc.starts.Load())
 	}
-	spec := a.pools["remote"].spec
-	if spec.Image != "example/fn:1" || spec.Namespace != "fns" || spec.CPU != "100m" {
-		t.Errorf("kubernetes spec = %+v", spec)
+	other.mu.Lock()
+	spec := other.lastSpec
+	other.mu.Unlock()
+	if spec != (fakeSpec{Image: "example/fn:1"}) {
+		t.Errorf("started with spec %#v", spec)
+	}
+	if got := a.Functions()[1].MaxConcurrency; got != 2 {
+		t.Errorf("max_concurrency = %d, want the kind's default 2", got)
 	}
 }
 
 func TestMissingRuntime(t *testing.T) {
-	cfg := Config{Functions: []FunctionConfig{{Name: "w", Runtime: "wasm", Wasm: "x.wasm"}}}
-	_, err := New(cfg, Options{Self: os.Args[0]})
+	cfg := Config{Functions: []FunctionConfig{{Name: "w", Runtime: "agent-fake", Spec: fakeSpec{Image: "x"}}}}
+	_, err := New(cfg, Options{})
 	if !errors.Is(err, spear.ErrUnsupportedRuntime) {
 		t.Errorf("err = %v, want spear.ErrUnsupportedRuntime", err)
 	}

@@ -2,12 +2,11 @@ package agent
 
 import (
 	"cmp"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/transport"
 )
 
@@ -38,24 +38,11 @@ const (
 	maxPayloadLimit = 15 << 20
 )
 
-// Special values of FunctionConfig.Command and FunctionConfig.Wasm.
-const (
-	// SelfCommand as a process function's command runs the agent's own
-	// executable (Options.Self).
-	SelfCommand = "@self"
-	// EmbeddedWasmEcho as a wasm function's module is the example module
-	// embedded in the agent (internal/wasmecho).
-	EmbeddedWasmEcho = "@wasmecho"
-)
-
 // Restart policies.
 const (
 	RestartOnFailure = "on-failure" // replace an instance that stopped unasked, with backoff
 	RestartNever     = "never"      // forget it
 )
-
-//go:embed default.yaml
-var defaultYAML []byte
 
 // Config is the daemon's configuration. Its YAML form is documented in
 // docs/agent.md; zero values mean the defaults.
@@ -104,33 +91,23 @@ type KubernetesConfig struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// FunctionConfig declares one function and its pool of instances.
+// FunctionConfig declares one function and its pool of instances. In
+// YAML it is one mapping: the fields below, which every function has,
+// and the fields of its runtime's Spec (process: command, args, env, dir;
+// wasm: wasm, args, env, memory; kubernetes: image, namespace, labels,
+// cpu, memory, env), which the runtime's registered runtime.Kind decodes.
 type FunctionConfig struct {
 	// Name is the function's name: lowercase letters, digits, '-' and '.',
 	// at most MaxFunctionName bytes.
 	Name string `json:"name"`
-	// Runtime is process, wasm or kubernetes.
+	// Runtime names the runtime type: process, wasm, kubernetes, or a
+	// registered one.
 	Runtime string `json:"runtime"`
-
-	// Process: Command ("@self": the agent's executable), Args, Env, Dir.
-	Command string            `json:"command,omitempty"`
-	Args    []string          `json:"args,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	Dir     string            `json:"dir,omitempty"`
-	// Wasm is the module's file ("@wasmecho": the embedded example).
-	Wasm string `json:"wasm,omitempty"`
-	// Kubernetes: Image, Namespace, Labels; CPU and Memory are quantities
-	// ("250m", "64Mi"). Memory also caps a wasm instance's memory.
-	Image     string            `json:"image,omitempty"`
-	Namespace string            `json:"namespace,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	CPU       string            `json:"cpu,omitempty"`
-	Memory    string            `json:"memory,omitempty"`
 
 	// MinInstances are started with the agent and kept; MaxInstances caps
 	// the pool (default 4); MaxConcurrency caps the in-flight invocations
-	// per instance (default 32; 1 for wasm, whose guests serve one request
-	// at a time).
+	// per instance (default 32, or the runtime's Kind.MaxConcurrency: 1
+	// for wasm, whose guests serve one request at a time).
 	MinInstances   int `json:"min_instances,omitempty"`
 	MaxInstances   int `json:"max_instances,omitempty"`
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
@@ -139,6 +116,96 @@ type FunctionConfig struct {
 	Restart      RestartConfig         `json:"restart,omitzero"`
 	StartTimeout Duration              `json:"start_timeout,omitempty"`
 	StopGrace    Duration              `json:"stop_grace,omitempty"`
+
+	// Spec is what the function's instances run, in the runtime's own
+	// type (a process.Spec, wasm.Spec, kubernetes.Spec, ...). Decoding
+	// fills it from the function's other fields.
+	Spec runtime.Spec `json:"-"`
+}
+
+// functionFields is FunctionConfig without its JSON methods.
+type functionFields FunctionConfig
+
+// commonFields are the JSON names of the fields every function has; the
+// others belong to its runtime.
+var commonFields = func() map[string]bool {
+	m := map[string]bool{}
+	for f := range reflect.TypeFor[functionFields]().Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			m[name] = true
+		}
+	}
+	return m
+}()
+
+// UnmarshalJSON decodes the common fields, then hands the others to the
+// runtime's Kind, which decodes them into Spec and refuses unknown ones.
+// A function whose runtime is unknown gets no Spec; Validate reports it.
+func (f *FunctionConfig) UnmarshalJSON(b []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	*f = FunctionConfig{}
+	if err := json.Unmarshal(b, (*functionFields)(f)); err != nil {
+		return err
+	}
+	own := map[string]json.RawMessage{}
+	for k, v := range fields {
+		if !commonFields[k] {
+			own[k] = v
+		}
+	}
+	t, err := spear.ParseRuntimeType(f.Runtime)
+	if err != nil {
+		return nil
+	}
+	kind, ok := runtime.Lookup(t)
+	if !ok {
+		return nil
+	}
+	data, err := json.Marshal(own)
+	if err != nil {
+		return err
+	}
+	if f.Spec, err = kind.DecodeSpec(data); err != nil {
+		return fmt.Errorf("function %q: %w", f.Name, err)
+	}
+	return nil
+}
+
+// MarshalJSON writes the common fields followed by the Spec's, in one
+// object, as UnmarshalJSON reads them.
+func (f FunctionConfig) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(functionFields(f))
+	if err != nil || f.Spec == nil {
+		return b, err
+	}
+	own, err := json.Marshal(f.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(own) > 2 { // not "{}"
+		b = append(append(b[:len(b)-1], ','), own[1:]...)
+	}
+	return b, nil
+}
+
+// settings are the runtime.Settings of the function's instances.
+func (f FunctionConfig) settings() runtime.Settings {
+	set := runtime.Settings{
+		Function:     f.Name,
+		StartTimeout: f.StartTimeout.D(),
+		StopGrace:    f.StopGrace.D(),
+	}
+	if c := f.Channel; c != (FunctionChannelConfig{}) {
+		set.Channel = &channel.Config{
+			Type:              channel.Type(c.Type),
+			RequestTimeout:    c.RequestTimeout.D(),
+			HeartbeatInterval: c.HeartbeatInterval.D(),
+		}
+	}
+	return set
 }
 
 // FunctionChannelConfig overrides the channel of a function's instances.
@@ -184,27 +251,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// DefaultConfig returns the embedded default configuration: a process
-// function "echo" running the agent's own executable as a worker, and a
-// wasm function "wasm-echo" running the embedded example module.
-func DefaultConfig() Config {
-	cfg, err := ParseConfig(defaultYAML)
-	if err != nil {
-		panic("agent: embedded default config: " + err.Error())
-	}
-	return cfg
-}
-
-// DefaultConfigYAML returns the embedded default configuration's YAML.
-func DefaultConfigYAML() []byte { return slices.Clone(defaultYAML) }
-
-// LoadConfig reads the YAML configuration at path, or returns
-// DefaultConfig when path is empty. Errors match spear.ErrConfig, and
-// spear.ErrInvalidConfig when the file is malformed or invalid.
+// LoadConfig reads the YAML configuration at path. Errors match
+// spear.ErrConfig, and spear.ErrInvalidConfig when the file is malformed
+// or invalid.
 func LoadConfig(path string) (Config, error) {
-	if path == "" {
-		return DefaultConfig(), nil
-	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %w", spear.ErrConfig, err)
@@ -217,7 +267,9 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // ParseConfig parses a YAML (or JSON) configuration and validates it.
-// Unknown fields are errors. Errors match spear.ErrInvalidConfig.
+// Unknown fields are errors. A function's runtime must be registered
+// (runtime.Register: its package imported) to decode its fields. Errors
+// match spear.ErrInvalidConfig.
 func ParseConfig(b []byte) (Config, error) {
 	var cfg Config
 	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
@@ -287,8 +339,10 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 	f.MaxInstances = max(f.MaxInstances, f.MinInstances)
 	if f.MaxConcurrency == 0 {
 		f.MaxConcurrency = DefaultMaxConcurrency
-		if f.Runtime == spear.Wasm.String() {
-			f.MaxConcurrency = 1 // a wasm guest serves one request at a time
+		if t, err := spear.ParseRuntimeType(f.Runtime); err == nil {
+			if k, ok := runtime.Lookup(t); ok && k.MaxConcurrency > 0 {
+				f.MaxConcurrency = k.MaxConcurrency
+			}
 		}
 	}
 	f.Restart.Policy = cmp.Or(f.Restart.Policy, RestartOnFailure)
@@ -348,29 +402,7 @@ func (f FunctionConfig) validate() []string {
 			bad("name %q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
 		}
 	}
-	rt, err := spear.ParseRuntimeType(f.Runtime)
-	if err != nil {
-		bad("runtime %q: want process, wasm or kubernetes", f.Runtime)
-	}
-	switch rt {
-	case spear.Process:
-		if f.Command == "" {
-			bad("a process function needs a command")
-		}
-	case spear.Wasm:
-		if f.Wasm == "" {
-			bad("a wasm function needs a wasm module file")
-		}
-	case spear.Kubernetes:
-		if f.Image == "" {
-			bad("a kubernetes function needs an image")
-		}
-	}
-	for k := range f.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			bad("env name %q is not valid", k)
-		}
-	}
+	errs = append(errs, f.validateSpec()...)
 	if f.MinInstances < 0 || f.MaxInstances < 0 || f.MaxConcurrency < 0 {
 		bad("min_instances, max_instances and max_concurrency may not be negative")
 	}
@@ -397,20 +429,43 @@ func (f FunctionConfig) validate() []string {
 	return errs
 }
 
-// function returns the named function's configuration.
-func (c Config) function(name string) (FunctionConfig, bool) {
-	i := slices.IndexFunc(c.Functions, func(f FunctionConfig) bool { return f.Name == name })
-	if i < 0 {
-		return FunctionConfig{}, false
+// validateSpec returns the problems of the function's runtime and Spec.
+func (f FunctionConfig) validateSpec() []string {
+	var known []string
+	for _, k := range runtime.Kinds() {
+		known = append(known, k.Type.String())
 	}
-	return c.Functions[i], true
+	t, err := spear.ParseRuntimeType(f.Runtime)
+	if err != nil {
+		return []string{fmt.Sprintf("runtime %q: want one of %s", f.Runtime, strings.Join(known, ", "))}
+	}
+	if _, ok := runtime.Lookup(t); !ok {
+		return []string{fmt.Sprintf("runtime %q is not built into this program, which has %s", f.Runtime, strings.Join(known, ", "))}
+	}
+	switch {
+	case f.Spec == nil:
+		return []string{fmt.Sprintf("no %s spec (FunctionConfig.Spec)", t)}
+	case f.Spec.RuntimeType() != t:
+		return []string{fmt.Sprintf("the spec is for the %s runtime, not %s", f.Spec.RuntimeType(), t)}
+	}
+	var msgs []string
+	for _, err := range flatten(f.Spec.Validate()) {
+		msgs = append(msgs, err.Error())
+	}
+	return msgs
 }
 
-// envList turns an env map into sorted KEY=VALUE entries.
-func envList(m map[string]string) []string {
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, k+"="+m[k])
+// flatten lists the errors that errors.Join joined into err.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
 	}
-	return out
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }

@@ -1,41 +1,18 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/runtime/process"
 )
-
-func TestDefaultConfig(t *testing.T) {
-	cfg := DefaultConfig()
-	echo, ok := cfg.function("echo")
-	if !ok || echo.Runtime != "process" || echo.Command != SelfCommand || len(echo.Args) != 1 || echo.Args[0] != "worker" {
-		t.Errorf("echo = %+v, want a process function running %q worker", echo, SelfCommand)
-	}
-	w, ok := cfg.function("wasm-echo")
-	if !ok || w.Runtime != "wasm" || w.Wasm != EmbeddedWasmEcho {
-		t.Errorf("wasm-echo = %+v, want the embedded wasm module", w)
-	}
-	d := cfg.withDefaults()
-	if d.API.HTTPAddr != DefaultHTTPAddr || d.API.GRPCAddr != DefaultGRPCAddr {
-		t.Errorf("api = %+v", d.API)
-	}
-	spec, err := buildSpec(w, spear.Wasm, "/self")
-	if err != nil || len(spec.WasmBytes) == 0 || spec.WasmFile != "" {
-		t.Errorf("wasm spec: %d module bytes, file %q, err %v", len(spec.WasmBytes), spec.WasmFile, err)
-	}
-	spec, err = buildSpec(echo, spear.Process, "/self")
-	if err != nil || spec.Command != "/self" {
-		t.Errorf("process spec command %q, err %v; want /self", spec.Command, err)
-	}
-}
 
 func TestParseConfig(t *testing.T) {
 	cfg, err := ParseConfig([]byte(`
@@ -49,6 +26,7 @@ functions:
     min_instances: 2
     channel: {type: tcp, request_timeout: 1s}
     restart: {policy: never, initial_backoff: 1s}
+    stop_grace: 2s
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -61,19 +39,45 @@ functions:
 		fn.Restart.MaxBackoff.D() != DefaultMaxBackoff {
 		t.Errorf("function defaults = %+v", fn)
 	}
-	spec, err := buildSpec(fn, spear.Process, "")
-	if err != nil {
-		t.Fatal(err)
+	// The runtime's fields went to its spec, the others to the settings.
+	spec, ok := fn.Spec.(process.Spec)
+	if !ok || spec.Command != "/bin/fn" || strings.Join(spec.Env.List(), ",") != "A=1,B=2" {
+		t.Errorf("spec = %#v", fn.Spec)
 	}
-	if got := strings.Join(spec.Env, ","); got != "A=1,B=2" {
-		t.Errorf("env = %q, want sorted A=1,B=2", got)
-	}
-	if spec.Channel == nil || spec.Channel.Type != "tcp" || spec.Channel.RequestTimeout != time.Second {
-		t.Errorf("channel = %+v", spec.Channel)
+	set := fn.settings()
+	if set.Function != "fn" || set.StopGrace != 2*time.Second || set.Channel == nil || set.Channel.Type != "tcp" || set.Channel.RequestTimeout != time.Second {
+		t.Errorf("settings = %+v (channel %+v)", set, set.Channel)
 	}
 	// max_instances follows a larger min_instances when unset.
 	if got := (FunctionConfig{MinInstances: 7}).withDefaults().MaxInstances; got != 7 {
 		t.Errorf("max_instances = %d, want 7", got)
+	}
+}
+
+// TestConfigRoundTrip prints a configuration as --print-config does and
+// parses it back: the runtime's fields travel in the function's mapping.
+func TestConfigRoundTrip(t *testing.T) {
+	in, err := ParseConfig([]byte(`
+functions:
+  - {name: a, runtime: process, command: /bin/a, args: [x], max_instances: 3}
+  - {name: b, runtime: agent-fake, image: img}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(in.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"name":"a","runtime":"process"`) || !strings.Contains(string(b), `"command":"/bin/a","args":["x"]`) {
+		t.Errorf("printed %s", b)
+	}
+	out, err := ParseConfig(b)
+	if err != nil {
+		t.Fatalf("parse printed config: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(out, in.WithDefaults()) {
+		t.Errorf("round trip:\n got %#v\nwant %#v", out, in.WithDefaults())
 	}
 }
 
@@ -89,10 +93,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad name", "functions: [{name: Bad_Name, runtime: process, command: x}]\n", "Bad_Name"},
 		{"long name", "functions: [{name: " + strings.Repeat("a", MaxFunctionName+1) + ", runtime: process, command: x}]\n", "limit"},
 		{"duplicate", "functions: [{name: a, runtime: process, command: x}, {name: a, runtime: process, command: x}]\n", "duplicate"},
-		{"bad runtime", "functions: [{name: a, runtime: docker}]\n", "docker"},
-		{"process without command", "functions: [{name: a, runtime: process}]\n", "command"},
-		{"wasm without module", "functions: [{name: a, runtime: wasm}]\n", "wasm module"},
-		{"kubernetes without image", "functions: [{name: a, runtime: kubernetes}]\n", "image"},
+		{"bad runtime", "functions: [{name: a, runtime: docker}]\n", `runtime "docker": want one of process,`},
+		{"runtime not built in", "functions: [{name: a, runtime: wasm}]\n", `runtime "wasm" is not built into this program`},
+		{"process without command", "functions: [{name: a, runtime: process}]\n", "functions[0] (a): command: required"},
+		{"other runtime without image", "functions: [{name: a, runtime: agent-fake}]\n", "functions[0] (a): image: required"},
+		{"other runtime's field", "functions: [{name: a, runtime: agent-fake, image: x, command: y}]\n", `function "a": command: unknown field: the agent-fake runtime has no such setting`},
+		{"runtime field of the wrong type", "functions: [{name: a, runtime: process, command: x, args: 7}]\n", "args: number is not a []string"},
+		{"bad env", strings.Replace(fn, "%s", `env: {"A=B": x}`, 1), `env: variable name "A=B" is not valid`},
 		{"min above max", strings.Replace(fn, "%s", "min_instances: 3, max_instances: 2", 1), "min_instances 3 is above max_instances 2"},
 		{"negative", strings.Replace(fn, "%s", "max_concurrency: -1", 1), "negative"},
 		{"bad channel", strings.Replace(fn, "%s", "channel: {type: pigeon}", 1), "pigeon"},
@@ -115,11 +122,8 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfig(t *testing.T) {
-	if cfg, err := LoadConfig(""); err != nil || len(cfg.Functions) != 2 {
-		t.Errorf("LoadConfig(\"\") = %d functions, %v; want the default's 2", len(cfg.Functions), err)
-	}
 	path := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(path, []byte("functions: [{name: a, runtime: wasm, wasm: a.wasm}]\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("functions: [{name: a, runtime: process, command: a}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := LoadConfig(path)
@@ -132,7 +136,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestApplyEnv(t *testing.T) {
-	cfg := DefaultConfig()
+	var cfg Config
 	env := map[string]string{
 		"SPEARLET_HTTP_ADDR":      "127.0.0.1:1",
 		"SPEARLET_API_GRPC_ADDR":  "127.0.0.1:2",
@@ -156,27 +160,5 @@ func TestApplyEnv(t *testing.T) {
 	}
 	if len(EnvVars()) != len(env) {
 		t.Errorf("EnvVars() = %v; the test covers %d", EnvVars(), len(env))
-	}
-}
-
-// TestDeployConfigMap parses the example config shipped with the
-// Kubernetes manifests, so that the two stay in step.
-func TestDeployConfigMap(t *testing.T) {
-	b, err := os.ReadFile("../deploy/kubernetes/configmap.yaml")
-	if err != nil {
-		t.Skipf("no manifest: %v", err)
-	}
-	var cm struct {
-		Data map[string]string `json:"data"`
-	}
-	if err := yaml.Unmarshal(b, &cm); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseConfig([]byte(cm.Data["config.yaml"]))
-	if err != nil {
-		t.Fatalf("deploy/kubernetes/configmap.yaml: %v", err)
-	}
-	if len(cfg.Functions) == 0 || cfg.Functions[0].Runtime != "kubernetes" {
-		t.Errorf("functions = %+v", cfg.Functions)
 	}
 }

@@ -4,9 +4,11 @@
 //
 // The pieces, from the inside out:
 //
-//   - [Config] is the daemon's configuration, read from YAML ([LoadConfig])
-//     and overridden from the environment ([Config.ApplyEnv]); with no file
-//     the embedded [DefaultConfig] applies.
+//   - [Config] is the daemon's configuration, read from YAML ([LoadConfig],
+//     [ParseConfig]) and overridden from the environment
+//     ([Config.ApplyEnv]). A function's runtime-specific fields are decoded
+//     by its runtime's registered runtime.Kind into its runtime.Spec; the
+//     agent knows no runtime by name.
 //   - [Agent] owns one pool per function. A pool starts instances through
 //     a runtime.Runtime, balances invocations over them (the running
 //     instance with the fewest in-flight invocations under
@@ -15,8 +17,9 @@
 //   - [Agent.Handler] serves the HTTP API and [Agent.RegisterGRPC] the gRPC
 //     one (service spear.v1.Agent, proto/spear/v1/agent.proto).
 //   - [Run] wires everything from a Config: the channel factory, the
-//     runtimes, the agent and both servers, and shuts down gracefully when
-//     its context ends.
+//     runtimes its caller offers ([RunOptions.Runtimes]; cmd/spearlet
+//     chooses them), the agent and both servers, and shuts down gracefully
+//     when its context ends.
 //
 // Errors are categorised by the sentinels in errors.go; [HTTPStatus] and
 // [GRPCCode] map them to the wire.

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/process"
 	"github.com/spear-go/spear/sdk"
 )
 
@@ -29,14 +29,36 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// newTestFactory returns a factory whose process and kubernetes instances
-// use memory channels, so that fake instances can run in-process.
+// fakeType is a runtime type of the tests' own, with fakeSpec as its spec,
+// registered as a runtime package registers its type.
+var fakeType = spear.RegisterRuntimeType("agent-fake")
+
+// fakeSpec is fakeType's spec: one required field.
+type fakeSpec struct {
+	Image string `json:"image"`
+}
+
+func (fakeSpec) RuntimeType() spear.RuntimeType { return fakeType }
+
+func (s fakeSpec) Validate() error {
+	if s.Image == "" {
+		return runtime.BadField("image", "required")
+	}
+	return nil
+}
+
+func init() {
+	runtime.Register(runtime.Kind{Type: fakeType, DecodeSpec: runtime.DecodeJSON[fakeSpec], MaxConcurrency: 2})
+}
+
+// newTestFactory returns a factory whose process and fake instances use
+// memory channels, so that fake instances can run in-process.
 func newTestFactory(t *testing.T) *channel.Factory {
 	t.Helper()
 	mem := channel.Strategy{Order: []channel.Type{channel.Memory}}
 	f, err := channel.NewFactory(channel.Options{
 		SocketDir:  t.TempDir(),
-		Strategies: map[spear.RuntimeType]channel.Strategy{spear.Process: mem, spear.Kubernetes: mem},
+		Strategies: map[spear.RuntimeType]channel.Strategy{spear.Process: mem, fakeType: mem},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +78,10 @@ type fakeRuntime struct {
 	starts     atomic.Int32
 	flaky      atomic.Int32 // calls of method "flaky"
 
-	mu    sync.Mutex
-	insts map[spear.InstanceID]*fakeInstance
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	insts    map[spear.InstanceID]*fakeInstance
+	lastSpec runtime.Spec // of the latest Start
+	wg       sync.WaitGroup
 }
 
 func newFakeRuntime(t *testing.T, typ spear.RuntimeType, f *channel.Factory) *fakeRuntime {
@@ -69,18 +92,21 @@ var _ runtime.Runtime = (*fakeRuntime)(nil)
 
 func (r *fakeRuntime) Type() spear.RuntimeType { return r.typ }
 
-func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
+func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, spec runtime.Spec) (runtime.Instance, error) {
 	r.starts.Add(1)
+	r.mu.Lock()
+	r.lastSpec = spec
+	r.mu.Unlock()
 	if r.failStarts.Add(-1) >= 0 {
 		return nil, spear.InstanceErr(id, "start", errors.New("fake start failure"))
 	}
 	r.failStarts.Store(0)
-	ch, err := r.f.CreateChannelForInstance(ctx, id, spec.Channel)
+	ch, err := r.f.CreateChannelForInstance(ctx, id, set.Channel)
 	if err != nil {
 		return nil, err
 	}
 	cr := ch.Credentials()
-	in := &fakeInstance{id: id, function: spec.Function, ch: ch, created: time.Now(), done: make(chan struct{}), status: runtime.StatusStarting}
+	in := &fakeInstance{id: id, function: set.Function, ch: ch, created: time.Now(), done: make(chan struct{}), status: runtime.StatusStarting}
 	sdkIn, err := sdk.New(sdk.Options{
 		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,
 		Handler: sdk.HandlerFunc(func(ctx context.Context, req *sdk.Request) ([]byte, error) {
@@ -227,7 +253,7 @@ func (in *fakeInstance) Info() runtime.Info {
 // testConfig is a config with one process function "fn" on the fake
 // runtime; mod adjusts it.
 func testConfig(mod func(*FunctionConfig)) Config {
-	fn := FunctionConfig{Name: "fn", Runtime: "process", Command: "unused",
+	fn := FunctionConfig{Name: "fn", Runtime: "process", Spec: process.Spec{Command: "unused"},
 		Restart: RestartConfig{InitialBackoff: Duration(time.Millisecond), MaxBackoff: Duration(10 * time.Millisecond)}}
 	if mod != nil {
 		mod(&fn)
@@ -241,7 +267,7 @@ func newTestAgent(t *testing.T, cfg Config) (*Agent, *fakeRuntime) {
 	t.Helper()
 	f := newTestFactory(t)
 	rt := newFakeRuntime(t, spear.Process, f)
-	a, err := New(cfg, Options{Runtimes: []runtime.Runtime{rt}, Self: os.Args[0]})
+	a, err := New(cfg, Options{Runtimes: []runtime.Runtime{rt}})
 	if err != nil {
 		t.Fatal(err)
 	}

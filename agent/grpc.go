@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"google.golang.org/grpc"
@@ -104,7 +105,7 @@ func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerSt
 	instance := s.Instance.String()
 	for {
 		b, err := s.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

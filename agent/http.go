@@ -146,7 +146,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	// Hold the status until the first chunk: an error before any output
 	// still gets its own status.
 	first, err := s.Recv()
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		a.writeError(w, r, err)
 		return
 	}
@@ -163,7 +163,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = rc.Flush()
 	}
-	if err != io.EOF {
+	if !errors.Is(err, io.EOF) {
 		h.Set(api.TrailerErrorCode, ErrorCode(err))
 		h.Set(api.TrailerError, oneLine(err.Error()))
 	}

@@ -38,7 +38,7 @@ type pool struct {
 	// Immutable after newPool.
 	fn     FunctionConfig
 	rt     runtime.Runtime
-	spec   runtime.Spec
+	set    runtime.Settings // what every instance of fn gets
 	log    *slog.Logger
 	met    *metrics
 	ctx    context.Context // ends at shutdown
@@ -71,11 +71,11 @@ type attempt struct {
 	err  error
 }
 
-func newPool(fn FunctionConfig, rt runtime.Runtime, spec runtime.Spec, log *slog.Logger, met *metrics) *pool {
+func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metrics) *pool {
 	p := &pool{
 		fn:      fn,
 		rt:      rt,
-		spec:    spec,
+		set:     fn.settings(),
 		log:     log.With("function", fn.Name, "runtime", rt.Type().String()),
 		met:     met,
 		changed: make(chan struct{}),
@@ -226,7 +226,7 @@ func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
 			}
 		}
 		id := spear.InstanceID{Runtime: p.rt.Type(), Name: p.fn.Name + "-" + randomSuffix()}
-		inst, err := p.rt.Start(p.ctx, id, p.spec)
+		inst, err := p.rt.Start(p.ctx, id, p.set, p.fn.Spec)
 		if err == nil {
 			p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
 			p.log.Info("instance started", "instance", id.String())

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -16,16 +16,10 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	k8s "k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/runtime"
-	"github.com/spear-go/spear/runtime/kubernetes"
-	"github.com/spear-go/spear/runtime/process"
-	"github.com/spear-go/spear/runtime/wasm"
 )
 
 // Time limits of the shutdown after the drain.
@@ -38,14 +32,28 @@ const (
 type RunOptions struct {
 	// Logger receives every log of the daemon; nil discards them.
 	Logger *slog.Logger
-	// Self is the executable for command "@self" (default os.Executable()).
-	Self string
-	// KubeClient is the Kubernetes client for kubernetes functions
-	// (default: from Config.Kubernetes.Kubeconfig, else in-cluster).
-	KubeClient k8s.Interface
+	// Runtimes are the runtimes the daemon can serve, by type; Run builds
+	// those that its functions use. A function whose runtime is missing
+	// makes Run fail with spear.ErrUnsupportedRuntime. cmd/spearlet
+	// chooses them.
+	Runtimes map[spear.RuntimeType]NewRuntime
 	// Ready, when set, is called with the API's bound addresses once both
 	// servers accept connections.
 	Ready func(httpAddr, grpcAddr net.Addr)
+}
+
+// NewRuntime builds one runtime for Run. Run owns what it returns and
+// closes it on shutdown.
+type NewRuntime func(RuntimeEnv) (runtime.Runtime, error)
+
+// RuntimeEnv is what Run hands a NewRuntime.
+type RuntimeEnv struct {
+	// Factory is the daemon's channel factory; it outlives the runtime.
+	Factory *channel.Factory
+	// Config is the daemon's configuration, defaults filled in.
+	Config Config
+	// Logger is the daemon's logger; runtimes add their own attributes.
+	Logger *slog.Logger
 }
 
 // Run is the daemon: it creates the channel factory and the runtimes the
@@ -81,11 +89,11 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
 
-	runtimes, err := newRuntimes(cfg, factory, opts, log)
+	runtimes, err := newRuntimes(RuntimeEnv{Factory: factory, Config: cfg, Logger: log}, opts.Runtimes)
 	if err != nil {
 		return err
 	}
-	a, err := New(cfg, Options{Runtimes: runtimes, Self: opts.Self, Logger: log})
+	a, err := New(cfg, Options{Runtimes: runtimes, Logger: log})
 	if err != nil {
 		for _, rt := range runtimes {
 			_ = rt.Close(context.Background())
@@ -175,11 +183,11 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	return errors.Join(serveErr, closeErr)
 }
 
-// newRuntimes creates the runtimes the configured functions use.
-func newRuntimes(cfg Config, factory *channel.Factory, opts RunOptions, log *slog.Logger) ([]runtime.Runtime, error) {
+// newRuntimes builds the runtimes that env.Config's functions use.
+func newRuntimes(env RuntimeEnv, builders map[spear.RuntimeType]NewRuntime) ([]runtime.Runtime, error) {
 	need := map[spear.RuntimeType]bool{}
-	for _, fn := range cfg.Functions {
-		t, _ := spear.ParseRuntimeType(fn.Runtime)
+	for _, fn := range env.Config.Functions {
+		t, _ := spear.ParseRuntimeType(fn.Runtime) // validated
 		need[t] = true
 	}
 	var out []runtime.Runtime
@@ -189,60 +197,16 @@ func newRuntimes(cfg Config, factory *channel.Factory, opts RunOptions, log *slo
 		}
 		return nil, err
 	}
-	for _, t := range spear.RuntimeTypes() {
-		if !need[t] {
-			continue
+	for _, t := range slices.Sorted(maps.Keys(need)) {
+		build, ok := builders[t]
+		if !ok {
+			return fail(fmt.Errorf("%w: this spearlet does not run the %s runtime", spear.ErrUnsupportedRuntime, t))
 		}
-		rlog := log // the runtimes add their own "runtime" attribute
-		var rt runtime.Runtime
-		var err error
-		switch t {
-		case spear.Process:
-			rt, err = process.New(process.Options{Factory: factory, Logger: rlog})
-		case spear.Wasm:
-			rt, err = wasm.New(wasm.Options{Factory: factory, Logger: rlog, CacheDir: wasmCacheDir()})
-		case spear.Kubernetes:
-			client := opts.KubeClient
-			if client == nil {
-				client, err = kubeClient(cfg.Kubernetes.Kubeconfig)
-				if err != nil {
-					return fail(err)
-				}
-			}
-			rt, err = kubernetes.New(kubernetes.Options{Factory: factory, Client: client, Namespace: cfg.Kubernetes.Namespace, Logger: rlog})
-		}
+		rt, err := build(env)
 		if err != nil {
 			return fail(fmt.Errorf("%s runtime: %w", t, err))
 		}
 		out = append(out, rt)
 	}
 	return out, nil
-}
-
-// kubeClient builds a client from a kubeconfig file, or from the
-// in-cluster configuration when path is empty.
-func kubeClient(path string) (k8s.Interface, error) {
-	var rc *rest.Config
-	var err error
-	if path != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", path)
-	} else {
-		rc, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: kubernetes client (set kubernetes.kubeconfig or SPEARLET_KUBECONFIG outside a cluster): %w", spear.ErrConfig, err)
-	}
-	return k8s.NewForConfig(rc)
-}
-
-// wasmCacheDir is where compiled wasm modules are kept across restarts, so
-// a module is compiled once per machine and user rather than at every
-// start: the user's cache directory, or none when there is no such
-// directory (then modules are compiled in memory at every start).
-func wasmCacheDir() string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, "spearlet", "wasm")
 }

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 // expected line appears and parses. It sets no threshold on the values:
 // speed is judged by the command on a quiet machine, not by a test.
 func TestQuickRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every benchmark comparison: skipped with -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer

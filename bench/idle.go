@@ -123,7 +123,7 @@ func runIdle(ctx context.Context, o Options, p *printer) error {
 	creds = nil
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if line != "ready\n" {
-		return fmt.Errorf("instance process did not connect its %d channels (%q, %v)", n, line, err)
+		return fmt.Errorf("instance process did not connect its %d channels (%q, %w)", n, line, err)
 	}
 	for _, ch := range chans {
 		if err := ch.WaitConnected(ctx); err != nil {

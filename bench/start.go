@@ -68,13 +68,13 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 		return err
 	}
 	defer prt.Close(context.Background())
-	spec := runtime.Spec{Command: exe, Env: []string{startEnv + "=worker"}}
+	spec := process.Spec{Command: exe, Env: runtime.Env{startEnv: "worker"}}
 	n := 0
 	ours := func() (time.Duration, error) {
 		n++
 		id := spear.InstanceID{Runtime: spear.Process, Name: fmt.Sprintf("start-%d", n)}
 		t0 := time.Now()
-		inst, err := prt.Start(ctx, id, spec)
+		inst, err := prt.Start(ctx, id, runtime.Settings{}, spec)
 		if err != nil {
 			return 0, err
 		}
@@ -155,12 +155,12 @@ func runWasmStart(ctx context.Context, f *channel.Factory, rounds int, p *printe
 	if err := wrt.Compile(ctx, wasmecho.Module); err != nil {
 		return err
 	}
-	spec := runtime.Spec{WasmBytes: wasmecho.Module}
+	spec := wasm.Spec{Code: wasmecho.Module}
 	var ts []float64
 	for i := range rounds {
 		id := spear.InstanceID{Runtime: spear.Wasm, Name: fmt.Sprintf("wstart-%d", i)}
 		t0 := time.Now()
-		inst, err := wrt.Start(ctx, id, spec)
+		inst, err := wrt.Start(ctx, id, runtime.Settings{}, spec)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/runtime/kubernetes"
 )
 
 // manifest is one YAML document of a file under deploy/.
@@ -35,7 +38,7 @@ func load(t *testing.T) []manifest {
 	t.Helper()
 	var out []manifest
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") && !strings.HasSuffix(path, ".yml") {
 			return err
 		}
 		b, err := os.ReadFile(path)
@@ -249,5 +252,29 @@ func TestDaemonSetAdvertisesNodeAddress(t *testing.T) {
 		if !hostPort && !ds.Spec.Template.Spec.HostNetwork {
 			t.Errorf("port %s of %s is neither a hostPort nor on the host network", listenPort, pair[0])
 		}
+	}
+}
+
+// TestConfigMapParses parses the agent configuration shipped in the
+// ConfigMap, so that it stays in step with the agent and the kubernetes
+// runtime's spec.
+func TestConfigMapParses(t *testing.T) {
+	b, err := os.ReadFile("kubernetes/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(b, &cm); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := agent.ParseConfig([]byte(cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("kubernetes/configmap.yaml: %v", err)
+	}
+	if len(cfg.Functions) == 0 || cfg.Functions[0].Runtime != "kubernetes" {
+		t.Fatalf("functions = %+v", cfg.Functions)
+	}
+	if spec, ok := cfg.Functions[0].Spec.(kubernetes.Spec); !ok || spec.Image == "" {
+		t.Errorf("spec = %#v, want a kubernetes.Spec with an image", cfg.Functions[0].Spec)
 	}
 }

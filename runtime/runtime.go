@@ -3,6 +3,13 @@
 // status, and stop it. The implementations are runtime/process (child
 // processes), runtime/wasm (wazero modules inside the agent) and
 // runtime/kubernetes (pods through client-go).
+//
+// A runtime is a registered part. Its package has its own [Spec] type,
+// what an instance runs, and registers a [Kind] when it is initialised,
+// which tells the agent how to read that spec from a function's
+// configuration; [Settings] are what every runtime reads besides. A
+// program serves a runtime by importing its package and handing the
+// agent a [Runtime] built from it (cmd/spearlet does both).
 package runtime
 
 import (
@@ -25,43 +32,6 @@ const (
 	StatusStopping  Status = "stopping"  // being stopped
 	StatusStopped   Status = "stopped"   // gone; Reason says why
 )
-
-// Spec is what to run for one instance. Each runtime reads the fields it
-// needs and ignores the others.
-type Spec struct {
-	// Function names the function the instance serves.
-	Function string
-
-	// Command and Args start a process instance (runtime/process). Env is
-	// added to the agent's environment; Dir is the working directory.
-	Command string
-	Args    []string
-	Env     []string
-	Dir     string
-
-	// WasmFile, or WasmBytes, is the module of a wasm instance. MemoryLimit
-	// caps its linear memory in bytes (0: the runtime's default).
-	WasmFile    string
-	WasmBytes   []byte
-	MemoryLimit uint64
-
-	// Image, Namespace, Labels, CPU and Memory describe a Kubernetes pod;
-	// CPU and Memory are resource quantities such as "500m" and "128Mi".
-	Image     string
-	Namespace string
-	Labels    map[string]string
-	CPU       string
-	Memory    string
-
-	// Channel overrides the channel configuration (type, timeouts).
-	Channel *channel.Config
-
-	// StartTimeout bounds launch to authenticated connection (default 10s).
-	StartTimeout time.Duration
-	// StopGrace is how long Stop waits after asking nicely before forcing
-	// (default 5s).
-	StopGrace time.Duration
-}
 
 // Info is an instance's observable state.
 type Info struct {
@@ -95,15 +65,18 @@ type Instance interface {
 type Runtime interface {
 	// Type returns the runtime type.
 	Type() spear.RuntimeType
-	// Start launches an instance with id and waits, within
-	// spec.StartTimeout and ctx, until its channel is connected and
-	// authenticated; then the instance is StatusRunning. On failure
-	// nothing is left behind.
-	Start(ctx context.Context, id spear.InstanceID, spec Spec) (Instance, error)
+	// Start launches an instance with id that runs spec, which must be
+	// the runtime's own Spec type, and waits, within set.StartTimeout and
+	// ctx, until its channel is connected and authenticated; then the
+	// instance is StatusRunning. On failure nothing is left behind.
+	// Errors match spear.ErrInvalidConfig for a spec of another type or
+	// an invalid one, ErrExists for an id in use, and ErrClosed after
+	// Close.
+	Start(ctx context.Context, id spear.InstanceID, set Settings, spec Spec) (Instance, error)
 	// Stop stops an instance: a terminate signal over its channel first,
-	// then force after spec.StopGrace. It waits until the instance is gone
-	// and its channel closed, and is safe to call for an instance that
-	// already stopped.
+	// then force after its Settings.StopGrace. It waits until the
+	// instance is gone and its channel closed, and is safe to call for an
+	// instance that already stopped.
 	Stop(ctx context.Context, inst Instance) error
 	// Close stops every instance of the runtime and releases its resources.
 	Close(ctx context.Context) error

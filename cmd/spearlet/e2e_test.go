@@ -2,13 +2,14 @@ package main
 
 // End-to-end tests: they build the real spearlet binary once and run it as
 // a daemon, talking to it through the CLI, the client package and plain
-// HTTP.
+// HTTP. They take most of a minute, and -short skips them.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +42,10 @@ const testTimeout = 90 * time.Second
 var binary string // the built spearlet
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every test skips itself; no binary to build
+	}
 	dir, err := os.MkdirTemp("", "spearlet-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -91,6 +96,9 @@ var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S
 // directory, plus args, and waits until it serves.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
 	d := &daemon{socketDir: t.TempDir(), exited: make(chan struct{})}
 	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
 		"--socket-dir", d.socketDir}, args...)

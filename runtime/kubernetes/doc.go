@@ -1,5 +1,8 @@
 // Package kubernetes runs runtime instances as Kubernetes pods through
-// client-go. It implements runtime.Runtime for spear.Kubernetes ids.
+// client-go. It implements runtime.Runtime for spear.Kubernetes ids. What
+// an instance runs is a [Spec]; importing the package registers its
+// runtime.Kind, so that a function of runtime "kubernetes" decodes into
+// one.
 //
 // For each instance, Start creates a channel (grpc, then tcp, by the
 // factory's strategy), a Secret holding the instance's secret, and a pod

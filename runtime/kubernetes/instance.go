@@ -64,16 +64,16 @@ type instance struct {
 
 var _ runtime.Instance = (*instance)(nil)
 
-func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, obj *objects, ch *channel.Channel) *instance {
+func newInstance(r *Runtime, id spear.InstanceID, set runtime.Settings, obj *objects, ch *channel.Channel) *instance {
 	i := &instance{
 		rt:         r,
 		id:         id,
-		function:   spec.Function,
+		function:   set.Function,
 		ch:         ch,
 		ns:         obj.namespace,
 		podName:    obj.pod.Name,
 		secretName: obj.secret.Name,
-		grace:      spec.StopGrace,
+		grace:      set.StopGrace,
 		created:    time.Now(),
 		log:        r.log.With("instance", id.String(), "namespace", obj.namespace, "pod", obj.pod.Name),
 		gone:       make(chan struct{}),
@@ -184,7 +184,7 @@ func (i *instance) waitConnected(ctx context.Context, timeout time.Duration) err
 	// (and tears it down itself) or Start sees the pod ended.
 	switch {
 	case i.ended.Err() != nil:
-		return fmt.Errorf("%w: the pod ended before the instance connected: %v", spear.ErrConnectionFailed, context.Cause(i.ended))
+		return fmt.Errorf("%w: the pod ended before the instance connected: %w", spear.ErrConnectionFailed, context.Cause(i.ended))
 	case err == nil:
 		i.status = runtime.StatusRunning
 		return nil
@@ -194,7 +194,7 @@ func (i *instance) waitConnected(ctx context.Context, timeout time.Duration) err
 		}
 		return ctx.Err()
 	case i.rt.ctx.Err() != nil:
-		return fmt.Errorf("%w: kubernetes runtime closed", spear.ErrChannelClosed)
+		return runtime.ErrClosed
 	case errors.Is(err, spear.ErrTimeout):
 		msg := fmt.Sprintf("the instance did not connect within %s", timeout)
 		if i.waiting != "" {

@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,15 +59,12 @@ type objects struct {
 
 // namespaceFor picks the Kubernetes namespace of an instance (see the
 // package comment).
-func namespaceFor(id spear.InstanceID, spec runtime.Spec, def string) (string, error) {
+func namespaceFor(id spear.InstanceID, spec Spec, def string) (string, error) {
 	switch {
 	case id.Namespace != "" && spec.Namespace != "" && id.Namespace != spec.Namespace:
 		return "", fmt.Errorf("%w: spec namespace %q differs from the instance id's namespace %q",
 			spear.ErrInvalidConfig, spec.Namespace, id.Namespace)
 	case spec.Namespace != "":
-		if errs := validation.IsDNS1123Label(spec.Namespace); len(errs) > 0 {
-			return "", fmt.Errorf("%w: namespace %q: %s", spear.ErrInvalidConfig, spec.Namespace, strings.Join(errs, "; "))
-		}
 		return spec.Namespace, nil
 	case id.Namespace != "":
 		return id.Namespace, nil
@@ -73,25 +72,14 @@ func namespaceFor(id spear.InstanceID, spec runtime.Spec, def string) (string, e
 	return def, nil
 }
 
-// buildObjects checks spec and builds the instance's pod and Secret. Every
-// error matches spear.ErrInvalidConfig.
-func buildObjects(id spear.InstanceID, spec runtime.Spec, o Options) (*objects, error) {
-	if spec.Image == "" {
-		return nil, fmt.Errorf("%w: no image", spear.ErrInvalidConfig)
-	}
+// buildObjects builds the instance's pod and Secret from a valid spec.
+// Every error matches spear.ErrInvalidConfig.
+func buildObjects(id spear.InstanceID, set runtime.Settings, spec Spec, o Options) (*objects, error) {
 	ns, err := namespaceFor(id, spec, o.Namespace)
 	if err != nil {
 		return nil, err
 	}
-	labels, err := podLabels(id, spec)
-	if err != nil {
-		return nil, err
-	}
-	res, err := resources(spec)
-	if err != nil {
-		return nil, err
-	}
-	env, err := userEnv(spec.Env)
+	labels, err := podLabels(id, set.Function, spec.Labels)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +93,7 @@ func buildObjects(id spear.InstanceID, spec runtime.Spec, o Options) (*objects, 
 	podMeta := *meta.DeepCopy()
 	podMeta.Name = id.Name
 
-	grace := int64((spec.StopGrace + time.Second - 1) / time.Second) // whole seconds, rounded up
+	grace := int64((set.StopGrace + time.Second - 1) / time.Second) // whole seconds, rounded up
 	noToken := false
 	mode := secretFileMode
 	pod := &corev1.Pod{
@@ -121,8 +109,8 @@ func buildObjects(id spear.InstanceID, spec runtime.Spec, o Options) (*objects, 
 				Name:            containerName,
 				Image:           spec.Image,
 				ImagePullPolicy: o.ImagePullPolicy,
-				Resources:       res,
-				Env:             env, // the SPEAR_* variables are added by Start
+				Resources:       resources(spec),
+				Env:             userEnv(spec.Env), // the SPEAR_* variables are added by Start
 				VolumeMounts: []corev1.VolumeMount{{
 					Name:      volumeName,
 					MountPath: SecretMountPath,
@@ -156,71 +144,49 @@ func (obj *objects) connect(cr channel.Credentials) {
 	obj.secret.Data = map[string][]byte{SecretKey: []byte(hex.EncodeToString(cr.Secret))}
 }
 
-func podLabels(id spear.InstanceID, spec runtime.Spec) (map[string]string, error) {
+// podLabels are the runtime's labels and the spec's (which Spec.Validate
+// has checked).
+func podLabels(id spear.InstanceID, function string, extra map[string]string) (map[string]string, error) {
 	labels := map[string]string{
 		LabelInstance:  id.Name,
 		LabelManagedBy: LabelManagedByValue,
 	}
-	if spec.Function != "" {
-		if errs := validation.IsValidLabelValue(spec.Function); len(errs) > 0 {
+	if function != "" {
+		if errs := validation.IsValidLabelValue(function); len(errs) > 0 {
 			return nil, fmt.Errorf("%w: function name %q is not a label value: %s",
-				spear.ErrInvalidConfig, spec.Function, strings.Join(errs, "; "))
+				spear.ErrInvalidConfig, function, strings.Join(errs, "; "))
 		}
-		labels[LabelFunction] = spec.Function
+		labels[LabelFunction] = function
 	}
-	for k, v := range spec.Labels {
-		if strings.HasPrefix(k, "spear.dev/") {
-			return nil, fmt.Errorf("%w: label %q: the spear.dev/ prefix is reserved", spear.ErrInvalidConfig, k)
-		}
-		errs := append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...)
-		if len(errs) > 0 {
-			return nil, fmt.Errorf("%w: label %q=%q: %s", spear.ErrInvalidConfig, k, v, strings.Join(errs, "; "))
-		}
-		labels[k] = v
-	}
+	maps.Copy(labels, extra)
 	return labels, nil
 }
 
-// resources makes spec's CPU and Memory both the request and the limit.
-func resources(spec runtime.Spec) (corev1.ResourceRequirements, error) {
+// resources makes the spec's CPU and Memory, which Spec.Validate has
+// checked, both the request and the limit.
+func resources(spec Spec) corev1.ResourceRequirements {
 	list := corev1.ResourceList{}
 	for name, s := range map[corev1.ResourceName]string{corev1.ResourceCPU: spec.CPU, corev1.ResourceMemory: spec.Memory} {
-		if s == "" {
-			continue
+		if s != "" {
+			list[name] = resource.MustParse(s)
 		}
-		q, err := resource.ParseQuantity(s)
-		if err != nil {
-			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q: %w", spear.ErrInvalidConfig, name, s, err)
-		}
-		if q.Sign() <= 0 {
-			return corev1.ResourceRequirements{}, fmt.Errorf("%w: %s %q is not positive", spear.ErrInvalidConfig, name, s)
-		}
-		list[name] = q
 	}
 	if len(list) == 0 {
-		return corev1.ResourceRequirements{}, nil
+		return corev1.ResourceRequirements{}
 	}
-	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}, nil
+	return corev1.ResourceRequirements{Requests: list, Limits: list.DeepCopy()}
 }
 
-// reservedEnv are the variables Start sets; spec.Env may not.
+// reservedEnv are the variables Start sets; a Spec's Env may not.
 var reservedEnv = []string{spear.EnvInstanceID, spear.EnvChannel, spear.EnvAddress, spear.EnvSecretFile, spear.EnvSecret}
 
-func userEnv(env []string) ([]corev1.EnvVar, error) {
+// userEnv is the spec's environment, sorted by name.
+func userEnv(env runtime.Env) []corev1.EnvVar {
 	out := make([]corev1.EnvVar, 0, len(env)+4)
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%w: environment entry %q is not KEY=VALUE", spear.ErrInvalidConfig, kv)
-		}
-		for _, r := range reservedEnv {
-			if k == r {
-				return nil, fmt.Errorf("%w: environment variable %s is set by the runtime", spear.ErrInvalidConfig, k)
-			}
-		}
-		out = append(out, corev1.EnvVar{Name: k, Value: v})
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, corev1.EnvVar{Name: k, Value: env[k]})
 	}
-	return out, nil
+	return out
 }
 
 // podEnded reports whether pod has ended, and why.

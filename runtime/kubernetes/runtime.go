@@ -19,7 +19,7 @@ import (
 	"github.com/spear-go/spear/runtime"
 )
 
-// Defaults for the zero fields of a runtime.Spec.
+// Defaults for the zero fields of runtime.Settings and Options.
 const (
 	// DefaultStartTimeout bounds pod creation to authenticated connection:
 	// long enough to schedule a pod and pull its image on a real cluster.
@@ -105,30 +105,19 @@ func New(opts Options) (*Runtime, error) {
 // Type returns spear.Kubernetes.
 func (r *Runtime) Type() spear.RuntimeType { return spear.Kubernetes }
 
-// Start creates the instance's channel, Secret and pod, and waits until
-// the pod's container has connected and authenticated. It fails when the
-// pod ends first (spear.ErrConnectionFailed, with the pod's reason), when
-// spec.StartTimeout passes (spear.ErrTimeout), on an invalid spec
-// (spear.ErrInvalidConfig), on an id already running
-// (spear.ErrInvalidInstanceID) and on API errors (ErrAPI); then it deletes
-// whatever it created.
-func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
-	if err := id.Validate(); err != nil {
-		return nil, err
+// Start creates the instance's channel, Secret and pod for spec, a Spec,
+// and waits until the pod's container has connected and authenticated. It
+// fails when the pod ends first (spear.ErrConnectionFailed, with the pod's
+// reason), when set.StartTimeout passes (spear.ErrTimeout), on an invalid
+// spec (spear.ErrInvalidConfig), on an id already running
+// (runtime.ErrExists), after Close (runtime.ErrClosed) and on API errors
+// (ErrAPI); then it deletes whatever it created.
+func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (runtime.Instance, error) {
+	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
+	if err != nil {
+		return nil, spear.InstanceErr(id, "start", err)
 	}
-	if id.Runtime != spear.Kubernetes {
-		return nil, spear.InstanceErr(id, "start", fmt.Errorf("%w: %s instance given to the kubernetes runtime", spear.ErrUnsupportedRuntime, id.Runtime))
-	}
-	if spec.StartTimeout < 0 || spec.StopGrace < 0 {
-		return nil, spear.InstanceErr(id, "start", fmt.Errorf("%w: negative start timeout or stop grace", spear.ErrInvalidConfig))
-	}
-	if spec.StartTimeout == 0 {
-		spec.StartTimeout = DefaultStartTimeout
-	}
-	if spec.StopGrace == 0 {
-		spec.StopGrace = DefaultStopGrace
-	}
-	obj, err := buildObjects(id, spec, r.opts)
+	obj, err := buildObjects(id, set, spec, r.opts)
 	if err != nil {
 		return nil, spear.InstanceErr(id, "start", err)
 	}
@@ -136,7 +125,7 @@ func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.S
 		return nil, spear.InstanceErr(id, "start", err)
 	}
 	defer r.wg.Done()
-	inst, err := r.start(ctx, id, spec, obj)
+	inst, err := r.start(ctx, id, set, spec, obj)
 	r.mu.Lock()
 	closed := r.closed
 	if err != nil || closed {
@@ -148,7 +137,7 @@ func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if err == nil && closed {
 		// Close ran while the instance connected, and did not see it.
 		_ = inst.stop(ctx)
-		err = fmt.Errorf("%w: kubernetes runtime closed", spear.ErrChannelClosed)
+		err = runtime.ErrClosed
 	}
 	if err != nil {
 		return nil, spear.InstanceErr(id, "start", err)
@@ -161,23 +150,23 @@ func (r *Runtime) reserve(id spear.InstanceID) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return fmt.Errorf("%w: kubernetes runtime closed", spear.ErrChannelClosed)
+		return runtime.ErrClosed
 	}
 	if _, ok := r.instances[id]; ok {
-		return fmt.Errorf("%w: instance already exists", spear.ErrInvalidInstanceID)
+		return fmt.Errorf("%w: running", runtime.ErrExists)
 	}
 	r.instances[id] = nil
 	r.wg.Add(1)
 	return nil
 }
 
-func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.Spec, obj *objects) (*instance, error) {
-	ch, err := r.opts.Factory.Create(ctx, id, spec.Channel)
+func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Settings, spec Spec, obj *objects) (*instance, error) {
+	ch, err := r.opts.Factory.Create(ctx, id, set.Channel)
 	if err != nil {
 		return nil, err
 	}
 	obj.connect(ch.Credentials())
-	i := newInstance(r, id, spec, obj, ch)
+	i := newInstance(r, id, set, obj, ch)
 
 	// The Secret goes first so that the kubelet can mount it at once.
 	core := r.opts.Client.CoreV1()
@@ -206,7 +195,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	}
 	i.log.Info("pod created", "namespace", i.ns, "pod", i.podName, "image", spec.Image)
 
-	if err := i.waitConnected(ctx, spec.StartTimeout); err != nil {
+	if err := i.waitConnected(ctx, set.StartTimeout); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		i.stopWatch()
@@ -238,7 +227,7 @@ func (i *instance) ownSecret(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // Stop stops inst: a terminate signal over its channel, then the pod is
-// deleted with spec.StopGrace as its grace period, and the Secret with it.
+// deleted with its Settings.StopGrace as its grace period, and the Secret with it.
 // Stop waits, within ctx, until the pod is gone (forcing its deletion when
 // it lingers well past the grace period), and closes the channel. The
 // instance is then stopped and forgotten even if a deletion failed; the

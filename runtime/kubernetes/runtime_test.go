@@ -23,6 +23,7 @@ import (
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/kubernetes"
+	"github.com/spear-go/spear/runtime/process"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -96,17 +97,28 @@ func instanceID(t *testing.T, name string) spear.InstanceID {
 	return id
 }
 
-func spec() runtime.Spec {
-	return runtime.Spec{
-		Function:     "echo",
-		Image:        "registry.example/echo:1",
-		Labels:       map[string]string{"team": "blue"},
-		CPU:          "250m",
-		Memory:       "64Mi",
-		Env:          []string{"GREETING=hello"},
-		StartTimeout: testTimeout,
-		StopGrace:    time.Second,
+// podSpec is what Start takes, in one value for the tests to adjust.
+type podSpec struct {
+	runtime.Settings
+	kubernetes.Spec
+}
+
+func spec() podSpec {
+	return podSpec{
+		Settings: runtime.Settings{Function: "echo", StartTimeout: testTimeout, StopGrace: time.Second},
+		Spec: kubernetes.Spec{
+			Image:  "registry.example/echo:1",
+			Labels: map[string]string{"team": "blue"},
+			CPU:    "250m",
+			Memory: "64Mi",
+			Env:    runtime.Env{"GREETING": "hello"},
+		},
 	}
+}
+
+// start starts an instance of s.
+func (e *env) start(id spear.InstanceID, s podSpec) (runtime.Instance, error) {
+	return e.rt.Start(e.ctx, id, s.Settings, s.Spec)
 }
 
 // assertNothingLeft checks that no pod, Secret or channel of id remains.
@@ -126,7 +138,7 @@ func (e *env) assertNothingLeft(t *testing.T, id spear.InstanceID) {
 func TestStartInvokeStop(t *testing.T) {
 	e := setup(t, nil)
 	id := instanceID(t, "echo-1")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +279,7 @@ func TestPodFailsBeforeConnecting(t *testing.T) {
 		k.broken = func(*corev1.Pod) string { return "config file missing" }
 	})
 	id := instanceID(t, "broken")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err == nil {
 		e.rt.Stop(e.ctx, inst)
 		t.Fatal("Start succeeded for a pod that failed")
@@ -285,7 +297,7 @@ func TestPodPendingTimesOut(t *testing.T) {
 	id := instanceID(t, "never-pulled")
 	s := spec()
 	s.StartTimeout = 100 * time.Millisecond // nothing will ever connect
-	_, err := e.rt.Start(e.ctx, id, s)
+	_, err := e.start(id, s)
 	if !errors.Is(err, spear.ErrTimeout) {
 		t.Errorf("got %v, want a timeout", err)
 	}
@@ -295,7 +307,7 @@ func TestPodPendingTimesOut(t *testing.T) {
 func TestPodFailsAfterStart(t *testing.T) {
 	e := setup(t, nil)
 	id := instanceID(t, "oom")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +337,7 @@ func TestPodFailsAfterStart(t *testing.T) {
 func TestPodDeletedFromOutside(t *testing.T) {
 	e := setup(t, nil)
 	id := instanceID(t, "evicted")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,24 +359,30 @@ func TestInvalidSpec(t *testing.T) {
 	e := setup(t, nil)
 	tests := []struct {
 		name string
-		edit func(*runtime.Spec)
+		edit func(*podSpec)
 	}{
-		{"cpu", func(s *runtime.Spec) { s.CPU = "lots" }},
-		{"negative memory", func(s *runtime.Spec) { s.Memory = "-1Gi" }},
-		{"no image", func(s *runtime.Spec) { s.Image = "" }},
-		{"reserved label", func(s *runtime.Spec) { s.Labels = map[string]string{kubernetes.LabelInstance: "x"} }},
-		{"bad label value", func(s *runtime.Spec) { s.Labels = map[string]string{"a": "not ok!"} }},
-		{"reserved env", func(s *runtime.Spec) { s.Env = []string{spear.EnvAddress + "=elsewhere:1"} }},
-		{"malformed env", func(s *runtime.Spec) { s.Env = []string{"NOVALUE"} }},
-		{"namespace", func(s *runtime.Spec) { s.Namespace = "Not_A_Namespace" }},
-		{"negative grace", func(s *runtime.Spec) { s.StopGrace = -time.Second }},
+		{"cpu", func(s *podSpec) { s.CPU = "lots" }},
+		{"negative memory", func(s *podSpec) { s.Memory = "-1Gi" }},
+		{"no image", func(s *podSpec) { s.Image = "" }},
+		{"reserved label", func(s *podSpec) { s.Labels = map[string]string{kubernetes.LabelInstance: "x"} }},
+		{"bad label value", func(s *podSpec) { s.Labels = map[string]string{"a": "not ok!"} }},
+		{"reserved env", func(s *podSpec) { s.Env = runtime.Env{spear.EnvAddress: "elsewhere:1"} }},
+		{"malformed env", func(s *podSpec) { s.Env = runtime.Env{"NO=VALUE": ""} }},
+		{"namespace", func(s *podSpec) { s.Namespace = "Not_A_Namespace" }},
+		{"negative grace", func(s *podSpec) { s.StopGrace = -time.Second }},
+		{"another runtime's spec", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := spec()
-			tt.edit(&s)
 			id := instanceID(t, "invalid")
-			_, err := e.rt.Start(e.ctx, id, s)
+			var err error
+			if tt.edit != nil {
+				tt.edit(&s)
+				_, err = e.start(id, s)
+			} else {
+				_, err = e.rt.Start(e.ctx, id, s.Settings, process.Spec{Command: "x"})
+			}
 			if !errors.Is(err, spear.ErrInvalidConfig) {
 				t.Errorf("got %v, want ErrInvalidConfig", err)
 			}
@@ -375,24 +393,24 @@ func TestInvalidSpec(t *testing.T) {
 
 func TestStartRejectsWrongIDs(t *testing.T) {
 	e := setup(t, nil)
-	_, err := e.rt.Start(e.ctx, spear.InstanceID{Runtime: spear.Process, Name: "p"}, spec())
+	_, err := e.start(spear.InstanceID{Runtime: spear.Process, Name: "p"}, spec())
 	if !errors.Is(err, spear.ErrUnsupportedRuntime) {
 		t.Errorf("process id: got %v, want ErrUnsupportedRuntime", err)
 	}
 	nsID := spear.InstanceID{Runtime: spear.Kubernetes, Namespace: "tenant-a", Name: "x"}
 	s := spec()
 	s.Namespace = "functions"
-	if _, err := e.rt.Start(e.ctx, nsID, s); !errors.Is(err, spear.ErrInvalidConfig) {
+	if _, err := e.start(nsID, s); !errors.Is(err, spear.ErrInvalidConfig) {
 		t.Errorf("id namespace differing from spec namespace: got %v, want ErrInvalidConfig", err)
 	}
 
 	id := instanceID(t, "twice")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.Start(e.ctx, id, spec()); !errors.Is(err, spear.ErrInvalidInstanceID) {
-		t.Errorf("second start: got %v, want ErrInvalidInstanceID", err)
+	if _, err := e.start(id, spec()); !errors.Is(err, runtime.ErrExists) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("second start: got %v, want runtime.ErrExists (an invalid id)", err)
 	}
 	if out, err := channel.Execute(e.ctx, inst.Channel(), channel.Invocation{Payload: []byte("still")}); err != nil || string(out) != "twice:still" {
 		t.Errorf("first instance after the refused start: %q, %v", out, err)
@@ -405,7 +423,7 @@ func TestStartRejectsWrongIDs(t *testing.T) {
 func TestIDNamespaceIsKubernetesNamespace(t *testing.T) {
 	e := setup(t, nil)
 	id := spear.InstanceID{Runtime: spear.Kubernetes, Namespace: "team-b", Name: "ns-echo"}
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	inst, err := e.start(id, spec())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +449,7 @@ func TestPodNameTakenLeavesItAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := instanceID(t, "taken")
-	_, err := e.rt.Start(e.ctx, id, spec())
+	_, err := e.start(id, spec())
 	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) {
 		t.Errorf("got %v, want an already-exists API error", err)
 	}
@@ -447,7 +465,7 @@ func TestCloseStopsAll(t *testing.T) {
 	e := setup(t, nil)
 	var insts []runtime.Instance
 	for _, name := range []string{"a", "b"} {
-		inst, err := e.rt.Start(e.ctx, instanceID(t, name), spec())
+		inst, err := e.start(instanceID(t, name), spec())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,8 +482,8 @@ func TestCloseStopsAll(t *testing.T) {
 		}
 		e.assertNothingLeft(t, inst.ID())
 	}
-	if _, err := e.rt.Start(e.ctx, instanceID(t, "late"), spec()); err == nil {
-		t.Error("Start after Close succeeded")
+	if _, err := e.start(instanceID(t, "late"), spec()); !errors.Is(err, runtime.ErrClosed) {
+		t.Errorf("Start after Close: %v, want runtime.ErrClosed", err)
 	}
 }
 
@@ -486,7 +504,7 @@ func TestCloseDuringStart(t *testing.T) {
 	id := instanceID(t, "interrupted")
 	errc := make(chan error, 1)
 	go func() {
-		_, err := e.rt.Start(e.ctx, id, spec())
+		_, err := e.start(id, spec())
 		errc <- err
 	}()
 	select {
@@ -501,7 +519,7 @@ func TestCloseDuringStart(t *testing.T) {
 	e.assertNothingLeft(t, id)
 	select {
 	case err := <-errc:
-		if !errors.Is(err, spear.ErrChannelClosed) {
+		if !errors.Is(err, runtime.ErrClosed) && !errors.Is(err, spear.ErrChannelClosed) {
 			t.Errorf("Start interrupted by Close: %v", err)
 		}
 	case <-e.ctx.Done():

@@ -20,7 +20,7 @@ func BenchmarkStartToReady(b *testing.B) {
 	spec := childSpec("echo")
 	b.ReportAllocs()
 	for b.Loop() {
-		inst, err := e.rt.Start(testCtx(b), newID(), spec)
+		inst, err := spec.start(testCtx(b), e.rt, newID())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,5 +1,7 @@
 // Package process is the runtime for instances that are child processes of
-// the agent (spear.Process).
+// the agent (spear.Process). What an instance runs is a [Spec]; importing
+// the package registers its runtime.Kind, so that a function of runtime
+// "process" decodes into one.
 //
 // Start creates the instance's channel, launches the command with the
 // channel's credentials in its environment (the SPEAR_* variables of

@@ -106,19 +106,37 @@ func newID() spear.InstanceID {
 // childSpec runs this test binary as a child in the given mode. Under the
 // race detector, the child would sleep a second before exiting
 // (atexit_sleep_ms); it need not.
-func childSpec(mode string, env ...string) runtime.Spec {
-	return runtime.Spec{
-		Function: "test-" + mode,
-		Command:  os.Args[0],
-		Args:     []string{"-test.run=^$"},
-		Env:      append([]string{childEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...),
+func childSpec(mode string, env ...string) child {
+	c := child{
+		Settings: runtime.Settings{Function: "test-" + mode},
+		Spec: process.Spec{
+			Command: os.Args[0],
+			Args:    []string{"-test.run=^$"},
+			Env:     runtime.Env{childEnv: mode, "GORACE": "atexit_sleep_ms=0"},
+		},
 	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		c.Env[k] = v
+	}
+	return c
+}
+
+// child is what Start takes, in one value for the tests to adjust.
+type child struct {
+	runtime.Settings
+	process.Spec
+}
+
+// start starts c as id.
+func (c child) start(ctx context.Context, rt *process.Runtime, id spear.InstanceID) (runtime.Instance, error) {
+	return rt.Start(ctx, id, c.Settings, c.Spec)
 }
 
 // start starts an instance and fails the test if it does not run.
-func (e *env) start(tb testing.TB, spec runtime.Spec) *process.Instance {
+func (e *env) start(tb testing.TB, spec child) *process.Instance {
 	tb.Helper()
-	inst, err := e.rt.Start(testCtx(tb), newID(), spec)
+	inst, err := spec.start(testCtx(tb), e.rt, newID())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -197,8 +215,8 @@ func TestLifecycle(t *testing.T) {
 	echo(t, inst, "hello")
 
 	// The id is taken while the instance lives.
-	if _, err := e.rt.Start(testCtx(t), inst.ID(), childSpec("echo")); !errors.Is(err, spear.ErrInvalidInstanceID) {
-		t.Errorf("second start of %s: %v, want ErrInvalidInstanceID", inst.ID(), err)
+	if _, err := childSpec("echo").start(testCtx(t), e.rt, inst.ID()); !errors.Is(err, runtime.ErrExists) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("second start of %s: %v, want runtime.ErrExists (an invalid id)", inst.ID(), err)
 	}
 
 	if err := e.rt.Stop(testCtx(t), inst); err != nil {
@@ -229,7 +247,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("second stop: %v", err)
 	}
 	// The id is free again.
-	again, err := e.rt.Start(testCtx(t), inst.ID(), childSpec("echo"))
+	again, err := childSpec("echo").start(testCtx(t), e.rt, inst.ID())
 	if err != nil {
 		t.Fatalf("restart under the same id: %v", err)
 	}
@@ -265,7 +283,7 @@ func TestStartRefusesAnIDWithAChannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.rt.Start(testCtx(t), id, childSpec("echo")); !errors.Is(err, channel.ErrExists) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+	if _, err := childSpec("echo").start(testCtx(t), e.rt, id); !errors.Is(err, channel.ErrExists) || !errors.Is(err, spear.ErrInvalidInstanceID) {
 		t.Fatalf("start: %v, want channel.ErrExists", err)
 	}
 	if ch, ok := e.f.Get(id); !ok || ch != foreign {
@@ -335,7 +353,7 @@ func TestOutputRingKeepsLatest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close(testCtx(t))
-	inst, err := rt.Start(testCtx(t), newID(), childSpec("junk"))
+	inst, err := childSpec("junk").start(testCtx(t), rt, newID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +372,7 @@ func TestOutputRingKeepsLatest(t *testing.T) {
 func TestEarlyExit(t *testing.T) {
 	e := newEnv(t)
 	id := newID()
-	_, err := e.rt.Start(testCtx(t), id, childSpec("exit3"))
+	_, err := childSpec("exit3").start(testCtx(t), e.rt, id)
 	if !errors.Is(err, spear.ErrConnectionFailed) {
 		t.Fatalf("start: %v, want ErrConnectionFailed", err)
 	}
@@ -395,7 +413,7 @@ func TestStartTimeout(t *testing.T) {
 	id := newID()
 	spec := childSpec("hang")
 	spec.StartTimeout = 300 * time.Millisecond
-	_, err := e.rt.Start(testCtx(t), id, spec)
+	_, err := spec.start(testCtx(t), e.rt, id)
 	if !errors.Is(err, spear.ErrTimeout) {
 		t.Fatalf("start: %v, want ErrTimeout", err)
 	}
@@ -412,18 +430,18 @@ func TestStartErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		id   spear.InstanceID
-		spec runtime.Spec
+		spec child
 		want error
 	}{
 		{"wrong runtime", spear.InstanceID{Runtime: spear.Wasm, Name: "w"}, childSpec("echo"), spear.ErrUnsupportedRuntime},
-		{"no command", newID(), runtime.Spec{}, spear.ErrInvalidConfig},
-		{"negative grace", newID(), runtime.Spec{Command: "true", StopGrace: -1}, spear.ErrInvalidConfig},
+		{"no command", newID(), child{}, spear.ErrInvalidConfig},
+		{"negative grace", newID(), child{Settings: runtime.Settings{StopGrace: -1}, Spec: process.Spec{Command: "true"}}, spear.ErrInvalidConfig},
 		{"missing binary", newID(), missing, spear.ErrInvalidConfig},
 		{"bad id", spear.InstanceID{Runtime: spear.Process, Name: "Bad Name"}, childSpec("echo"), spear.ErrInvalidInstanceID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := e.rt.Start(testCtx(t), tt.id, tt.spec)
+			_, err := tt.spec.start(testCtx(t), e.rt, tt.id)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
@@ -553,7 +571,7 @@ func TestConcurrentStartsAndClose(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for k := range n {
-		wg.Go(func() { insts[k], errs[k] = e.rt.Start(testCtx(t), newID(), childSpec("echo")) })
+		wg.Go(func() { insts[k], errs[k] = childSpec("echo").start(testCtx(t), e.rt, newID()) })
 	}
 	wg.Wait()
 	pids := map[int]bool{}
@@ -584,8 +602,8 @@ func TestConcurrentStartsAndClose(t *testing.T) {
 	if ids := e.f.ActiveInstances(); len(ids) != 0 {
 		t.Errorf("channels left after Close: %v", ids)
 	}
-	if _, err := e.rt.Start(testCtx(t), newID(), childSpec("echo")); !errors.Is(err, spear.ErrChannelClosed) {
-		t.Errorf("start after close: %v, want ErrChannelClosed", err)
+	if _, err := childSpec("echo").start(testCtx(t), e.rt, newID()); !errors.Is(err, runtime.ErrClosed) || !errors.Is(err, spear.ErrChannelClosed) {
+		t.Errorf("start after close: %v, want runtime.ErrClosed (a closed channel)", err)
 	}
 	if err := e.rt.Close(testCtx(t)); err != nil {
 		t.Errorf("second close: %v", err)
@@ -671,7 +689,7 @@ func TestCloseAbortsStart(t *testing.T) {
 	spec.StartTimeout = testTimeout
 	res := make(chan error, 1)
 	go func() {
-		_, err := e.rt.Start(testCtx(t), id, spec)
+		_, err := spec.start(testCtx(t), e.rt, id)
 		res <- err
 	}()
 	// Close once the process runs, so that the start is really in flight.
@@ -688,8 +706,8 @@ func TestCloseAbortsStart(t *testing.T) {
 	}
 	select {
 	case err := <-res:
-		if !errors.Is(err, spear.ErrChannelClosed) {
-			t.Errorf("start during close: %v, want ErrChannelClosed", err)
+		if !errors.Is(err, runtime.ErrClosed) {
+			t.Errorf("start during close: %v, want runtime.ErrClosed", err)
 		}
 	case <-ctx.Done():
 		t.Fatal("Start did not return after Close")

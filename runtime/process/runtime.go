@@ -1,7 +1,6 @@
 package process
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +16,7 @@ import (
 	"github.com/spear-go/spear/runtime"
 )
 
-// Defaults for zero Options and Spec fields.
+// Defaults for zero Options and Settings fields.
 const (
 	DefaultLogLines     = 200
 	DefaultStartTimeout = 10 * time.Second
@@ -39,6 +38,9 @@ type Options struct {
 	// LogLines is how many output lines are kept per instance for
 	// Instance.Logs (default DefaultLogLines).
 	LogLines int
+	// Self is the executable that SelfCommand runs (default
+	// os.Executable()).
+	Self string
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -48,6 +50,7 @@ type Runtime struct {
 	factory  *channel.Factory
 	log      *slog.Logger
 	logLines int
+	self     string          // "" when os.Executable failed
 	ctx      context.Context // cancelled by Close, aborting starts in progress
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the instances' goroutines
@@ -72,7 +75,11 @@ func New(opts Options) (*Runtime, error) {
 		factory:   opts.Factory,
 		log:       opts.Logger,
 		logLines:  opts.LogLines,
+		self:      opts.Self,
 		instances: map[spear.InstanceID]*Instance{},
+	}
+	if r.self == "" {
+		r.self, _ = os.Executable() // needed only for SelfCommand; Start reports it
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -87,43 +94,46 @@ func New(opts Options) (*Runtime, error) {
 // Type returns spear.Process.
 func (r *Runtime) Type() spear.RuntimeType { return spear.Process }
 
-// Start runs spec.Command with spec.Args in spec.Dir, its environment being
-// the agent's, then spec.Env, then the channel's credentials. It waits
-// until the child connects and authenticates, within spec.StartTimeout
-// (default DefaultStartTimeout) and ctx; the instance is then
-// StatusRunning. On failure the child's group is killed and reaped and the
-// channel closed.
+// Start runs spec, a Spec: its Command with its Args in its Dir, the
+// environment being the agent's, then its Env, then the channel's
+// credentials. It waits until the child connects and authenticates,
+// within set.StartTimeout (default DefaultStartTimeout) and ctx; the
+// instance is then StatusRunning. On failure the child's group is killed
+// and reaped and the channel closed.
 //
 // Errors are *spear.InstanceError values. They match
 // spear.ErrInvalidConfig for a bad spec or a command that cannot be
-// started, spear.ErrInvalidInstanceID for an id in use, spear.ErrTimeout
-// when the child did not connect in time, and spear.ErrConnectionFailed
-// when it exited first (the message has the exit status and its last
-// output lines, and the error unwraps to the *exec.ExitError).
-func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
-	inst, err := r.start(ctx, id, spec)
+// started, runtime.ErrExists for an id in use, runtime.ErrClosed after
+// Close, spear.ErrTimeout when the child did not connect in time, and
+// spear.ErrConnectionFailed when it exited first (the message has the
+// exit status and its last output lines, and the error unwraps to the
+// *exec.ExitError).
+func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, spec runtime.Spec) (runtime.Instance, error) {
+	inst, err := r.start(ctx, id, set, spec)
 	if err != nil {
 		return nil, spear.InstanceErr(id, "start", err)
 	}
 	return inst, nil
 }
 
-func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
-	switch {
-	case id.Runtime != spear.Process:
-		return nil, fmt.Errorf("%w: the process runtime cannot run %s instances", spear.ErrUnsupportedRuntime, id.Runtime)
-	case spec.Command == "":
-		return nil, fmt.Errorf("%w: spec has no command", spear.ErrInvalidConfig)
-	case spec.StartTimeout < 0, spec.StopGrace < 0:
-		return nil, fmt.Errorf("%w: negative start timeout or stop grace", spear.ErrInvalidConfig)
+func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (*Instance, error) {
+	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
+	if err != nil {
+		return nil, err
 	}
-	i, err := r.reserve(id, spec)
+	if spec.Command == SelfCommand {
+		if r.self == "" {
+			return nil, fmt.Errorf("%w: command %s: the agent's own executable is unknown (set process.Options.Self)", spear.ErrConfig, SelfCommand)
+		}
+		spec.Command = r.self
+	}
+	i, err := r.reserve(id, set)
 	if err != nil {
 		return nil, err
 	}
 	var cfg channel.Config
-	if spec.Channel != nil {
-		cfg = *spec.Channel
+	if set.Channel != nil {
+		cfg = *set.Channel
 	}
 	cfg.CheckPeer = i.peerCheck
 	ch, err := r.factory.Create(ctx, id, &cfg)
@@ -138,7 +148,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 		return nil, err
 	}
 	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()))
-	if err := i.waitReady(ctx, cmp.Or(spec.StartTimeout, DefaultStartTimeout)); err != nil {
+	if err := i.waitReady(ctx, set.StartTimeout); err != nil {
 		i.abort()
 		if errors.Is(err, errExitedEarly) {
 			return nil, i.earlyExitError()
@@ -153,20 +163,20 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 
 // reserve registers a new instance under id, refusing an id in use here.
 // (One the factory has a channel for is refused by Create.)
-func (r *Runtime) reserve(id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
+func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
+		return nil, runtime.ErrClosed
 	}
 	if _, ok := r.instances[id]; ok {
-		return nil, fmt.Errorf("%w: instance %s is already running", spear.ErrInvalidInstanceID, id)
+		return nil, fmt.Errorf("%w: running", runtime.ErrExists)
 	}
 	i := &Instance{
 		rt:       r,
 		id:       id,
-		function: spec.Function,
-		grace:    cmp.Or(spec.StopGrace, DefaultStopGrace),
+		function: set.Function,
+		grace:    set.StopGrace,
 		created:  time.Now(),
 		out:      newRing(r.logLines),
 		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
@@ -198,13 +208,13 @@ func (i *Instance) fail(reason string) {
 }
 
 // launch starts the process and its reaper.
-func (i *Instance) launch(spec runtime.Spec) error {
+func (i *Instance) launch(spec Spec) error {
 	cmd := exec.Command(spec.Command, spec.Args...)
 	cmd.Dir = spec.Dir
 	// The credentials come last, so that they win over anything of the
 	// same name before them. The environment is never logged: it holds
 	// the secret.
-	cmd.Env = slices.Concat(os.Environ(), spec.Env, i.ch.Credentials().Env())
+	cmd.Env = slices.Concat(os.Environ(), spec.Env.List(), i.ch.Credentials().Env())
 	// A nil Stdin is /dev/null.
 	cmd.SysProcAttr = sysProcAttr()
 	outR, outW, err := os.Pipe()
@@ -252,7 +262,7 @@ func (i *Instance) waitReady(ctx context.Context, timeout time.Duration) error {
 	case ctx.Err() != nil:
 		return spear.ContextError(ctx)
 	case i.rt.ctx.Err() != nil:
-		return fmt.Errorf("%w: process runtime closed", spear.ErrChannelClosed)
+		return runtime.ErrClosed
 	case err == nil:
 		i.status, i.lastHealth = runtime.StatusRunning, time.Now()
 		return nil
@@ -283,7 +293,7 @@ func lastOutput(out *ring) string {
 
 // Stop stops inst, which must come from this runtime: a terminate signal
 // over its channel (when connected), SIGTERM to its process group after
-// the spec's StopGrace, SIGKILL after another. It returns once the process
+// its Settings.StopGrace, SIGKILL after another. It returns once the process
 // is reaped and the channel closed, and returns nil at once for an
 // instance already gone. When ctx ends first it returns an error matching
 // spear.ErrTimeout (or context.Canceled) while stopping goes on.

@@ -62,25 +62,25 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
-func newInstance(r *Runtime, id spear.InstanceID, spec runtime.Spec, ch *channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
+func newInstance(r *Runtime, id spear.InstanceID, set runtime.Settings, spec Spec, ch *channel.Channel, mod *module, limit uint64, maxPayload uint32) *Instance {
 	inst := &Instance{
 		rt:           r,
 		id:           id,
-		function:     spec.Function,
+		function:     set.Function,
 		ch:           ch,
 		mod:          mod,
 		limit:        limit,
 		maxPayload:   maxPayload,
-		args:         append([]string{cmp.Or(spec.Function, "wasm")}, spec.Args...),
-		env:          guestEnv(spec.Env, ch.Credentials().Env()),
-		startTimeout: cmp.Or(spec.StartTimeout, defaultStartTimeout),
-		stopGrace:    cmp.Or(spec.StopGrace, defaultStopGrace),
+		args:         append([]string{cmp.Or(set.Function, "wasm")}, spec.Args...),
+		env:          guestEnv(spec.Env.List(), ch.Credentials().Env()),
+		startTimeout: set.StartTimeout,
+		stopGrace:    set.StopGrace,
 		created:      time.Now(),
 		done:         make(chan struct{}),
 		status:       runtime.StatusStarting,
 		changed:      make(chan struct{}),
 	}
-	inst.log = r.log.With("instance", id.String(), "function", spec.Function)
+	inst.log = r.log.With("instance", id.String(), "function", set.Function)
 	inst.logs = newLineLog(inst.log, r.opts.LogLines)
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
 	return inst

@@ -2,7 +2,9 @@
 // modules inside the agent with wazero (pure Go, no cgo), one module
 // instance per spear.InstanceID, each talking to its channel over the
 // memory transport. docs/wasm.md specifies the guest interface; sdk/guest
-// implements it for Go.
+// implements it for Go. What an instance runs is a [Spec]; importing the
+// package registers its runtime.Kind, so that a function of runtime
+// "wasm" decodes into one.
 //
 // Goroutines. Per instance one supervisor goroutine owns the instance's
 // lifecycle: it starts a module instance (an "incarnation"), watches it,
@@ -27,10 +29,12 @@ package wasm
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,18 +53,10 @@ const DefaultMemoryLimit = 64 << 20
 // DefaultLogLines is how many lines of a guest's stderr are kept for Logs.
 const DefaultLogLines = 1000
 
-// Defaults for the Spec fields the runtime reads.
+// Defaults for zero runtime.Settings fields.
 const (
-	defaultStartTimeout = 10 * time.Second
-	defaultStopGrace    = 5 * time.Second
-)
-
-var (
-	// ErrClosed: the runtime was closed; no instance can be started.
-	ErrClosed = errors.New("wasm: runtime closed")
-	// ErrExists: an instance with the id is already running. It matches
-	// spear.ErrInvalidInstanceID.
-	ErrExists = fmt.Errorf("%w: wasm: instance already exists", spear.ErrInvalidInstanceID)
+	DefaultStartTimeout = 10 * time.Second
+	DefaultStopGrace    = 5 * time.Second
 )
 
 // Options configure a Runtime. Zero values mean the defaults.
@@ -71,8 +67,11 @@ type Options struct {
 	// instance's id attached; nil discards them.
 	Logger *slog.Logger
 	// DefaultMemoryLimit caps an instance's linear memory in bytes when its
-	// Spec sets no MemoryLimit (default DefaultMemoryLimit).
+	// Spec sets no Memory (default DefaultMemoryLimit).
 	DefaultMemoryLimit uint64
+	// Modules are modules built into the program, by name; a Spec names
+	// one as "@name". cmd/spearlet has "wasmecho", the example module.
+	Modules map[string][]byte
 	// LogLines is how many stderr lines per instance Logs can return
 	// (default DefaultLogLines).
 	LogLines int
@@ -158,33 +157,31 @@ func New(opts Options) (*Runtime, error) {
 // Type returns spear.Wasm.
 func (r *Runtime) Type() spear.RuntimeType { return spear.Wasm }
 
-// Start instantiates spec's module (spec.WasmBytes, else spec.WasmFile) as
-// instance id, compiling it first unless a module with the same bytes was
-// compiled before, and waits until the guest has authenticated on its
-// memory channel. spec.Env and spec.Args reach the guest's WASI
-// environment and arguments; the guest sees no files. Errors are
-// *spear.InstanceError values: ErrExists, ErrClosed, spear.ErrInvalidConfig
-// for a module that is not a WASI command, spear.ErrTimeout when the guest
-// did not connect within spec.StartTimeout, spear.ErrConnectionFailed when
-// it exited first.
-func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
-	inst, err := r.start(ctx, id, spec)
+// Start instantiates the module of spec, a Spec, as instance id,
+// compiling it first unless a module with the same bytes was compiled
+// before, and waits until the guest has authenticated on its memory
+// channel. The spec's Env and Args reach the guest's WASI environment and
+// arguments; the guest sees no files. Errors are *spear.InstanceError
+// values: runtime.ErrExists, runtime.ErrClosed, spear.ErrInvalidConfig for
+// an invalid spec or a module that is not a WASI command,
+// spear.ErrTimeout when the guest did not connect within
+// set.StartTimeout, spear.ErrConnectionFailed when it exited first.
+func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, spec runtime.Spec) (runtime.Instance, error) {
+	inst, err := r.start(ctx, id, set, spec)
 	if err != nil {
 		return nil, spear.InstanceErr(id, "start", err)
 	}
 	return inst, nil
 }
 
-func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (*Instance, error) {
-	if id.Runtime != spear.Wasm {
-		return nil, fmt.Errorf("%w: the wasm runtime cannot start a %s instance", spear.ErrUnsupportedRuntime, id.Runtime)
-	}
-	if err := id.Validate(); err != nil {
+func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (*Instance, error) {
+	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
+	if err != nil {
 		return nil, err
 	}
 	cfg := channel.Config{}
-	if spec.Channel != nil {
-		cfg = *spec.Channel
+	if set.Channel != nil {
+		cfg = *set.Channel
 	}
 	switch cfg.Type {
 	case "":
@@ -193,7 +190,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	default:
 		return nil, fmt.Errorf("%w: wasm instances use memory channels, not %s", spear.ErrUnsupportedChannelType, cfg.Type)
 	}
-	code, err := moduleBytes(spec)
+	code, err := r.moduleBytes(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +198,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if err != nil {
 		return nil, err
 	}
-	limit := spec.MemoryLimit
+	limit := uint64(spec.Memory)
 	if limit == 0 {
 		limit = r.opts.DefaultMemoryLimit
 	}
@@ -212,17 +209,17 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	switch {
 	case r.closed:
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return nil, runtime.ErrClosed
 	case r.instances[id] != nil:
 		r.mu.Unlock()
-		return nil, ErrExists
+		return nil, fmt.Errorf("%w: running", runtime.ErrExists)
 	}
 	ch, err := r.opts.Factory.Create(ctx, id, &cfg)
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
-	inst := newInstance(r, id, spec, ch, mod, limit, cfg.MaxPayload)
+	inst := newInstance(r, id, set, spec, ch, mod, limit, cfg.MaxPayload)
 	r.instances[id] = inst
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -243,19 +240,23 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	}
 }
 
-// moduleBytes returns the module spec names.
-func moduleBytes(spec runtime.Spec) ([]byte, error) {
-	switch {
-	case len(spec.WasmBytes) > 0:
-		return spec.WasmBytes, nil
-	case spec.WasmFile != "":
-		b, err := os.ReadFile(spec.WasmFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: read wasm module: %w", spear.ErrConfig, err)
-		}
-		return b, nil
+// moduleBytes returns the module spec names (it is valid: it names one).
+func (r *Runtime) moduleBytes(spec Spec) ([]byte, error) {
+	if len(spec.Code) > 0 {
+		return spec.Code, nil
 	}
-	return nil, fmt.Errorf("%w: the spec names no wasm module (WasmBytes or WasmFile)", spear.ErrInvalidConfig)
+	if name, ok := strings.CutPrefix(spec.Module, "@"); ok {
+		code, ok := r.opts.Modules[name]
+		if !ok {
+			return nil, fmt.Errorf("%w: wasm: no module %q is built in (have %s)", spear.ErrInvalidConfig, spec.Module, strings.Join(slices.Sorted(maps.Keys(r.opts.Modules)), ", "))
+		}
+		return code, nil
+	}
+	b, err := os.ReadFile(spec.Module)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read wasm module: %w", spear.ErrConfig, err)
+	}
+	return b, nil
 }
 
 // Compile compiles code ahead of the first Start of it, which then starts
@@ -273,7 +274,7 @@ func (r *Runtime) compile(ctx context.Context, code []byte) (*module, error) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return nil, runtime.ErrClosed
 	}
 	m := r.modules[key]
 	owner := m == nil
@@ -333,8 +334,8 @@ func (r *Runtime) compileNow(code []byte) (wazero.CompiledModule, uint64, error)
 	return cm, uint64(minPages) * pageSize, nil
 }
 
-// Stop stops an instance: a terminate signal first, then, after
-// spec.StopGrace (or when ctx ends), the module instance is closed. It
+// Stop stops an instance: a terminate signal first, then, after its
+// Settings.StopGrace (or when ctx ends), the module instance is closed. It
 // waits until the instance is gone and its channel closed; calling it
 // again, or for an instance that stopped by itself, returns nil at once.
 func (r *Runtime) Stop(ctx context.Context, inst runtime.Instance) error {

@@ -22,6 +22,8 @@ import (
 	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/runtime/runtimetest"
 	"github.com/spear-go/spear/runtime/wasm"
 	"github.com/spear-go/spear/wire"
 )
@@ -58,6 +60,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// sharedFactory returns the shared runtime's channel factory.
+func sharedFactory(tb testing.TB) *channel.Factory {
+	sharedRuntime(tb)
+	return shared.f
+}
+
 func sharedRuntime(tb testing.TB) *wasm.Runtime {
 	tb.Helper()
 	shared.once.Do(func() {
@@ -72,7 +80,8 @@ func sharedRuntime(tb testing.TB) *wasm.Runtime {
 			// once per machine. It is keyed by wazero's version and the
 			// module's hash.
 			dir := filepath.Join(os.TempDir(), fmt.Sprintf("spear-wasm-test-cache-%d", os.Getuid()))
-			shared.rt, shared.err = wasm.New(wasm.Options{Factory: shared.f, Logger: log, CacheDir: dir})
+			shared.rt, shared.err = wasm.New(wasm.Options{Factory: shared.f, Logger: log, CacheDir: dir,
+				Modules: map[string][]byte{"echo": wasmecho.Module}})
 		}
 		if shared.err == nil {
 			shared.err = shared.rt.Compile(context.Background(), wasmecho.Module)
@@ -92,14 +101,14 @@ func testContext(tb testing.TB) context.Context {
 
 // start starts an instance of the example module with a fresh name and
 // stops it when the test ends.
-func start(tb testing.TB, spec runtime.Spec) *wasm.Instance {
+func start(tb testing.TB, set runtime.Settings, spec wasm.Spec) *wasm.Instance {
 	tb.Helper()
 	rt := sharedRuntime(tb)
-	if spec.WasmBytes == nil && spec.WasmFile == "" {
-		spec.WasmBytes = wasmecho.Module
+	if spec.Code == nil && spec.Module == "" {
+		spec.Code = wasmecho.Module
 	}
 	id := spear.InstanceID{Runtime: spear.Wasm, Name: fmt.Sprintf("echo-%d", names.Add(1))}
-	inst, err := rt.Start(testContext(tb), id, spec)
+	inst, err := rt.Start(testContext(tb), id, set, spec)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -163,7 +172,7 @@ func remoteCode(tb testing.TB, err error, want spear.Code) *spear.RemoteError {
 }
 
 func TestEcho(t *testing.T) {
-	inst := start(t, runtime.Spec{Function: "echo"})
+	inst := start(t, runtime.Settings{Function: "echo"}, wasm.Spec{})
 	want := inst.ID().String() + "|hello"
 	for _, method := range []string{"", "echo"} {
 		if got := mustCall(t, inst, method, "hello"); got != want {
@@ -188,7 +197,7 @@ func TestEcho(t *testing.T) {
 }
 
 func TestStream(t *testing.T) {
-	inst := start(t, runtime.Spec{})
+	inst := start(t, runtime.Settings{}, wasm.Spec{})
 	st, err := channel.ExecuteStream(testContext(t), inst.Channel(), channel.Invocation{Method: "stream", Payload: []byte("ab")})
 	if err != nil {
 		t.Fatal(err)
@@ -213,8 +222,8 @@ func TestStream(t *testing.T) {
 }
 
 func TestInstancesHaveSeparateState(t *testing.T) {
-	a := start(t, runtime.Spec{})
-	b := start(t, runtime.Spec{})
+	a := start(t, runtime.Settings{}, wasm.Spec{})
+	b := start(t, runtime.Settings{}, wasm.Spec{})
 	for i, step := range []struct {
 		inst *wasm.Instance
 		want string
@@ -226,7 +235,7 @@ func TestInstancesHaveSeparateState(t *testing.T) {
 }
 
 func TestTrapResetsOnlyThatInstance(t *testing.T) {
-	healthy := start(t, runtime.Spec{})
+	healthy := start(t, runtime.Settings{}, wasm.Spec{})
 	for _, tc := range []struct {
 		method, want string
 	}{
@@ -234,7 +243,7 @@ func TestTrapResetsOnlyThatInstance(t *testing.T) {
 		{"panic", "wasm guest trapped: exited with status 2"},
 	} {
 		t.Run(tc.method, func(t *testing.T) {
-			victim := start(t, runtime.Spec{})
+			victim := start(t, runtime.Settings{}, wasm.Spec{})
 			mustCall(t, victim, "count", "")
 			mustCall(t, healthy, "count", "")
 
@@ -265,7 +274,7 @@ func TestTrapResetsOnlyThatInstance(t *testing.T) {
 }
 
 func TestPanicOutputInLogs(t *testing.T) {
-	inst := start(t, runtime.Spec{})
+	inst := start(t, runtime.Settings{}, wasm.Spec{})
 	_, err := call(testContext(t), inst, "panic", "")
 	remoteCode(t, err, spear.CodeInternal)
 	logs := strings.Join(inst.Logs(100), "\n")
@@ -278,7 +287,7 @@ func TestPanicOutputInLogs(t *testing.T) {
 }
 
 func TestDeadlineResetsInstance(t *testing.T) {
-	inst := start(t, runtime.Spec{})
+	inst := start(t, runtime.Settings{}, wasm.Spec{})
 	mustCall(t, inst, "count", "")
 	// The caller would wait a minute; the request's own timeout is 300ms.
 	err := request(testContext(t), inst, "loop", 300)
@@ -299,7 +308,7 @@ func TestDeadlineResetsInstance(t *testing.T) {
 }
 
 func TestCallerTimeoutResetsInstance(t *testing.T) {
-	inst := start(t, runtime.Spec{})
+	inst := start(t, runtime.Settings{}, wasm.Spec{})
 	ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
 	defer cancel()
 	_, err := call(ctx, inst, "loop", "")
@@ -315,7 +324,7 @@ func TestCallerTimeoutResetsInstance(t *testing.T) {
 }
 
 func TestQueuedRequestExpiresWithoutReset(t *testing.T) {
-	inst := start(t, runtime.Spec{})
+	inst := start(t, runtime.Settings{}, wasm.Spec{})
 	loopCtx, stopLoop := context.WithCancel(testContext(t))
 	loopDone := make(chan error, 1)
 	started := make(chan struct{})
@@ -354,7 +363,7 @@ func TestQueuedRequestExpiresWithoutReset(t *testing.T) {
 
 func TestMemoryLimit(t *testing.T) {
 	const limit = 24 << 20
-	inst := start(t, runtime.Spec{MemoryLimit: limit})
+	inst := start(t, runtime.Settings{}, wasm.Spec{Memory: runtime.Bytes(limit)})
 	mustCall(t, inst, "echo", "")
 	_, err := call(testContext(t), inst, "alloc", "")
 	re := remoteCode(t, err, spear.CodeResourceExhausted)
@@ -369,7 +378,7 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	leaks := goleak.IgnoreCurrent()
 	ctx := testContext(t)
 	id := spear.InstanceID{Runtime: spear.Wasm, Name: "stopped"}
-	inst, err := rt.Start(ctx, id, runtime.Spec{WasmBytes: wasmecho.Module})
+	inst, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: wasmecho.Module})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +407,7 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	goleak.VerifyNone(t, leaks)
 
 	// The id is free again.
-	again, err := rt.Start(ctx, id, runtime.Spec{WasmBytes: wasmecho.Module})
+	again, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: wasmecho.Module})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,26 +417,30 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	rt := sharedRuntime(t)
 	ctx := testContext(t)
-	running := start(t, runtime.Spec{})
+	running := start(t, runtime.Settings{}, wasm.Spec{})
 	emptyModule := []byte("\x00asm\x01\x00\x00\x00")
 	wasmID := spear.InstanceID{Runtime: spear.Wasm, Name: "bad"}
 	for _, tc := range []struct {
 		name string
 		id   spear.InstanceID
+		set  runtime.Settings
 		spec runtime.Spec
 		want error
 	}{
-		{"process id", spear.InstanceID{Runtime: spear.Process, Name: "p"}, runtime.Spec{WasmBytes: wasmecho.Module}, spear.ErrUnsupportedRuntime},
-		{"no module", wasmID, runtime.Spec{}, spear.ErrInvalidConfig},
-		{"missing file", wasmID, runtime.Spec{WasmFile: "/nonexistent/x.wasm"}, spear.ErrConfig},
-		{"not wasm", wasmID, runtime.Spec{WasmBytes: []byte("not wasm")}, spear.ErrInvalidConfig},
-		{"not a command", wasmID, runtime.Spec{WasmBytes: emptyModule}, spear.ErrInvalidConfig},
-		{"memory below the module's minimum", wasmID, runtime.Spec{WasmBytes: wasmecho.Module, MemoryLimit: 64 << 10}, spear.ErrInvalidConfig},
-		{"tcp channel", wasmID, runtime.Spec{WasmBytes: wasmecho.Module, Channel: &channel.Config{Type: channel.TCP}}, spear.ErrUnsupportedChannelType},
-		{"duplicate", running.ID(), runtime.Spec{WasmBytes: wasmecho.Module}, wasm.ErrExists},
+		{"process id", spear.InstanceID{Runtime: spear.Process, Name: "p"}, runtime.Settings{}, wasm.Spec{Code: wasmecho.Module}, spear.ErrUnsupportedRuntime},
+		{"no module", wasmID, runtime.Settings{}, wasm.Spec{}, spear.ErrInvalidConfig},
+		{"another runtime's spec", wasmID, runtime.Settings{}, process.Spec{Command: "x"}, spear.ErrInvalidConfig},
+		{"missing file", wasmID, runtime.Settings{}, wasm.Spec{Module: "/nonexistent/x.wasm"}, spear.ErrConfig},
+		{"missing built-in module", wasmID, runtime.Settings{}, wasm.Spec{Module: "@nonexistent"}, spear.ErrInvalidConfig},
+		{"not wasm", wasmID, runtime.Settings{}, wasm.Spec{Code: []byte("not wasm")}, spear.ErrInvalidConfig},
+		{"not a command", wasmID, runtime.Settings{}, wasm.Spec{Code: emptyModule}, spear.ErrInvalidConfig},
+		{"memory below the module's minimum", wasmID, runtime.Settings{}, wasm.Spec{Code: wasmecho.Module, Memory: 64 << 10}, spear.ErrInvalidConfig},
+		{"tcp channel", wasmID, runtime.Settings{Channel: &channel.Config{Type: channel.TCP}}, wasm.Spec{Code: wasmecho.Module}, spear.ErrUnsupportedChannelType},
+		{"negative stop grace", wasmID, runtime.Settings{StopGrace: -1}, wasm.Spec{Code: wasmecho.Module}, spear.ErrInvalidConfig},
+		{"duplicate", running.ID(), runtime.Settings{}, wasm.Spec{Code: wasmecho.Module}, runtime.ErrExists},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inst, err := rt.Start(ctx, tc.id, tc.spec)
+			inst, err := rt.Start(ctx, tc.id, tc.set, tc.spec)
 			if !errors.Is(err, tc.want) || inst != nil {
 				t.Fatalf("got %v, %v; want an error matching %v", inst, err, tc.want)
 			}
@@ -445,8 +458,46 @@ func TestStartErrors(t *testing.T) {
 	mustCall(t, running, "echo", "")
 }
 
+func TestBuiltInModule(t *testing.T) {
+	inst := start(t, runtime.Settings{}, wasm.Spec{Module: "@echo"})
+	mustCall(t, inst, "echo", "")
+}
+
+// TestStartAfterClose checks that a closed runtime's refusal matches the
+// category of every closed runtime.
+func TestStartAfterClose(t *testing.T) {
+	rt, err := wasm.New(wasm.Options{Factory: sharedFactory(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Close(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	id := spear.InstanceID{Runtime: spear.Wasm, Name: "after-close"}
+	_, err = rt.Start(testContext(t), id, runtime.Settings{}, wasm.Spec{Code: exitsAtOnce})
+	if !errors.Is(err, runtime.ErrClosed) || !errors.Is(err, spear.ErrChannelClosed) {
+		t.Errorf("start after close: %v, want runtime.ErrClosed (a closed channel)", err)
+	}
+}
+
+func TestDecodeSpec(t *testing.T) {
+	if k, ok := runtime.Lookup(spear.Wasm); !ok || k.MaxConcurrency != 1 {
+		t.Errorf("wasm kind = %+v, %v; want one with MaxConcurrency 1", k, ok)
+	}
+	spec := runtimetest.CheckKind(t, spear.Wasm, `{"wasm":"@wasmecho","memory":"32Mi","args":["a"],"env":{"K":"v"}}`, map[string]string{
+		`{}`:                             "wasm: required",
+		`{"wasm":"x","command":"y"}`:     "command: unknown field",
+		`{"wasm":"x","memory":"lots"}`:   `"lots"`,
+		`{"wasm":"x","env":{"A=1":"x"}}`: "env: variable name",
+	})
+	s, err := runtime.SpecAs[wasm.Spec](spec)
+	if err != nil || s.Module != "@wasmecho" || s.Memory != 32<<20 || len(s.Args) != 1 || s.Env["K"] != "v" {
+		t.Errorf("decoded %+v, %v", s, err)
+	}
+}
+
 func TestSpecEnvCannotOverrideCredentials(t *testing.T) {
-	inst := start(t, runtime.Spec{Env: []string{spear.EnvSecret + "=00", "OTHER=1"}})
+	inst := start(t, runtime.Settings{}, wasm.Spec{Env: runtime.Env{spear.EnvSecret: "00", "OTHER": "1"}})
 	mustCall(t, inst, "echo", "")
 }
 
@@ -477,7 +528,7 @@ func TestGuestThatEndsBeforeConnecting(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := spear.InstanceID{Runtime: spear.Wasm, Name: "ends-" + tc.name}
-			inst, err := rt.Start(ctx, id, runtime.Spec{WasmBytes: tc.code})
+			inst, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: tc.code})
 			if !errors.Is(err, spear.ErrConnectionFailed) || inst != nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a connection failure saying %q", err, tc.want)
 			}
@@ -493,14 +544,14 @@ func TestGuestThatEndsBeforeConnecting(t *testing.T) {
 func BenchmarkStartFromCache(b *testing.B) {
 	rt := sharedRuntime(b)
 	ctx := testContext(b)
-	warm := start(b, runtime.Spec{}) // compiles the module
+	warm := start(b, runtime.Settings{}, wasm.Spec{}) // compiles the module
 	_ = warm
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; b.Loop(); i++ {
 		t0 := time.Now()
 		id := spear.InstanceID{Runtime: spear.Wasm, Name: fmt.Sprintf("bench-%d", i)}
-		inst, err := rt.Start(ctx, id, runtime.Spec{WasmBytes: wasmecho.Module})
+		inst, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: wasmecho.Module})
 		if err != nil {
 			b.Fatal(err)
 		}

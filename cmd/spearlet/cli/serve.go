@@ -60,7 +60,7 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	if path == "" {
 		path = os.Getenv("SPEARLET_CONFIG")
 	}
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -109,5 +109,14 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			stopSignals()
 		}
 	}()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log})
+	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes})
+}
+
+// loadConfig reads the config file at path, or the default config when
+// path is empty.
+func loadConfig(path string) (agent.Config, error) {
+	if path == "" {
+		return agent.ParseConfig(defaultConfig)
+	}
+	return agent.LoadConfig(path)
 }

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	_ "embed"
+	"os"
+	"path/filepath"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/wasmecho"
+	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/runtime/wasm"
+)
+
+// defaultConfig is what serve runs without a config file: a process
+// function "echo" running this binary as a worker, and a wasm function
+// "wasm-echo" running the example module built in below.
+//
+//go:embed default.yaml
+var defaultConfig []byte
+
+// runtimes are the runtimes this spearlet serves. Each runtime's package,
+// imported here, also registers how to read its part of a function's
+// configuration; kubernetes.go adds the kubernetes runtime unless the
+// binary is built with -tags nokubernetes, which leaves client-go out.
+var runtimes = map[spear.RuntimeType]agent.NewRuntime{
+	spear.Process: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
+		return process.New(process.Options{Factory: env.Factory, Logger: env.Logger})
+	},
+	spear.Wasm: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
+		return wasm.New(wasm.Options{
+			Factory:  env.Factory,
+			Logger:   env.Logger,
+			CacheDir: wasmCacheDir(),
+			Modules:  map[string][]byte{"wasmecho": wasmecho.Module},
+		})
+	},
+}
+
+// wasmCacheDir is where compiled wasm modules are kept across restarts, so
+// a module is compiled once per machine and user rather than at every
+// start: the user's cache directory, or none when there is no such
+// directory (then modules are compiled in memory at every start).
+func wasmCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "spearlet", "wasm")
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/runtime/wasm"
+)
+
+func TestDefaultConfig(t *testing.T) {
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Functions) != 2 {
+		t.Fatalf("functions = %+v, want echo and wasm-echo", cfg.Functions)
+	}
+	echo, ok := cfg.Functions[0].Spec.(process.Spec)
+	if cfg.Functions[0].Name != "echo" || !ok || echo.Command != process.SelfCommand || !slices.Equal(echo.Args, []string{"worker"}) {
+		t.Errorf("echo = %+v, want a process function running %q worker", cfg.Functions[0], process.SelfCommand)
+	}
+	w, ok := cfg.Functions[1].Spec.(wasm.Spec)
+	if cfg.Functions[1].Name != "wasm-echo" || !ok || w.Module != "@wasmecho" {
+		t.Errorf("wasm-echo = %+v, want the built-in example module", cfg.Functions[1])
+	}
+	for _, fn := range cfg.Functions {
+		if rt, _ := spear.ParseRuntimeType(fn.Runtime); runtimes[rt] == nil {
+			t.Errorf("function %s: no %s runtime in this spearlet", fn.Name, rt)
+		}
+	}
+}
+
+// TestNoKubernetesBuild checks that -tags nokubernetes leaves client-go
+// out of spearlet, and that the agent never needs it.
+func TestNoKubernetesBuild(t *testing.T) {
+	deps := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command("go", append([]string{"list", "-deps"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("go list %v: %v", args, err)
+		}
+		var k8s []string
+		for _, p := range strings.Fields(string(out)) {
+			if strings.HasPrefix(p, "k8s.io/") {
+				k8s = append(k8s, p)
+			}
+		}
+		return k8s
+	}
+	const spearlet = "github.com/spear-go/spear/cmd/spearlet"
+	if got := deps(spearlet); !slices.Contains(got, "k8s.io/client-go/kubernetes") {
+		t.Errorf("the default build has no client-go: %v", got)
+	}
+	if got := deps("-tags", "nokubernetes", spearlet); len(got) > 0 {
+		t.Errorf("spearlet built with -tags nokubernetes still imports %v", got)
+	}
+	if got := deps("github.com/spear-go/spear/agent"); len(got) > 0 {
+		t.Errorf("package agent imports %v", got)
+	}
+}
