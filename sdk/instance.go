@@ -107,6 +107,11 @@ type Instance struct {
 	paused  bool
 	stopped chan struct{} // closed by a terminate signal
 	stopOne sync.Once
+	// lastServed is the request id of the terminate signal: requests with
+	// lower ids were sent before it and still run. Handlers run on
+	// workers, so a request that arrived first may reach its check after
+	// the signal was handled.
+	lastServed uint64
 }
 
 // New returns an instance; connection fields left empty in opts come from
@@ -245,11 +250,13 @@ func (in *Instance) onMessage(f wire.Frame) {
 func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responder) {
 	switch f.Type {
 	case wire.TypeExecuteRequest:
+		// terminated is read before lastServed, which is set first.
+		draining := in.terminated()
 		in.mu.Lock()
-		paused := in.paused
+		paused, last := in.paused, in.lastServed
 		in.mu.Unlock()
 		switch {
-		case in.terminated():
+		case draining && f.ID > last:
 			// Draining: only requests already running may finish.
 			_ = r.Error(spear.CodeUnavailable, "instance is terminating")
 			return
@@ -274,8 +281,15 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 	var err error
 	switch {
 	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_TERMINATE:
+		// Draining starts before the acknowledgement leaves, so that a
+		// request the agent sends once it has the ack is refused.
+		in.stopOne.Do(func() {
+			in.mu.Lock()
+			in.lastServed = f.ID
+			in.mu.Unlock()
+			close(in.stopped)
+		})
 		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
-		in.stopOne.Do(func() { close(in.stopped) })
 		return
 	case in.opts.OnSignal != nil:
 		err = in.opts.OnSignal(ctx, s)

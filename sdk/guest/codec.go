@@ -149,6 +149,7 @@ func encodeAuthRequest(id string, clientNonce, proof []byte) []byte {
 type authResponse struct {
 	sessionID   string
 	serverProof []byte
+	maxPayload  uint32 // the agent's payload limit; 0 when it announces none
 }
 
 func decodeAuthResponse(b []byte) (authResponse, error) {
@@ -159,6 +160,8 @@ func decodeAuthResponse(b []byte) (authResponse, error) {
 			r.sessionID = string(f.bytes)
 		case 3:
 			r.serverProof = f.bytes
+		case 5:
+			r.maxPayload = uint32(f.varint)
 		}
 	})
 	return r, err

@@ -130,9 +130,11 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, cfg Config) error {
 		return fmt.Errorf("%w: guest.Config.Handler is required", spear.ErrInvalidConfig)
 	}
 	c := newConn(in, out)
-	if _, err := c.handshake(cfg.ID, cfg.Secret); err != nil {
+	resp, err := c.handshake(cfg.ID, cfg.Secret)
+	if err != nil {
 		return err
 	}
+	c.peerMax = resp.maxPayload
 	s := &server{c: c, h: cfg.Handler}
 	for {
 		f, err := c.read()
@@ -207,13 +209,22 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 		code, msg := codec.HandlerError(ctx, err)
 		return s.fail(f.ID, code, msg)
 	}
+	var answer *wire.Frame
 	if req.streaming {
-		return s.c.write(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out})
+		answer = &wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out}
+	} else {
+		if req.gathered.Len() > 0 {
+			out = append(req.gathered.Bytes(), out...)
+		}
+		answer = &wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)}
 	}
-	if req.gathered.Len() > 0 {
-		out = append(req.gathered.Bytes(), out...)
+	err = s.c.write(answer)
+	var tooLarge *wire.FrameTooLargeError
+	if errors.As(err, &tooLarge) {
+		// Not sent: the request fails alone, and the connection goes on.
+		return s.fail(f.ID, spear.CodeTooLarge, fmt.Sprintf("result of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
 	}
-	return s.c.write(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)})
+	return err
 }
 
 // signal acknowledges a signal; terminate ends the loop after the ack.

@@ -51,6 +51,7 @@ func newRoot(stopSignals func()) *cobra.Command {
 		newInstancesCmd(g),
 		newFunctionsCmd(g),
 		newVersionCmd(),
+		newConformanceCmd(g),
 	)
 	return root
 }
