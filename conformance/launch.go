@@ -112,9 +112,9 @@ func newProcessLauncher(b base) (*processLauncher, error) {
 	return &processLauncher{base: b, rt: rt}, nil
 }
 
-func (l *processLauncher) describe() string              { return strings.Join(l.opts.Command, " ") }
+func (l *processLauncher) describe() string               { return strings.Join(l.opts.Command, " ") }
 func (l *processLauncher) runtimeType() spear.RuntimeType { return spear.Process }
-func (l *processLauncher) transports() []channel.Type    { return l.opts.Transports }
+func (l *processLauncher) transports() []channel.Type     { return l.opts.Transports }
 
 func (l *processLauncher) start(ctx context.Context, id spear.InstanceID, cfg channel.Config) (runtime.Instance, error) {
 	return l.rt.Start(ctx, id, runtime.Spec{
@@ -311,9 +311,11 @@ func newWasmLauncher(b base) (*wasmLauncher, error) {
 	return &wasmLauncher{base: b, rt: rt}, nil
 }
 
-func (l *wasmLauncher) describe() string              { return fmt.Sprintf("wasm module (%d bytes)", len(l.opts.Wasm)) }
+func (l *wasmLauncher) describe() string {
+	return fmt.Sprintf("wasm module (%d bytes)", len(l.opts.Wasm))
+}
 func (l *wasmLauncher) runtimeType() spear.RuntimeType { return spear.Wasm }
-func (l *wasmLauncher) transports() []channel.Type    { return []channel.Type{channel.Memory} }
+func (l *wasmLauncher) transports() []channel.Type     { return []channel.Type{channel.Memory} }
 
 // wasmMemoryLimit is the guest's memory cap: room for a request and an
 // answer at the largest payload limit, and the copies a guest makes.

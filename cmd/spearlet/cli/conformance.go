@@ -122,4 +122,3 @@ func listChecks(w io.Writer, output string) error {
 	}
 	return tw.Flush()
 }
-
