@@ -101,3 +101,22 @@ functions:
 		t.Fatalf("upper: %q, %v", out, err)
 	}
 }
+
+// A function written by `spearlet new function --lang python` serves as it
+// is, through its own config.
+func TestNewPythonFunction(t *testing.T) {
+	needs(t, "python3")
+	dir := filepath.Join(t.TempDir(), "hello")
+	cmd := exec.Command(binary, "new", "function", "hello", "--lang", "python", "--dir", dir)
+	cmd.Dir = repoRoot(t) // the checkout whose SDK it uses
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("new function: %v\n%s", err, out)
+	}
+	d := startDaemon(t, "--config", filepath.Join(dir, "spearlet.yaml"))
+	if out, err := d.cli(t, "", "invoke", "hello", "world"); err != nil || out != "hello, world" {
+		t.Fatalf("invoke: %q, %v", out, err)
+	}
+	if out, err := d.cli(t, "", "invoke", "hello", "one two", "-m", "words", "--stream"); err != nil || out != "one\ntwo\n" {
+		t.Fatalf("invoke --stream: %q, %v", out, err)
+	}
+}

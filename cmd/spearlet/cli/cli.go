@@ -52,6 +52,7 @@ func newRoot(stopSignals func()) *cobra.Command {
 		newFunctionsCmd(g),
 		newVersionCmd(),
 		newConformanceCmd(g),
+		newNewCmd(),
 	)
 	return root
 }
