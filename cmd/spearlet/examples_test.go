@@ -13,7 +13,7 @@ import (
 
 // requireEnv names the variable that .ci/run sets to make missing
 // toolchains or unbuilt examples a failure rather than a skip.
-const requireEnv = "SPEAR_REQUIRE_EXAMPLES"
+const requireEnv = "SPEAR_REQUIRE_SDKS"
 
 // needs skips the test (or, under requireEnv, fails it) unless the
 // program is on PATH and the files exist.

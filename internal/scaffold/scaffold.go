@@ -25,6 +25,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/checkout"
 )
 
 //go:embed templates
@@ -162,24 +163,5 @@ func ValidateName(name string) error {
 }
 
 // FindSDK returns the root of the Spear checkout that contains dir, or ""
-// when there is none: a directory with go.mod naming the Spear module and
-// the SDKs beside it.
-func FindSDK(dir string) string {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return ""
-	}
-	for {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(mod), "module github.com/spear-go/spear\n") {
-			if _, err := os.Stat(filepath.Join(dir, "sdk", "python", "pyproject.toml")); err == nil {
-				return dir
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
+// when there is none.
+func FindSDK(dir string) string { return checkout.Root(dir) }

@@ -319,8 +319,10 @@ class _Connection:
     def send(self, type_: int, flags: int, id_: int, payload: bytes = b"") -> None:
         if self.closed:
             raise SpearError(Code.UNAVAILABLE, "the connection to the agent is closed")
-        self.writer.write(header(type_, flags, id_, len(payload)))
-        if payload:
+        if len(payload) <= _COALESCE:
+            self.writer.write(header(type_, flags, id_, len(payload)) + payload)
+        else:
+            self.writer.write(header(type_, flags, id_, len(payload)))
             self.writer.write(payload)
 
     def send_chunk(self, id_: int, data: bytes, flags: int = 0) -> None:
@@ -454,41 +456,39 @@ class _Connection:
         self._spawn(self._run(req, handler))
 
     async def _run(self, req: Request, handler: Handler) -> None:
+        # The handler runs inside this task (or, when synchronous, on a
+        # worker thread this task awaits), so an interruption is one
+        # cancel() of this task: the handler sees CancelledError at its
+        # next await, and the caller is answered as soon as it returns.
+        req._on_interrupt = asyncio.current_task().cancel  # type: ignore[union-attr]
         timer = None
         if req.deadline is not None:
-            timer = self.loop.call_at(
-                self.loop.time() + req.time_remaining(),  # type: ignore[operator]
-                req._interrupt,
-                Code.DEADLINE_EXCEEDED,
-            )
-        work = self.loop.create_task(self.instance.invoke(handler, req))
-        work.add_done_callback(_consume)
+            timer = self.loop.call_later(req.time_remaining(), req._interrupt, Code.DEADLINE_EXCEEDED)  # type: ignore[arg-type]
         try:
-            await asyncio.wait({work, req._interrupted}, return_when=asyncio.FIRST_COMPLETED)
-            if req._interrupted.done():
-                work.cancel()
-                reason = req._interrupted.result()
-                what = "deadline exceeded" if reason == Code.DEADLINE_EXCEEDED else "request cancelled"
-                self.send_error(req.id, reason, what)
-                return
             try:
-                result = work.result()
-            except SpearError as e:
-                self.send_error(req.id, e.code, e.message)
-                return
+                result = await self.instance.invoke(handler, req)
             except asyncio.CancelledError:
-                self.send_error(req.id, Code.CANCELED, "the handler was cancelled")
-                return
+                if req._reason is None or self.closed:
+                    raise  # the connection is going away: nobody to answer
+                result, failure = None, SpearError(req._reason, _interrupted_message(req._reason))
+            except SpearError as e:
+                result, failure = None, e
             except Exception as e:
                 self.log.warning("handler failed", extra={"method": req.method, "err": f"{type(e).__name__}: {e}"})
-                self.send_error(req.id, Code.INTERNAL, f"{type(e).__name__}: {e}")
+                result, failure = None, SpearError(Code.INTERNAL, f"{type(e).__name__}: {e}")
+            else:
+                failure = None
+                if req._reason is not None:  # interrupted as it returned
+                    failure = SpearError(req._reason, _interrupted_message(req._reason))
+            req._end()
+            if failure is not None:
+                self.send_error(req.id, failure.code, failure.message)
                 return
             self._answer(req, result)
             await self.drain()
         except SpearError:
             pass  # the connection is gone: nobody to answer
         finally:
-            work.cancel()
             if timer is not None:
                 timer.cancel()
             req._end()
@@ -514,9 +514,11 @@ class _Connection:
         if self.peer_max and size > self.peer_max:
             self.send_error(req.id, Code.TOO_LARGE, f"result of {len(data)} bytes is over the agent's limit of {self.peer_max}")
             return
-        self.writer.write(header(Type.EXECUTE_RESPONSE, 0, req.id, size))
-        self.writer.write(pb.encode_execute_response_header(len(data)))
-        if data:
+        head = header(Type.EXECUTE_RESPONSE, 0, req.id, size) + pb.encode_execute_response_header(len(data))
+        if len(data) <= _COALESCE:
+            self.writer.write(head + data)  # one send for a small answer
+        else:
+            self.writer.write(head)  # no copy of a large one
             self.writer.write(data)
 
     # Signals.
@@ -593,11 +595,13 @@ class _Connection:
             self.send(Type.HEARTBEAT, 0, 0)
 
 
-def _consume(task: "asyncio.Future[Any]") -> None:
-    """Retrieve a finished task's exception, so that an abandoned handler's
-    error is not reported as never retrieved."""
-    if not task.cancelled():
-        task.exception()
+# Payloads up to this size are copied behind their header and sent in one
+# write; larger ones go in a write of their own, uncopied.
+_COALESCE = 64 << 10
+
+
+def _interrupted_message(reason: Code) -> str:
+    return "deadline exceeded" if reason == Code.DEADLINE_EXCEEDED else "request cancelled"
 
 
 async def serve(handler: Handlers, **options: Any) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from ._errors import Code, SpearError
 
 if TYPE_CHECKING:
     from ._instance import _Connection
+
+# Guards the lazy creation of a request's threading.Event against the loop
+# setting the reason at the same time.
+_event_lock = threading.Lock()
 
 #: What a handler may return: bytes-like, text (sent as UTF-8) or None
 #: (nothing).
@@ -60,8 +64,8 @@ class Request:
         self._conn = conn
         self._gathered: List[bytes] = []
         self._reason: Optional[Code] = None
-        self._event = threading.Event()
-        self._interrupted: "asyncio.Future[Code]" = conn.loop.create_future()
+        self._event: Optional[threading.Event] = None  # made by wait_cancelled
+        self._on_interrupt: Optional[Callable[[], Any]] = None
         self._ended = False
 
     @property
@@ -90,6 +94,11 @@ class Request:
         """Block until the request is cancelled or timeout seconds pass;
         return whether it was cancelled. For synchronous handlers: a sleep
         that ends early when the caller gives up."""
+        with _event_lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self._reason is not None:
+                    self._event.set()
         return self._event.wait(timeout)
 
     def write(self, chunk: Result) -> None:
@@ -136,10 +145,12 @@ class Request:
         """Mark the request cancelled (runs on the event loop)."""
         if self._ended or self._reason is not None:
             return
-        self._reason = reason
-        self._event.set()
-        if not self._interrupted.done():
-            self._interrupted.set_result(reason)
+        with _event_lock:
+            self._reason = reason
+            if self._event is not None:
+                self._event.set()
+        if self._on_interrupt is not None:
+            self._on_interrupt()
 
     def _end(self) -> None:
         self._ended = True

@@ -56,6 +56,9 @@ export interface InstanceOptions {
   logger?: Logger;
 }
 
+/** Payloads up to this size are copied behind their header and sent in one write; larger ones are written apart, uncopied. */
+const COALESCE = 64 << 10;
+
 /** How many silent heartbeat intervals mean the agent is gone. */
 const HEARTBEAT_MISSES = 3;
 
@@ -387,8 +390,11 @@ class Connection implements Sink {
 
   send(type: number, flags: number, id: bigint, payload: Buffer = Buffer.alloc(0)): void {
     if (this.closed) throw new SpearError(Code.UNAVAILABLE, "the connection to the agent is closed");
-    this.#link.write(header(type, flags, id, payload.length));
-    if (payload.length) this.#link.write(payload);
+    const head = header(type, flags, id, payload.length);
+    if (payload.length === 0) return this.#link.write(head);
+    if (payload.length <= COALESCE) return this.#link.write(Buffer.concat([head, payload]));
+    this.#link.write(head);
+    this.#link.write(payload);
   }
 
   sendChunk(id: bigint, data: Buffer, flags = 0): void {
@@ -510,40 +516,41 @@ class Connection implements Sink {
   }
 
   async #run(req: Request, handler: Handler): Promise<void> {
+    // Whichever comes first answers: the handler's outcome, or an
+    // interruption (CANCEL, the deadline, the connection ending), which is
+    // answered at once while the handler winds down on its aborted signal.
+    let done = false;
     const remaining = req.timeRemaining();
     const timer = remaining === undefined ? undefined : setTimeout(() => req.interrupt(Code.DEADLINE_EXCEEDED), remaining);
-    const interrupted = new Promise<{ interrupted: SpearError }>((resolve) =>
-      req.signal.addEventListener("abort", () => resolve({ interrupted: req.signal.reason as SpearError }), { once: true }),
-    );
-    const work = (async () => handler(req))().then(
-      (result) => ({ result }),
-      (error: unknown) => ({ error }),
-    );
-    try {
-      const outcome = await Promise.race([work, interrupted]);
-      if ("interrupted" in outcome) {
-        this.sendError(req.id, outcome.interrupted.code, outcome.interrupted.message);
-      } else if ("error" in outcome) {
-        const e = outcome.error;
-        if (e instanceof SpearError) {
-          this.sendError(req.id, e.code, e.message);
-        } else {
-          const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-          this.#inst.log.log("warn", "handler failed", { method: req.method, err: text });
-          this.sendError(req.id, Code.INTERNAL, text);
-        }
-      } else {
-        this.#answer(req, outcome.result);
-        await this.drain();
-      }
-    } catch {
-      // The connection is gone: nobody to answer.
-    } finally {
+    const finish = (answer: () => void) => {
+      if (done) return;
+      done = true;
       if (timer) clearTimeout(timer);
       req.end();
       this.#requests.delete(req.id);
+      try {
+        answer();
+      } catch {
+        // The connection is gone: nobody to answer.
+      }
       if (this.#requests.size === 0) for (const wake of this.#idle.splice(0)) wake();
+    };
+    req.onInterrupt((e) => finish(() => this.sendError(req.id, e.code, e.message)));
+    let result: Result;
+    try {
+      result = await handler(req);
+    } catch (e) {
+      finish(() => {
+        if (e instanceof SpearError) return this.sendError(req.id, e.code, e.message);
+        const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+        this.#inst.log.log("warn", "handler failed", { method: req.method, err: text });
+        this.sendError(req.id, Code.INTERNAL, text);
+      });
+      return;
     }
+    if (done) return;
+    finish(() => this.#answer(req, result));
+    await this.drain().catch(() => {});
   }
 
   #answer(req: Request, result: Result): void {
@@ -567,12 +574,11 @@ class Connection implements Sink {
     if (this.#peerMax && size > this.#peerMax) {
       return this.sendError(req.id, Code.TOO_LARGE, `result of ${data.length} bytes is over the agent's limit of ${this.#peerMax}`);
     }
-    this.#link.write(header(Type.EXECUTE_RESPONSE, 0, req.id, size));
-    if (data.length) {
-      this.#link.write(pb.varint(1 * 8 + 2));
-      this.#link.write(pb.varint(data.length));
-      this.#link.write(data);
-    }
+    const head = header(Type.EXECUTE_RESPONSE, 0, req.id, size);
+    if (!data.length) return this.#link.write(head);
+    const parts = [head, pb.varint(1 * 8 + 2), pb.varint(data.length), data];
+    if (data.length <= COALESCE) return this.#link.write(Buffer.concat(parts)); // one write for a small answer
+    for (const part of parts) this.#link.write(part); // no copy of a large one
   }
 
   #signal(f: Frame): void {

@@ -31,18 +31,13 @@ export class Request {
   readonly streaming: boolean;
   /** When the caller stops waiting (a Date.now() value), or undefined without a timeout. */
   readonly deadline: number | undefined;
-  /**
-   * Aborted when the caller cancels the request or its deadline passes; its
-   * reason is a SpearError with code CANCELED or DEADLINE_EXCEEDED. Pass it
-   * to fetch, timers and streams so they stop with the request.
-   */
-  readonly signal: AbortSignal;
-
   /** @internal */
   readonly gathered: Buffer[] = [];
-  readonly #controller = new AbortController();
   readonly #sink: Sink;
   #ended = false;
+  #controller: AbortController | undefined; // made when signal is first read
+  #reason: SpearError | undefined;
+  #onInterrupt: ((reason: SpearError) => void) | undefined;
 
   /** @internal */
   constructor(sink: Sink, id: bigint, method: string, payload: Buffer, metadata: Record<string, string>, streaming: boolean, timeoutMs: number) {
@@ -53,7 +48,19 @@ export class Request {
     this.metadata = metadata;
     this.streaming = streaming;
     this.deadline = timeoutMs ? Date.now() + timeoutMs : undefined;
-    this.signal = this.#controller.signal;
+  }
+
+  /**
+   * Aborted when the caller cancels the request or its deadline passes; its
+   * reason is a SpearError with code CANCELED or DEADLINE_EXCEEDED. Pass it
+   * to fetch, timers and streams so they stop with the request.
+   */
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
   }
 
   /** The payload decoded as UTF-8. */
@@ -63,7 +70,7 @@ export class Request {
 
   /** Whether the request was cancelled or its deadline passed. */
   get cancelled(): boolean {
-    return this.signal.aborted;
+    return this.#reason !== undefined;
   }
 
   /** Milliseconds until the deadline (0 once passed), or undefined without one. */
@@ -82,7 +89,7 @@ export class Request {
    */
   write(chunk: Uint8Array | string): void {
     const data = toBytes(chunk, "chunk");
-    if (this.signal.aborted) throw this.signal.reason as SpearError;
+    if (this.#reason) throw this.#reason;
     if (this.#ended) throw new SpearError(Code.CANCELED, "the request has ended");
     if (!this.streaming) {
       this.gathered.push(data);
@@ -98,9 +105,16 @@ export class Request {
 
   /** @internal Cancels the request with reason. */
   interrupt(reason: Code.CANCELED | Code.DEADLINE_EXCEEDED): void {
-    if (this.#ended || this.signal.aborted) return;
+    if (this.#ended || this.#reason) return;
     const what = reason === Code.DEADLINE_EXCEEDED ? "deadline exceeded" : "request cancelled";
-    this.#controller.abort(new SpearError(reason, what));
+    this.#reason = new SpearError(reason, what);
+    this.#onInterrupt?.(this.#reason);
+    this.#controller?.abort(this.#reason);
+  }
+
+  /** @internal Registers what an interruption runs. */
+  onInterrupt(fn: (reason: SpearError) => void): void {
+    this.#onInterrupt = fn;
   }
 
   /** @internal */
