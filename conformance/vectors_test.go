@@ -84,7 +84,9 @@ func goVectors() Vectors {
 			Proof: h(proof), ServerProof: h(serverProof),
 		},
 	}
-	add := func(name string, f wire.Frame, msg map[string]any) { v.Frames = append(v.Frames, frameVector(name, f, msg)) }
+	add := func(name string, f wire.Frame, msg map[string]any) {
+		v.Frames = append(v.Frames, frameVector(name, f, msg))
+	}
 	add("auth_challenge", wire.Frame{Type: wire.TypeAuthChallenge,
 		Payload: marshal(&spearpb.AuthChallenge{Nonce: nonce, Versions: []uint32{1}})},
 		map[string]any{"nonce": h(nonce), "versions": []uint32{1}})
