@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/conformance/contract"
 	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/proto/spearpb"
@@ -18,12 +19,19 @@ import (
 
 // The checks that run the instance against the runner's own agent.
 
-func checkBadAgentProof(ctx context.Context, e *env) (string, error) {
+// launchConnected launches the instance with its secret in SPEAR_SECRET
+// and accepts its first connection, offering o.
+func launchConnected(ctx context.Context, e *env, o offer) (*rawProc, *rawConn, error) {
 	p, err := e.launch(ctx, viaEnv(auth.NewSecret()))
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	c, err := p.accept(ctx, e.opts.Patience, offer{forge: true})
+	c, err := p.accept(ctx, e.opts.Patience, o)
+	return p, c, err
+}
+
+func checkBadAgentProof(ctx context.Context, e *env) (string, error) {
+	_, c, err := launchConnected(ctx, e, offer{forge: true})
 	if err != nil {
 		return "", err
 	}
@@ -78,11 +86,7 @@ func checkSecretHandoff(ctx context.Context, e *env) (string, error) {
 const echoInterval = 200 * time.Millisecond
 
 func checkHeartbeatEcho(ctx context.Context, e *env) (string, error) {
-	p, err := e.launch(ctx, viaEnv(auth.NewSecret()))
-	if err != nil {
-		return "", err
-	}
-	c, err := p.accept(ctx, e.opts.Patience, offer{heartbeat: echoInterval})
+	_, c, err := launchConnected(ctx, e, offer{heartbeat: echoInterval})
 	if err != nil {
 		return "", err
 	}
@@ -122,14 +126,10 @@ func checkHeartbeatEcho(ctx context.Context, e *env) (string, error) {
 }
 
 func checkSigterm(ctx context.Context, e *env) (string, error) {
-	p, err := e.launch(ctx, viaEnv(auth.NewSecret()))
-	if err != nil {
-		return "", err
-	}
-	if p.signal == nil {
+	if e.transport == channel.Memory {
 		return "", skip("a wasm guest gets no signals: the runtime stops it with the terminate signal")
 	}
-	c, err := p.accept(ctx, e.opts.Patience, offer{})
+	p, c, err := launchConnected(ctx, e, offer{})
 	if err != nil {
 		return "", err
 	}
@@ -158,14 +158,10 @@ func checkSigterm(ctx context.Context, e *env) (string, error) {
 }
 
 func checkReconnect(ctx context.Context, e *env) (string, error) {
-	p, err := e.launch(ctx, viaEnv(auth.NewSecret()))
-	if err != nil {
-		return "", err
-	}
-	if p.signal == nil {
+	if e.transport == channel.Memory {
 		return "", skip("a wasm guest's standard streams are its only connection; its runtime replaces a failed module instead")
 	}
-	c, err := p.accept(ctx, e.opts.Patience, offer{})
+	p, c, err := launchConnected(ctx, e, offer{})
 	if err != nil {
 		return "", err
 	}
