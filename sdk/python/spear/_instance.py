@@ -14,7 +14,7 @@ import signal as _signal
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Awaitable, Callable, Coroutine, Dict, Mapping, Optional, Set, Tuple, Union
 
 from . import _proto as pb
 from ._auth import NONCE_SIZE, ROLE_AGENT, ROLE_INSTANCE, proof
@@ -425,8 +425,8 @@ class _Connection:
             raise ProtocolError(Code.INVALID_MESSAGE, "authentication frame after the handshake")
         # Anything else answers a request this instance never opens: ignored.
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -465,6 +465,7 @@ class _Connection:
         if req.deadline is not None:
             timer = self.loop.call_later(req.time_remaining(), req._interrupt, Code.DEADLINE_EXCEEDED)  # type: ignore[arg-type]
         try:
+            failure: Optional[SpearError] = None
             try:
                 result = await self.instance.invoke(handler, req)
             except asyncio.CancelledError:
@@ -477,7 +478,6 @@ class _Connection:
                 self.log.warning("handler failed", extra={"method": req.method, "err": f"{type(e).__name__}: {e}"})
                 result, failure = None, SpearError(Code.INTERNAL, f"{type(e).__name__}: {e}")
             else:
-                failure = None
                 if req._reason is not None:  # interrupted as it returned
                     failure = SpearError(req._reason, _interrupted_message(req._reason))
             req._end()
@@ -554,6 +554,7 @@ class _Connection:
         self._spawn(self._run_signal_handler(f.id, sig))
 
     async def _run_signal_handler(self, id_: int, sig: Signal) -> None:
+        assert self.instance.on_signal is not None
         try:
             await self.instance.invoke(self.instance.on_signal, sig)
         except SpearError as e:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from typing import Dict
 
 #: The SDK's logger. run() gives it a JSON-lines handler on stderr unless
 #: it has handlers already.
@@ -21,7 +22,7 @@ class JSONFormatter(logging.Formatter):
     logger, the fields given as ``extra``, and the exception, if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {
+        out: Dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
