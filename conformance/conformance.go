@@ -51,7 +51,7 @@ type Options struct {
 	// Command starts a process instance: the program, then its arguments.
 	Command []string
 	// Dir is the process's working directory; Env is added to the
-	// runner's environment (without its SPEAR_* variables).
+	// environment it inherits from the runner.
 	Dir string
 	Env []string
 	// Wasm is a WASI preview 1 module to run through the wasm runtime
