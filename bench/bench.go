@@ -12,6 +12,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -88,6 +89,8 @@ var comparisons = []comparison{
 	{name: "memory64", setup: func(ctx context.Context) (*pair, error) { return memoryPair(ctx, 64) }},
 	{name: "concurrent64", throughput: true, callers: concurrentCallers, setup: concurrentPair},
 	{name: "unix1m", throughput: true, setup: func(ctx context.Context) (*pair, error) { return unixPair(ctx, 1<<20) }},
+	{name: "python64", setup: foreignPair(python, 64)},
+	{name: "typescript64", setup: foreignPair(typescript, 64)},
 	{name: "idle", run: runIdle},
 	{name: "start", run: runStart},
 }
@@ -122,6 +125,11 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 		}
 		if err == nil {
 			err = p.err
+		}
+		var skipped *errSkip
+		if errors.As(err, &skipped) {
+			p.line("skip", c.name, "%s", skipped.reason)
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)

@@ -145,3 +145,14 @@ func (e Env) List() []string {
 	}
 	return out
 }
+
+// EnvOf returns the KEY=VALUE entries of list as an Env; an entry without
+// '=' sets its name to the empty string, and a later entry wins.
+func EnvOf(list []string) Env {
+	e := make(Env, len(list))
+	for _, kv := range list {
+		k, v, _ := strings.Cut(kv, "=")
+		e[k] = v
+	}
+	return e
+}

@@ -98,6 +98,11 @@ type Instance struct {
 	paused  bool
 	stopped chan struct{} // closed by a terminate signal
 	stopOne sync.Once
+	// lastServed is the request id of the terminate signal: requests with
+	// lower ids were sent before it and still run. Handlers run on
+	// workers, so a request that arrived first may reach its check after
+	// the signal was handled.
+	lastServed uint64
 }
 
 // New returns an instance; connection fields left empty in opts come from
@@ -236,11 +241,13 @@ func (in *Instance) onMessage(f wire.Frame) {
 func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responder) {
 	switch f.Type {
 	case wire.TypeExecuteRequest:
+		// terminated is read before lastServed, which is set first.
+		draining := in.terminated()
 		in.mu.Lock()
-		paused := in.paused
+		paused, last := in.paused, in.lastServed
 		in.mu.Unlock()
 		switch {
-		case in.terminated():
+		case draining && f.ID > last:
 			// Draining: only requests already running may finish.
 			_ = r.Error(spear.CodeUnavailable, "instance is terminating")
 			return
@@ -264,8 +271,15 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 	in.log.Info("signal from agent", "kind", s.Kind.String(), "name", s.Name)
 	switch {
 	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_TERMINATE:
+		// Draining starts before the acknowledgement leaves, so that a
+		// request the agent sends once it has the ack is refused.
+		in.stopOne.Do(func() {
+			in.mu.Lock()
+			in.lastServed = f.ID
+			in.mu.Unlock()
+			close(in.stopped)
+		})
 		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
-		in.stopOne.Do(func() { close(in.stopped) })
 		return
 	case in.opts.OnSignal != nil:
 		err = in.opts.OnSignal(ctx, s)

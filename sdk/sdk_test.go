@@ -176,6 +176,37 @@ func TestTerminateWaitsForInFlightRequests(t *testing.T) {
 	}
 }
 
+// Requests sent before the terminate signal run, even when their handlers
+// start after it (handlers run on workers, in no set order); only later
+// requests are refused.
+func TestTerminateServesRequestsSentBeforeIt(t *testing.T) {
+	ch := newChannel(t, channel.Unix)
+	_, done := connected(t, ch, sdk.Options{})
+	ctx := testContext(t)
+	var streams []*channel.Stream
+	for range 64 {
+		// A stream's request is written when ExecuteStream returns, so
+		// all of them precede the signal on the connection.
+		st, err := channel.ExecuteStream(ctx, ch, channel.Invocation{Method: "before"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		streams = append(streams, st)
+	}
+	if err := channel.SendSignal(ctx, ch, channel.SignalTerminate, "", nil); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+	for i, st := range streams {
+		if out, err := st.Recv(); err != nil || string(out) != "before:" {
+			t.Fatalf("request %d, sent before terminate: %q, %v", i, out, err)
+		}
+	}
+	if err := recv(t, ctx, done, "Serve to return"); err != nil {
+		t.Fatalf("Serve after terminate: %v, want nil", err)
+	}
+}
+
 func hasCode(err error, code spear.Code) bool {
 	c, ok := remoteCode(err)
 	return ok && c == code

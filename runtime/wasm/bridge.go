@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
@@ -100,7 +101,7 @@ func (run *incarnation) runModule() {
 		WithStderr(inst.logs).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithSysNanosleep().
+		WithNanosleep(run.nanosleep).
 		WithRandSource(rand.Reader)
 	for _, kv := range inst.env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -114,6 +115,19 @@ func (run *incarnation) runModule() {
 	run.modErr = err
 	close(run.modDone)
 	run.outW.Close() // after modDone: see pumpGuest
+}
+
+// nanosleep is the guest's sleep (WASI poll_oneoff on a clock). It ends
+// early when the module is killed: a guest waiting on a timer (a handler
+// sleeping until its deadline, say) would otherwise hold a reset for as
+// long as it sleeps, since a host call is beyond CloseOnContextDone's reach.
+func (run *incarnation) nanosleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-run.ctx.Done():
+	}
 }
 
 // pumpAgent moves frames from the channel to the inbox. CANCEL frames are

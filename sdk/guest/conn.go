@@ -3,6 +3,7 @@ package guest
 import (
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/spear-go/spear"
@@ -18,6 +19,8 @@ type conn struct {
 	mu  sync.Mutex // guards the fields below, so handler goroutines may write
 	w   io.Writer
 	buf []byte
+
+	peerMax uint32 // the agent's payload limit, once the handshake told it
 }
 
 func newConn(in io.Reader, out io.Writer) *conn {
@@ -28,10 +31,14 @@ func newConn(in io.Reader, out io.Writer) *conn {
 func (c *conn) ReadFrame() (wire.Frame, error) { return c.r.ReadFrame() }
 
 // WriteFrame encodes f and writes it with one Write, so frames never
-// interleave.
+// interleave. A payload over the agent's limit is not sent: the error is
+// a *wire.FrameTooLargeError, and the connection goes on.
 func (c *conn) WriteFrame(f *wire.Frame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.peerMax > 0 && uint64(len(f.Payload)) > uint64(c.peerMax) {
+		return &wire.FrameTooLargeError{Length: uint32(min(len(f.Payload), math.MaxUint32)), Max: c.peerMax}
+	}
 	c.buf = wire.AppendFrame(c.buf[:0], f)
 	if _, err := c.w.Write(c.buf); err != nil {
 		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)

@@ -132,9 +132,11 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, cfg Config) error {
 	}
 	c := newConn(in, out)
 	// The handshake is internal/auth's, the same as every Go instance's.
-	if _, err := auth.Connect(context.Background(), c, cfg.ID, cfg.Secret); err != nil {
+	resp, err := auth.Connect(context.Background(), c, cfg.ID, cfg.Secret)
+	if err != nil {
 		return err
 	}
+	c.peerMax = resp.MaxPayload
 	s := &server{c: c, h: cfg.Handler}
 	for {
 		f, err := c.ReadFrame()
@@ -209,13 +211,22 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 		code, msg := codec.HandlerError(ctx, err)
 		return s.fail(f.ID, code, msg)
 	}
+	var answer *wire.Frame
 	if req.streaming {
-		return s.c.WriteFrame(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out})
+		answer = &wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, ID: f.ID, Payload: out}
+	} else {
+		if req.gathered.Len() > 0 {
+			out = append(req.gathered.Bytes(), out...)
+		}
+		answer = &wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)}
 	}
-	if req.gathered.Len() > 0 {
-		out = append(req.gathered.Bytes(), out...)
+	err = s.c.WriteFrame(answer)
+	var tooLarge *wire.FrameTooLargeError
+	if errors.As(err, &tooLarge) {
+		// Not sent: the request fails alone, and the connection goes on.
+		return s.fail(f.ID, spear.CodeTooLarge, fmt.Sprintf("result of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
 	}
-	return s.c.WriteFrame(&wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)})
+	return err
 }
 
 // signal acknowledges a signal; terminate ends the loop after the ack.

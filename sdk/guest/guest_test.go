@@ -63,6 +63,12 @@ func (a *agent) wait() error {
 
 func startGuest(t *testing.T, secret, agentSecret spear.Secret) (*agent, error) {
 	t.Helper()
+	return startGuestOffering(t, secret, agentSecret, auth.Offer{SessionID: "s"})
+}
+
+// startGuestOffering is startGuest with the agent announcing o.
+func startGuestOffering(t *testing.T, secret, agentSecret spear.Secret, o auth.Offer) (*agent, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	agentEnd, guestEnd := net.Pipe()
@@ -82,7 +88,7 @@ func startGuest(t *testing.T, secret, agentSecret spear.Secret) (*agent, error) 
 	lookup := func(id spear.InstanceID) (auth.Credentials, bool) {
 		return auth.Credentials{Secret: agentSecret}, id == testID
 	}
-	offer := func(spear.InstanceID) (auth.Offer, error) { return auth.Offer{SessionID: "s"}, nil }
+	offer := func(spear.InstanceID) (auth.Offer, error) { return o, nil }
 	_, err := auth.Accept(ctx, a.conn, lookup, offer)
 	return a, err
 }
@@ -264,4 +270,22 @@ func TestConfigFromEnv(t *testing.T) {
 	if err := guest.Serve(context.Background(), nil, nil, guest.Config{}); !errors.Is(err, spear.ErrInvalidConfig) {
 		t.Errorf("no handler: %v", err)
 	}
+}
+
+// An answer over the agent's announced limit is never written: that
+// request alone fails with TOO_LARGE, and the guest serves on.
+func TestAnswerOverAgentLimit(t *testing.T) {
+	const limit = 64
+	secret := auth.NewSecret()
+	a, err := startGuestOffering(t, secret, secret, auth.Offer{SessionID: "s", MaxPayload: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The EXECUTE_RESPONSE adds 2 bytes to the payload.
+	id := a.execute(t, &spearpb.ExecuteRequest{Method: "echo", Payload: []byte(strings.Repeat("x", limit-1))}, 0)
+	a.wantError(t, id, spear.CodeTooLarge, "over the agent's limit of 64")
+	id = a.execute(t, &spearpb.ExecuteRequest{Method: "echo", Payload: []byte(strings.Repeat("y", limit-2))}, 0)
+	a.wantResponse(t, id, strings.Repeat("y", limit-2))
+	id = a.execute(t, &spearpb.ExecuteRequest{Method: "echo", Payload: []byte(strings.Repeat("z", limit+1))}, wire.FlagStream)
+	a.wantError(t, id, spear.CodeTooLarge, "over the agent's limit")
 }

@@ -51,6 +51,8 @@ func newRoot(stopSignals func()) *cobra.Command {
 		newInstancesCmd(g),
 		newFunctionsCmd(g),
 		newVersionCmd(),
+		newConformanceCmd(g),
+		newNewCmd(),
 	)
 	return root
 }
