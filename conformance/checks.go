@@ -142,8 +142,8 @@ func checkStreaming(ctx context.Context, e *env) (string, error) {
 			return "", fmt.Errorf("chunk %d is %s, want %q", i, quote(chunk), want)
 		}
 	}
-	if chunk, err := st.Recv(); err != io.EOF {
-		return "", fmt.Errorf("after the last chunk: got %s, %v; want the end of the stream", quote(chunk), err)
+	if chunk, err := st.Recv(); !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("after the last chunk: got %s, %s; want the end of the stream", quote(chunk), errText(err))
 	}
 	out, err := s.call(ctx, contract.MethodStream, []byte("5"))
 	if err != nil {
@@ -167,7 +167,7 @@ func checkCancel(ctx context.Context, e *env) (string, error) {
 	chunk, err := st.Recv()
 	if err != nil || string(chunk) != contract.Waiting {
 		st.Close()
-		return "", fmt.Errorf("wait-cancel's first chunk: got %s, %v; want %q", quote(chunk), err, contract.Waiting)
+		return "", fmt.Errorf("wait-cancel's first chunk: got %s, %s; want %q", quote(chunk), errText(err), contract.Waiting)
 	}
 	st.Close() // sends CANCEL
 	evidence, err := s.stopped(ctx)
@@ -261,7 +261,7 @@ func checkPayloadLimit(ctx context.Context, e *env) (string, error) {
 	}
 	echoed, _, err := codec.DecodeExecuteResponse(m.Payload)
 	if err != nil || !bytes.Equal(echoed, payload) {
-		return "", fmt.Errorf("the echo of a request at the limit came back as %d bytes (%v)", len(echoed), err)
+		return "", fmt.Errorf("the echo of a request at the limit came back as %d bytes (%s)", len(echoed), errText(err))
 	}
 	return fmt.Sprintf("an answer and a request of %d bytes each (limit %d)", size, limit), nil
 }
@@ -353,7 +353,7 @@ func checkTerminate(ctx context.Context, e *env) (string, error) {
 	}
 	chunk, err := st.Recv()
 	if err != nil || string(chunk) != "slept "+ms {
-		return "", fmt.Errorf("the request running at terminate did not finish: got %s, %v", quote(chunk), err)
+		return "", fmt.Errorf("the request running at terminate did not finish: got %s, %s", quote(chunk), errText(err))
 	}
 	t := time.NewTimer(2 * e.opts.Patience)
 	defer t.Stop()

@@ -201,3 +201,12 @@ func (t *tail) last(n int) []string {
 	defer t.mu.Unlock()
 	return slices.Clone(t.lines[max(0, len(t.lines)-n):])
 }
+
+// errText is err's message, or "no error" for nil, for failure messages
+// that report what came back in place of what was wanted.
+func errText(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
