@@ -200,7 +200,11 @@ func newRuntimes(cfg Config, factory *channel.Factory, opts RunOptions, log *slo
 		case spear.Process:
 			rt, err = process.New(process.Options{Factory: factory, Logger: rlog})
 		case spear.Wasm:
-			rt, err = wasm.New(wasm.Options{Factory: factory, Logger: rlog, CacheDir: wasmCacheDir()})
+			dir := cfg.Wasm.CacheDir
+			if dir == "" {
+				dir = defaultWasmCacheDir(log)
+			}
+			rt, err = wasm.New(wasm.Options{Factory: factory, Logger: rlog, CacheDir: dir})
 		case spear.Kubernetes:
 			client := opts.KubeClient
 			if client == nil {
@@ -209,7 +213,8 @@ func newRuntimes(cfg Config, factory *channel.Factory, opts RunOptions, log *slo
 					return fail(err)
 				}
 			}
-			rt, err = kubernetes.New(kubernetes.Options{Factory: factory, Client: client, Namespace: cfg.Kubernetes.Namespace, Logger: rlog})
+			rt, err = kubernetes.New(kubernetes.Options{Factory: factory, Client: client, Namespace: cfg.Kubernetes.Namespace,
+				NodeName: cfg.Kubernetes.NodeName, Logger: rlog})
 		}
 		if err != nil {
 			return fail(fmt.Errorf("%s runtime: %w", t, err))
@@ -235,14 +240,21 @@ func kubeClient(path string) (k8s.Interface, error) {
 	return k8s.NewForConfig(rc)
 }
 
-// wasmCacheDir is where compiled wasm modules are kept across restarts, so
-// a module is compiled once per machine and user rather than at every
-// start: the user's cache directory, or none when there is no such
-// directory (then modules are compiled in memory at every start).
-func wasmCacheDir() string {
+// defaultWasmCacheDir is where compiled wasm modules are kept across
+// restarts when the config names no directory, so that a module is
+// compiled once per machine and user rather than at every start: in the
+// user's cache directory, or none when there is no such directory or it
+// cannot be created (a read-only root filesystem); then modules are
+// compiled in memory at every start.
+func defaultWasmCacheDir(log *slog.Logger) string {
 	dir, err := os.UserCacheDir()
+	if err == nil {
+		dir = filepath.Join(dir, "spearlet", "wasm")
+		err = os.MkdirAll(dir, 0o700)
+	}
 	if err != nil {
+		log.Warn("no wasm compilation cache; set wasm.cache_dir to keep compiled modules across restarts", "err", err)
 		return ""
 	}
-	return filepath.Join(dir, "spearlet", "wasm")
+	return dir
 }

@@ -13,11 +13,14 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
@@ -73,7 +76,7 @@ func setup(t *testing.T, configure func(*kubelet)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	client := fake.NewClientset()
+	client := newFakeClient()
 	rt, err := kubernetes.New(kubernetes.Options{Factory: f, Client: client, Namespace: "functions", Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +88,18 @@ func setup(t *testing.T, configure func(*kubelet)) *env {
 	})
 	k := startKubelet(t, client, configure)
 	return &env{client: client, factory: f, rt: rt, kubelet: k, logs: logs, ctx: ctx}
+}
+
+// newFakeClient returns a fake clientset whose access reviews allow
+// everything (the fake's own answer, the request echoed, denies).
+func newFakeClient() *fake.Clientset {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectaccessreviews", func(action k8stesting.Action) (bool, kruntime.Object, error) {
+		r := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
+		r.Status.Allowed = true
+		return true, r, nil
+	})
+	return c
 }
 
 func instanceID(t *testing.T, name string) spear.InstanceID {
