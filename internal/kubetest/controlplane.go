@@ -29,8 +29,8 @@ import (
 
 // Timeouts of the control plane's life cycle.
 const (
-	readyTimeout = 2 * time.Minute  // a server to answer its health check
-	stopTimeout  = 15 * time.Second // a server to exit after SIGTERM
+	readyTimeout = 2 * time.Minute // a server to answer its health check
+	stopTimeout  = 5 * time.Second // a server to exit after SIGTERM (an API server with open watches takes longer; then it is killed)
 	pollInterval = 100 * time.Millisecond
 )
 

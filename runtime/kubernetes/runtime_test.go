@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"os"
 	"log/slog"
 	"slices"
 	"strings"
@@ -24,11 +26,28 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/kubetest"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/kubernetes"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests, or, in a pod of the Kubernetes tier (see
+// cluster_test.go), the test function.
+func TestMain(m *testing.M) {
+	if os.Getenv(envTestFunction) != "" {
+		runTestFunction()
+		return
+	}
+	code := m.Run()
+	kubetest.StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // testTimeout bounds every wait: generous, for a loaded machine.
 const testTimeout = 60 * time.Second
