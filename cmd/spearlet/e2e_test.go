@@ -32,6 +32,7 @@ import (
 
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/client"
+	"github.com/spear-go/spear/internal/kubetest"
 	"github.com/spear-go/spear/proto/agentpb"
 )
 
@@ -54,6 +55,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	kubetest.StopShared()
 	os.RemoveAll(dir)
 	http.DefaultClient.CloseIdleConnections()
 	if code == 0 {
@@ -91,11 +93,17 @@ var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S
 // directory, plus args, and waits until it serves.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the environment.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{socketDir: t.TempDir(), exited: make(chan struct{})}
 	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
 		"--socket-dir", d.socketDir}, args...)
 	d.cmd = exec.Command(binary, args...)
-	d.cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=") // no config from the environment
+	d.cmd.Env = append(append(os.Environ(), "SPEARLET_CONFIG="), env...) // no config from the environment
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -99,7 +99,7 @@ func writeImage(dir string, created time.Time, img Image, annotations map[string
 	}
 	diffID := sha256.Sum256(tarball)
 	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	if err != nil {
 		return Descriptor{}, err
 	}
