@@ -144,14 +144,21 @@ func (l *Layout) Extract(m *Manifest, dst string) error {
 		if err != nil {
 			return fmt.Errorf("ociimage: layer %s: %w", d.Digest, err)
 		}
-		if err := untar(tar.NewReader(zr), dst); err != nil {
+		if err := untar(tar.NewReader(zr), dst, maxExtract); err != nil {
 			return fmt.Errorf("ociimage: layer %s: %w", d.Digest, err)
 		}
 	}
 	return nil
 }
 
-func untar(tr *tar.Reader, dst string) error {
+// maxExtract bounds what Extract writes for one layer: far above any of
+// Spear's images, and a stop to a layer that expands without end (a tar
+// may declare sparse files of any size, read back as zeros).
+const maxExtract = 1 << 30
+
+// untar writes the entries of tr under dst, at most limit bytes of file
+// content in all.
+func untar(tr *tar.Reader, dst string, limit int64) error {
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -179,7 +186,12 @@ func untar(tr *tar.Reader, dst string) error {
 			if err != nil {
 				return err
 			}
-			_, err = io.Copy(f, tr)
+			if h.Size > limit {
+				f.Close()
+				return fmt.Errorf("entry %q: %d bytes, over the %d left to extract", h.Name, h.Size, limit)
+			}
+			n, err := io.Copy(f, io.LimitReader(tr, limit))
+			limit -= n
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
