@@ -137,8 +137,9 @@ func (r *Runtime) Type() spear.RuntimeType { return spear.Kubernetes }
 // the pod's container has connected and authenticated. It fails when the
 // pod ends first (spear.ErrConnectionFailed, with the pod's reason), when
 // spec.StartTimeout passes (spear.ErrTimeout), on an invalid spec
-// (spear.ErrInvalidConfig), on an id already running
-// (spear.ErrInvalidInstanceID) and on API errors (ErrAPI); then it deletes
+// (spear.ErrInvalidConfig), on an id already running or a pod name taken
+// (spear.ErrInvalidInstanceID) and on API errors (ErrAPI, and a
+// *PermissionError when the agent lacks a permission); then it deletes
 // whatever it created.
 func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, spec runtime.Spec) (runtime.Instance, error) {
 	if err := id.Validate(); err != nil {
@@ -223,7 +224,12 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, spec runtime.S
 	if err != nil {
 		// Nothing to delete: the pod may be someone else's (AlreadyExists).
 		ch.Close()
-		return nil, apiErr("create", "pods", i.ns, i.podName, err)
+		err = apiErr("create", "pods", i.ns, i.podName, err)
+		if apierrors.IsAlreadyExists(err) {
+			// Another agent's instance has the name: a new name will do.
+			err = fmt.Errorf("%w: the name is taken: %w", spear.ErrInvalidInstanceID, err)
+		}
+		return nil, err
 	}
 	i.podUID = pod.UID
 	r.wg.Add(1)
