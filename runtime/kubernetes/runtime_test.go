@@ -466,8 +466,8 @@ func TestPodNameTakenLeavesItAlone(t *testing.T) {
 	}
 	id := instanceID(t, "taken")
 	_, err := e.rt.Start(e.ctx, id, spec())
-	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) {
-		t.Errorf("got %v, want an already-exists API error", err)
+	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("got %v, want an already-exists API error that says the name is taken", err)
 	}
 	if _, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "taken", metav1.GetOptions{}); err != nil {
 		t.Errorf("the other pod was touched: %v", err)
