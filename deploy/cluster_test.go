@@ -7,13 +7,11 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,17 +23,7 @@ import (
 	"github.com/spear-go/spear/runtime/kubernetes"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	kubetest.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(kubetest.RunTests(m)) }
 
 const clusterTimeout = 2 * time.Minute
 

@@ -23,7 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -54,16 +53,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
-	kubetest.StopShared()
-	os.RemoveAll(dir)
-	http.DefaultClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
+	code := kubetest.RunTests(m, func() {
+		os.RemoveAll(dir)
+		http.DefaultClient.CloseIdleConnections()
+	})
 	os.Exit(code)
 }
 

@@ -144,17 +144,7 @@ func unpackEcho(t *testing.T) kubetest.Image {
 // node starts a simulated node that has the example image.
 func (e *kubeEnv) node(t *testing.T, name string) *kubetest.Node {
 	t.Helper()
-	n, err := e.cp.StartNode(e.ctx, e.admin, kubetest.NodeOptions{
-		Name:   name,
-		Images: map[string]kubetest.Image{e.imageRef: e.image},
-		Dir:    t.TempDir(),
-		Logf:   t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	return n
+	return kubetest.StartTestNode(t, e.cp, e.admin, name, map[string]kubetest.Image{e.imageRef: e.image})
 }
 
 // agent runs spearlet serve with the manifests' config on node, as the

@@ -24,6 +24,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
+	k8s "k8s.io/client-go/kubernetes"
 )
 
 // KubernetesVersion is the release of kube-apiserver that
@@ -124,6 +127,39 @@ func StopShared() {
 		os.RemoveAll(shared.dir)
 		shared.dir = ""
 	}
+}
+
+// RunTests is the body of a TestMain for a package of the tier: it runs
+// the tests, stops the shared control plane, runs cleanups, and then
+// checks for leaked goroutines. It returns the exit code.
+func RunTests(m *testing.M, cleanups ...func()) int {
+	code := m.Run()
+	StopShared()
+	for _, c := range cleanups {
+		c()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// StartTestNode starts a Node named name that runs images, with its files
+// in a temporary directory and its log in the test's; the test fails if
+// it cannot start, and the node stops when the test ends.
+func StartTestNode(t testing.TB, cp *ControlPlane, client k8s.Interface, name string, images map[string]Image) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	n, err := cp.StartNode(ctx, client, NodeOptions{Name: name, Images: images, Dir: t.TempDir(), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
 }
 
 func randomToken() (string, error) {

@@ -2,13 +2,11 @@ package kubetest_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,17 +15,7 @@ import (
 	"github.com/spear-go/spear/internal/kubetest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	kubetest.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(kubetest.RunTests(m)) }
 
 const testTimeout = time.Minute
 
@@ -53,16 +41,7 @@ func setup(t *testing.T, nodeName string) (context.Context, k8s.Interface, *kube
 	if _, err := c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	node, err := cp.StartNode(ctx, c, kubetest.NodeOptions{
-		Name:   nodeName,
-		Images: map[string]kubetest.Image{"shell": shell},
-		Dir:    t.TempDir(),
-		Logf:   t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Stop)
+	node := kubetest.StartTestNode(t, cp, c, nodeName, map[string]kubetest.Image{"shell": shell})
 	return ctx, c, node, ns
 }
 

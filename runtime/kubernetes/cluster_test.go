@@ -111,17 +111,8 @@ func (c *cluster) node(t *testing.T, name string) *kubetest.Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := c.cp.StartNode(c.ctx, c.admin, kubetest.NodeOptions{
-		Name:   name,
-		Images: map[string]kubetest.Image{echoImage: {Entrypoint: []string{exe}, Env: []string{envTestFunction + "=1"}}},
-		Dir:    t.TempDir(),
-		Logf:   t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	return n
+	return kubetest.StartTestNode(t, c.cp, c.admin, name,
+		map[string]kubetest.Image{echoImage: {Entrypoint: []string{exe}, Env: []string{envTestFunction + "=1"}}})
 }
 
 // runtime returns a runtime on node, authenticated as the agent, whose
@@ -336,21 +327,7 @@ func TestClusterPodDeletedByOthers(t *testing.T) {
 	node := c.node(t, "node-evict")
 	rt := c.runtime(t, node.Name(), &syncBuffer{})
 	id := uniqueID(t, "evicted")
-	inst, err := rt.Start(c.ctx, id, clusterSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.admin.CoreV1().Pods(functionsNS).Delete(c.ctx, id.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-inst.Done():
-	case <-c.ctx.Done():
-		t.Fatal("the instance did not stop when its pod was deleted")
-	}
-	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "pod deleted") {
-		t.Errorf("info %+v, want stopped because the pod was deleted", info)
-	}
+	stopsWhenPodDeleted(t, c.ctx, c.admin, rt, id, clusterSpec(), functionsNS)
 	c.eventually(t, "the pod and its secret to go", func() bool { ok, _ := c.gone(id); return ok })
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -14,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -38,15 +37,7 @@ func TestMain(m *testing.M) {
 		runTestFunction()
 		return
 	}
-	code := m.Run()
-	kubetest.StopShared()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(kubetest.RunTests(m))
 }
 
 // testTimeout bounds every wait: generous, for a loaded machine.
@@ -359,22 +350,30 @@ func TestPodFailsAfterStart(t *testing.T) {
 func TestPodDeletedFromOutside(t *testing.T) {
 	e := setup(t, nil)
 	id := instanceID(t, "evicted")
-	inst, err := e.rt.Start(e.ctx, id, spec())
+	stopsWhenPodDeleted(t, e.ctx, e.client, e.rt, id, spec(), "functions")
+	e.assertNothingLeft(t, id)
+}
+
+// stopsWhenPodDeleted starts id, deletes its pod as someone else would
+// (eviction, kubectl delete), and checks that the instance stops, saying
+// why.
+func stopsWhenPodDeleted(t *testing.T, ctx context.Context, client k8s.Interface, rt *kubernetes.Runtime, id spear.InstanceID, s runtime.Spec, ns string) {
+	t.Helper()
+	inst, err := rt.Start(ctx, id, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.CoreV1().Pods("functions").Delete(e.ctx, "evicted", metav1.DeleteOptions{}); err != nil {
+	if err := client.CoreV1().Pods(ns).Delete(ctx, id.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-inst.Done():
-	case <-e.ctx.Done():
-		t.Fatal("Done not closed after the pod was deleted")
+	case <-ctx.Done():
+		t.Fatal("the instance did not stop when its pod was deleted")
 	}
-	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "deleted") {
+	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "pod deleted") {
 		t.Errorf("info %+v, want stopped because the pod was deleted", info)
 	}
-	e.assertNothingLeft(t, id)
 }
 
 func TestInvalidSpec(t *testing.T) {
