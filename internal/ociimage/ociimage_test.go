@@ -125,13 +125,13 @@ func TestLayerTarOrderAndErrors(t *testing.T) {
 		t.Errorf("entries %s, want parents first, in order", got)
 	}
 	for name, files := range map[string][]File{
-		"relative":       {{Path: "usr/bin/x"}},
-		"duplicate":      {{Path: "/x"}, {Path: "/x"}},
-		"under a file":   {{Path: "/x", Mode: 0o644}, {Path: "/x/y", Mode: 0o644}},
-		"root":           {{Path: "/"}},
-		"dot-dot escape": {{Path: "/../x"}},
+		"relative":      {{Path: "usr/bin/x"}},
+		"duplicate":     {{Path: "/x"}, {Path: "/x"}},
+		"same, unclean": {{Path: "/x"}, {Path: "/y/../x"}},
+		"under a file":  {{Path: "/x", Mode: 0o644}, {Path: "/x/y", Mode: 0o644}},
+		"root":          {{Path: "/"}},
 	} {
-		if _, err := layerTar(files, time.Unix(0, 0)); err == nil && name != "dot-dot escape" {
+		if _, err := layerTar(files, time.Unix(0, 0)); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

@@ -45,8 +45,9 @@ var Permissions = []Permission{
 }
 
 // PermissionError reports Permissions the agent's identity lacks in a
-// namespace. It matches ErrAPI and spear.ErrConfig: the fix is in the
-// cluster's RBAC, not in a retry.
+// namespace. It matches ErrAPI and spear.ErrConfig, and not
+// spear.ErrTransport as other API errors do: the fix is in the cluster's
+// RBAC, not in a retry.
 type PermissionError struct {
 	// User is the identity the API server saw.
 	User string
