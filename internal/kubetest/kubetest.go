@@ -62,7 +62,7 @@ func BinDir() string {
 // them, or fails it when $SPEAR_KUBE_REQUIRE is set. -short skips too.
 func Require(t testing.TB) string {
 	t.Helper()
-	if testing.Short() && !required() {
+	if testing.Short() {
 		t.Skip("skipping the Kubernetes tier in -short mode")
 	}
 	dir := BinDir()

@@ -541,3 +541,46 @@ func TestCloseDuringStart(t *testing.T) {
 		t.Fatal("Start did not return")
 	}
 }
+
+// With a node name, pods are pinned to the node by affinity and labelled
+// with it; a name too long for a label value is labelled by its hash.
+func TestNodeNamePinsAndLabelsPods(t *testing.T) {
+	long := strings.Repeat("n", 70) + ".example.com"
+	for _, node := range []string{"node-1", long} {
+		e := setup(t, nil)
+		f, err := channel.NewFactory(channel.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		rt, err := kubernetes.New(kubernetes.Options{Factory: f, Client: e.client, Namespace: "functions", NodeName: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.Start(e.ctx, instanceID(t, "pinned"), spec()); err != nil {
+			t.Fatal(err)
+		}
+		pod, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "pinned", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		terms := pod.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+		if len(terms) != 1 || len(terms[0].MatchFields) != 1 || !slices.Equal(terms[0].MatchFields[0].Values, []string{node}) ||
+			terms[0].MatchFields[0].Key != "metadata.name" {
+			t.Errorf("node affinity %+v, want metadata.name in [%s]", terms, node)
+		}
+		label := pod.Labels[kubernetes.LabelNode]
+		if (node == long) != strings.HasPrefix(label, "sha256-") || len(label) > 63 || (node != long && label != node) {
+			t.Errorf("node label %q for node %q", label, node)
+		}
+		if pod.Annotations[kubernetes.AnnotationNode] != node {
+			t.Errorf("node annotation %q, want %q", pod.Annotations[kubernetes.AnnotationNode], node)
+		}
+		if err := rt.Close(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kubernetes.New(kubernetes.Options{Factory: &channel.Factory{}, Client: newFakeClient(), NodeName: "Not A Node"}); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("invalid node name: %v, want ErrInvalidConfig", err)
+	}
+}
