@@ -390,97 +390,16 @@ func (n *Node) terminate(r *podRun, grace time.Duration) {
 // run starts pod's container and reports it until its process exits.
 func (n *Node) run(ctx context.Context, r *podRun, pod *corev1.Pod) {
 	defer n.wg.Done()
-	exited := false
-	defer func() {
-		if !exited {
-			close(r.exited)
+	cmd, err := n.start(ctx, r, pod)
+	if cmd == nil {
+		close(r.exited)
+		if err != nil && ctx.Err() == nil {
+			n.report(r, err.status)
 		}
-	}()
-	if len(pod.Spec.Containers) != 1 {
-		n.report(r, func(s *corev1.PodStatus) {
-			s.Phase, s.Reason, s.Message = corev1.PodFailed, "Unsupported", "the test node runs pods of exactly one container"
-		})
 		return
 	}
 	c := pod.Spec.Containers[0]
-	img, ok := n.opts.Images[c.Image]
-	if !ok {
-		n.report(r, func(s *corev1.PodStatus) {
-			s.Phase = corev1.PodPending
-			s.ContainerStatuses = []corev1.ContainerStatus{{Name: c.Name, Image: c.Image, State: corev1.ContainerState{
-				Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "image " + c.Image + " is not on test node " + n.opts.Name},
-			}}}
-		})
-		return
-	}
-	dir := filepath.Join(n.opts.Dir, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID))
-	mounts, err := n.mountVolumes(ctx, r, pod, c, filepath.Join(dir, "volumes"))
-	if err != nil {
-		if ctx.Err() == nil {
-			n.report(r, func(s *corev1.PodStatus) {
-				s.Phase, s.Reason, s.Message = corev1.PodFailed, "VolumeMountFailed", err.Error()
-			})
-		}
-		return
-	}
-	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
-	if len(c.Command) > 0 {
-		argv = append(slices.Clone(c.Command), c.Args...)
-	} else if len(c.Args) > 0 {
-		argv = append(slices.Clone(img.Entrypoint), c.Args...)
-	}
-	if len(argv) == 0 {
-		n.report(r, func(s *corev1.PodStatus) {
-			s.Phase, s.Reason, s.Message = corev1.PodFailed, "ContainerCannotRun", "no command"
-		})
-		return
-	}
-	if img.Root != "" && filepath.IsAbs(argv[0]) {
-		argv[0] = filepath.Join(img.Root, argv[0])
-	}
-	logPath := filepath.Join(dir, c.Name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if errors.Is(err, os.ErrNotExist) {
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			logf, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		}
-	}
-	if err != nil {
-		n.report(r, func(s *corev1.PodStatus) {
-			s.Phase, s.Reason, s.Message = corev1.PodFailed, "ContainerCannotRun", err.Error()
-		})
-		return
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = containerEnv(img.Env, c.Env, mounts)
-	cmd.Dir = dir
-	if img.Root != "" {
-		cmd.Dir = img.Root
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-
-	n.mu.Lock()
-	if r.deleting || ctx.Err() != nil {
-		n.mu.Unlock()
-		logf.Close()
-		return
-	}
-	err = cmd.Start()
-	if err == nil {
-		r.proc = cmd.Process
-		n.logs[pod.Namespace+"/"+pod.Name] = logPath
-	}
-	n.mu.Unlock()
-	logf.Close()
-	if err != nil {
-		n.report(r, func(s *corev1.PodStatus) {
-			s.Phase, s.Reason, s.Message = corev1.PodFailed, "ContainerCannotRun", err.Error()
-		})
-		return
-	}
 	started := metav1.Now()
-	n.opts.Logf("node %s: pod %s/%s: started %v (pid %d)", n.opts.Name, pod.Namespace, pod.Name, argv, cmd.Process.Pid)
 	n.report(r, func(s *corev1.PodStatus) {
 		s.Phase = corev1.PodRunning
 		s.HostIP, s.PodIP = "127.0.0.1", "127.0.0.1"
@@ -498,20 +417,8 @@ func (n *Node) run(ctx context.Context, r *podRun, pod *corev1.Pod) {
 		}}
 	})
 
-	err = cmd.Wait()
-	exited = true
+	code := exitCode(cmd.Wait())
 	close(r.exited)
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		} else {
-			code = ee.ExitCode()
-		}
-	} else if err != nil {
-		code = 128
-	}
 	n.mu.Lock()
 	deleting := r.deleting
 	n.mu.Unlock()
@@ -534,6 +441,101 @@ func (n *Node) run(ctx context.Context, r *podRun, pod *corev1.Pod) {
 			}},
 		}}
 	})
+}
+
+// podError is why a pod's container could not start, and the status that
+// says so.
+type podError struct {
+	status func(*corev1.PodStatus)
+}
+
+// failed is a podError that fails the pod with reason and message.
+func failed(reason, msg string) *podError {
+	return &podError{status: func(s *corev1.PodStatus) { s.Phase, s.Reason, s.Message = corev1.PodFailed, reason, msg }}
+}
+
+// start prepares and starts pod's container: its image, volumes, command
+// and log. It returns the running command, or nil and why not (nil too
+// when the pod is being deleted or the node stops).
+func (n *Node) start(ctx context.Context, r *podRun, pod *corev1.Pod) (*exec.Cmd, *podError) {
+	if len(pod.Spec.Containers) != 1 {
+		return nil, failed("Unsupported", "the test node runs pods of exactly one container")
+	}
+	c := pod.Spec.Containers[0]
+	img, ok := n.opts.Images[c.Image]
+	if !ok {
+		return nil, &podError{status: func(s *corev1.PodStatus) {
+			s.Phase = corev1.PodPending
+			s.ContainerStatuses = []corev1.ContainerStatus{{Name: c.Name, Image: c.Image, State: corev1.ContainerState{
+				Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "image " + c.Image + " is not on test node " + n.opts.Name},
+			}}}
+		}}
+	}
+	dir := filepath.Join(n.opts.Dir, pod.Namespace+"_"+pod.Name+"_"+string(pod.UID))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, failed("ContainerCannotRun", err.Error())
+	}
+	mounts, err := n.mountVolumes(ctx, r, pod, c, filepath.Join(dir, "volumes"))
+	if err != nil {
+		return nil, failed("VolumeMountFailed", err.Error())
+	}
+	// The pod's command replaces the image's entrypoint, its args the
+	// image's cmd, as in Kubernetes.
+	argv := append(slices.Clone(img.Entrypoint), img.Cmd...)
+	if len(c.Command) > 0 {
+		argv = append(slices.Clone(c.Command), c.Args...)
+	} else if len(c.Args) > 0 {
+		argv = append(slices.Clone(img.Entrypoint), c.Args...)
+	}
+	if len(argv) == 0 {
+		return nil, failed("ContainerCannotRun", "no command")
+	}
+	if img.Root != "" && filepath.IsAbs(argv[0]) {
+		argv[0] = filepath.Join(img.Root, argv[0])
+	}
+	logPath := filepath.Join(dir, c.Name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, failed("ContainerCannotRun", err.Error())
+	}
+	defer logf.Close() // the process has its own copy
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = containerEnv(img.Env, c.Env, mounts)
+	cmd.Dir = dir
+	if img.Root != "" {
+		cmd.Dir = img.Root
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = sysProcAttr()
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r.deleting || ctx.Err() != nil {
+		return nil, nil
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, failed("ContainerCannotRun", err.Error())
+	}
+	r.proc = cmd.Process
+	n.logs[pod.Namespace+"/"+pod.Name] = logPath
+	n.opts.Logf("node %s: pod %s/%s: started %v (pid %d)", n.opts.Name, pod.Namespace, pod.Name, argv, cmd.Process.Pid)
+	return cmd, nil
+}
+
+// exitCode is a container's exit code from its process's wait error: the
+// status, or 128 plus the signal that killed it.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 128
 }
 
 // mountVolumes writes the container's Secret volumes under dir, waiting
