@@ -41,6 +41,22 @@ func TestInvokeStartsInstanceOnDemand(t *testing.T) {
 	}
 }
 
+// An instance whose name another agent's instance has (in a shared
+// Kubernetes namespace) is started again under a new name, a few times.
+func TestStartRetriesTakenName(t *testing.T) {
+	a, rt := newTestAgent(t, testConfig(nil))
+	rt.takenStarts.Store(nameTries - 1)
+	if _, err := invoke(t, a, "", "hi"); err != nil || rt.starts.Load() != nameTries {
+		t.Errorf("invoke after %d taken names: %v, %d starts; want success on start %d", nameTries-1, err, rt.starts.Load(), nameTries)
+	}
+
+	a, rt = newTestAgent(t, testConfig(nil))
+	rt.takenStarts.Store(nameTries)
+	if _, err := invoke(t, a, "", "hi"); !errors.Is(err, ErrNoInstance) || !errors.Is(err, spear.ErrInvalidInstanceID) || rt.starts.Load() != nameTries {
+		t.Errorf("invoke with every name taken: %v after %d starts; want ErrNoInstance after %d", err, rt.starts.Load(), nameTries)
+	}
+}
+
 func TestMinInstancesStartWithAgent(t *testing.T) {
 	a, _ := newTestAgent(t, testConfig(func(f *FunctionConfig) { f.MinInstances = 2 }))
 	eventually(t, "2 running instances", func() bool {

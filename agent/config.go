@@ -50,6 +50,7 @@ type Config struct {
 	API        APIConfig        `json:"api,omitzero"`
 	Channels   ChannelsConfig   `json:"channels,omitzero"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
+	Wasm       WasmConfig       `json:"wasm,omitzero"`
 	// InvokeTimeout bounds an invocation that sets no timeout (default 30s).
 	InvokeTimeout Duration `json:"invoke_timeout,omitempty"`
 	// ShutdownGrace is how long in-flight invocations may run on after a
@@ -89,6 +90,22 @@ type KubernetesConfig struct {
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	// Namespace is where pods go when a function names none.
 	Namespace string `json:"namespace,omitempty"`
+	// NodeName is the node the agent runs on; a DaemonSet sets it from
+	// spec.nodeName. Pods are then scheduled on that node and labelled
+	// with it, and the agent deletes the ones a previous run on the node
+	// left behind (kubernetes.Options.NodeName). Agents that share a
+	// namespace need distinct node names.
+	NodeName string `json:"node_name,omitempty"`
+}
+
+// WasmConfig configures the wasm runtime.
+type WasmConfig struct {
+	// CacheDir keeps compiled modules across restarts. Default: a
+	// directory in the user's cache directory when one can be created
+	// there, else none (modules are compiled at every start). A directory
+	// set here that cannot be used is an error; on a read-only root
+	// filesystem, point it at a writable volume.
+	CacheDir string `json:"cache_dir,omitempty"`
 }
 
 // FunctionConfig declares one function and its pool of instances. In
@@ -295,6 +312,8 @@ var envVars = []struct {
 	{"SPEARLET_ADVERTISE_GRPC", func(c *Config, v string) { c.Channels.AdvertiseGRPC = v }},
 	{"SPEARLET_KUBECONFIG", func(c *Config, v string) { c.Kubernetes.Kubeconfig = v }},
 	{"SPEARLET_KUBE_NAMESPACE", func(c *Config, v string) { c.Kubernetes.Namespace = v }},
+	{"SPEARLET_NODE_NAME", func(c *Config, v string) { c.Kubernetes.NodeName = v }},
+	{"SPEARLET_WASM_CACHE_DIR", func(c *Config, v string) { c.Wasm.CacheDir = v }},
 }
 
 // EnvVars lists the environment variables ApplyEnv reads.

@@ -147,16 +147,19 @@ func TestApplyEnv(t *testing.T) {
 		"SPEARLET_SOCKET_DIR":     "/run/spear",
 		"SPEARLET_KUBECONFIG":     "/kube",
 		"SPEARLET_KUBE_NAMESPACE": "fns",
+		"SPEARLET_NODE_NAME":      "node-1",
+		"SPEARLET_WASM_CACHE_DIR": "/var/cache/spearlet/wasm",
 	}
 	cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	want := Config{
 		API: APIConfig{HTTPAddr: "127.0.0.1:1", GRPCAddr: "127.0.0.1:2"},
 		Channels: ChannelsConfig{SocketDir: "/run/spear", TCPAddr: "0.0.0.0:7071", GRPCAddr: "0.0.0.0:7070",
 			AdvertiseTCP: "10.0.0.1:7071", AdvertiseGRPC: "10.0.0.1:7070"},
-		Kubernetes: KubernetesConfig{Kubeconfig: "/kube", Namespace: "fns"},
+		Kubernetes: KubernetesConfig{Kubeconfig: "/kube", Namespace: "fns", NodeName: "node-1"},
+		Wasm:       WasmConfig{CacheDir: "/var/cache/spearlet/wasm"},
 	}
-	if cfg.API != want.API || cfg.Channels != want.Channels || cfg.Kubernetes != want.Kubernetes {
-		t.Errorf("after ApplyEnv: %+v %+v %+v", cfg.API, cfg.Channels, cfg.Kubernetes)
+	if cfg.API != want.API || cfg.Channels != want.Channels || cfg.Kubernetes != want.Kubernetes || cfg.Wasm != want.Wasm {
+		t.Errorf("after ApplyEnv: %+v %+v %+v %+v", cfg.API, cfg.Channels, cfg.Kubernetes, cfg.Wasm)
 	}
 	if len(EnvVars()) != len(env) {
 		t.Errorf("EnvVars() = %v; the test covers %d", EnvVars(), len(env))

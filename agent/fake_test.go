@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,8 +77,10 @@ type fakeRuntime struct {
 	gate chan struct{} // method "wait" blocks until it is closed
 	// failStarts makes that many of the next starts fail.
 	failStarts atomic.Int32
-	starts     atomic.Int32
-	flaky      atomic.Int32 // calls of method "flaky"
+	// takenStarts makes that many of the next starts find their name taken.
+	takenStarts atomic.Int32
+	starts      atomic.Int32
+	flaky       atomic.Int32 // calls of method "flaky"
 
 	mu       sync.Mutex
 	insts    map[spear.InstanceID]*fakeInstance
@@ -101,6 +105,10 @@ func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, set runtim
 		return nil, spear.InstanceErr(id, "start", errors.New("fake start failure"))
 	}
 	r.failStarts.Store(0)
+	if r.takenStarts.Add(-1) >= 0 {
+		return nil, spear.InstanceErr(id, "start", fmt.Errorf("%w: the name is taken", spear.ErrInvalidInstanceID))
+	}
+	r.takenStarts.Store(0)
 	ch, err := r.f.CreateChannelForInstance(ctx, id, set.Channel)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -225,8 +226,7 @@ func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
 				return
 			}
 		}
-		id := spear.InstanceID{Runtime: p.rt.Type(), Name: p.fn.Name + "-" + randomSuffix()}
-		inst, err := p.rt.Start(p.ctx, id, p.set, p.fn.Spec)
+		id, inst, err := p.startNamed()
 		if err == nil {
 			p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
 			p.log.Info("instance started", "instance", id.String())
@@ -243,6 +243,23 @@ func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
 		delay = p.backoffLocked()
 		p.mu.Unlock()
 		p.log.Warn("instance start failed; retrying", "instance", id.String(), "err", err, "backoff", delay)
+	}
+}
+
+// nameTries bounds the names a start tries when the runtime finds each
+// taken (another agent's instance in a shared namespace).
+const nameTries = 3
+
+// startNamed starts an instance under a fresh random name, and under
+// another when the runtime reports the name taken.
+func (p *pool) startNamed() (spear.InstanceID, runtime.Instance, error) {
+	for try := 1; ; try++ {
+		id := spear.InstanceID{Runtime: p.rt.Type(), Name: p.fn.Name + "-" + randomSuffix()}
+		inst, err := p.rt.Start(p.ctx, id, p.set, p.fn.Spec)
+		if err == nil || try == nameTries || !errors.Is(err, spear.ErrInvalidInstanceID) || p.ctx.Err() != nil {
+			return id, inst, err
+		}
+		p.log.Info("instance name taken; trying another", "instance", id.String(), "err", err)
 	}
 }
 

@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -33,6 +32,7 @@ import (
 
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/client"
+	"github.com/spear-go/spear/internal/kubetest"
 	"github.com/spear-go/spear/proto/agentpb"
 )
 
@@ -58,15 +58,10 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	http.DefaultClient.CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-	}
+	code := kubetest.RunTests(m, func() {
+		os.RemoveAll(dir)
+		http.DefaultClient.CloseIdleConnections()
+	})
 	os.Exit(code)
 }
 
@@ -96,6 +91,12 @@ var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S
 // directory, plus args, and waits until it serves.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the environment.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
@@ -103,7 +104,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
 		"--socket-dir", d.socketDir}, args...)
 	d.cmd = exec.Command(binary, args...)
-	d.cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=") // no config from the environment
+	d.cmd.Env = append(append(os.Environ(), "SPEARLET_CONFIG="), env...) // no config from the environment
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

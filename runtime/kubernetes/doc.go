@@ -5,17 +5,25 @@
 // one.
 //
 // For each instance, Start creates a channel (grpc, then tcp, by the
-// factory's strategy), a Secret holding the instance's secret, and a pod
-// that mounts that Secret read-only and finds it through SPEAR_SECRET_FILE;
-// the secret value never appears in the pod spec. The pod dials back to the
-// address the factory advertises (AdvertiseGRPC or AdvertiseTCP, normally
-// the node's IP and a hostPort of the agent's DaemonSet pod).
+// factory's strategy), a pod, and a Secret owned by the pod holding the
+// instance's secret; the pod mounts the Secret read-only and finds it
+// through SPEAR_SECRET_FILE, so the secret value never appears in the pod
+// spec. The pod dials back to the address the factory advertises
+// (AdvertiseGRPC or AdvertiseTCP, normally the node's IP and a hostPort
+// of the agent's DaemonSet pod).
+//
+// With Options.NodeName, pods are scheduled on the agent's node only and
+// labelled with it (LabelNode); that label is how an agent restarted after
+// a crash finds, and deletes, the pods it left. Before its first pod in a
+// namespace, the runtime checks that the agent may do each of Permissions
+// there, and fails with a *PermissionError naming what is missing.
 //
 // Goroutines: one per instance, the watcher, follows the instance's pod
 // through a watch on that single pod from creation until the pod is gone or
-// has ended. It tells a waiting Start when the pod ends before connecting,
-// tears a started instance down when its pod fails or disappears, and tells
-// Stop when the pod is gone. Runtime.Close waits for every watcher.
+// has ended, resuming the watch when it breaks or expires. It tells a
+// waiting Start when the pod ends before connecting, tears a started
+// instance down when its pod fails or disappears, and tells Stop when the
+// pod is gone. Runtime.Close waits for every watcher.
 //
 // Objects are named after the instance: the pod is the instance's name, the
 // Secret the name plus "-secret". The Kubernetes namespace is the spec's

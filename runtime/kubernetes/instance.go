@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
@@ -55,11 +56,16 @@ type instance struct {
 	watchDone chan struct{} // closed when the watcher returns
 	done      chan struct{} // closed by finish
 
-	mu      sync.Mutex // guards the fields below
-	status  runtime.Status
-	reason  string
-	waiting string   // why the pod is not running yet, for Start's timeout error
-	logs    []string // the last lines, kept as the instance stopped
+	// Set by Start before the instance is shared.
+	podUID        types.UID // the pod Start created
+	secretCreated bool      // Start created the Secret (it may be someone else's otherwise)
+
+	mu       sync.Mutex // guards the fields below
+	status   runtime.Status
+	reason   string
+	waiting  string   // why the pod is not running yet, for Start's timeout error
+	logs     []string // the last lines, kept as the instance stopped
+	watchErr error    // why the pod cannot be watched, ending a Start
 }
 
 var _ runtime.Instance = (*instance)(nil)
@@ -137,7 +143,7 @@ func (i *instance) fetchLogs(ctx context.Context, n int) ([]string, error) {
 	lines := int64(n)
 	b, err := i.podsClient().GetLogs(i.podName, &corev1.PodLogOptions{Container: containerName, TailLines: &lines}).DoRaw(ctx)
 	if err != nil {
-		return nil, apiErr("read logs", err)
+		return nil, apiErr("get", "pods/log", i.ns, i.podName, err)
 	}
 	s := strings.TrimRight(string(b), "\n")
 	if s == "" {
@@ -183,6 +189,8 @@ func (i *instance) waitConnected(ctx context.Context, timeout time.Duration) err
 	// Under i.mu, so that the watcher either sees the instance running
 	// (and tears it down itself) or Start sees the pod ended.
 	switch {
+	case i.watchErr != nil:
+		return i.watchErr
 	case i.ended.Err() != nil:
 		return fmt.Errorf("%w: the pod ended before the instance connected: %w", spear.ErrConnectionFailed, context.Cause(i.ended))
 	case err == nil:
@@ -238,17 +246,22 @@ func (i *instance) stop(ctx context.Context) error {
 	return nil
 }
 
-// teardown deletes the pod with the given grace period and the Secret,
-// waits until the pod is gone when grace is positive (and the watcher
-// runs), and closes the channel.
+// teardown deletes the Secret (if Start created it) and then the pod
+// with the given grace period, waits until the pod is gone when grace is
+// positive (and the watcher runs), and closes the channel. The Secret
+// goes first so that an agent killed in between leaves a pod, which the
+// next run finds by its labels, rather than a Secret, which it does not
+// look for.
 func (i *instance) teardown(ctx context.Context, grace time.Duration) error {
 	var errs []error
+	if i.secretCreated {
+		if err := i.secretsClient().Delete(ctx, i.secretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, apiErr("delete", "secrets", i.ns, i.secretName, err))
+		}
+	}
 	podErr := i.deletePod(ctx, grace)
 	if podErr != nil {
 		errs = append(errs, podErr)
-	}
-	if err := i.secretsClient().Delete(ctx, i.secretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		errs = append(errs, apiErr("delete secret", err))
 	}
 	if grace > 0 && podErr == nil {
 		if err := i.waitGone(ctx, grace); err != nil {
@@ -259,11 +272,15 @@ func (i *instance) teardown(ctx context.Context, grace time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// deletePod deletes the pod Start created (not one that took its name
+// since) with the grace period.
 func (i *instance) deletePod(ctx context.Context, grace time.Duration) error {
+	opts := withUID(i.podUID)
 	secs := int64((grace + time.Second - 1) / time.Second)
-	err := i.podsClient().Delete(ctx, i.podName, metav1.DeleteOptions{GracePeriodSeconds: &secs})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return apiErr("delete pod", err)
+	opts.GracePeriodSeconds = &secs
+	err := i.podsClient().Delete(ctx, i.podName, opts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return apiErr("delete", "pods", i.ns, i.podName, err)
 	}
 	return nil
 }
@@ -355,7 +372,14 @@ func (i *instance) watch(rv string) {
 			backoff = 100 * time.Millisecond
 			continue
 		}
-		i.log.Warn("watching the pod", "err", err, "retry_in", backoff)
+		if denied(err) && i.failStart(err) {
+			return // Start fails with err: without a watch it cannot follow the pod
+		}
+		if expired(err) {
+			i.log.Info("the pod's watch expired (resource version too old); reading the pod afresh", "err", err)
+		} else {
+			i.log.Warn("watching the pod", "err", err, "retry_in", backoff)
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -380,7 +404,7 @@ func (i *instance) watchOnce(ctx context.Context, rv *string) (finished bool, er
 		if expired(err) {
 			*rv = ""
 		}
-		return false, apiErr("watch pod", err)
+		return false, apiErr("watch", "pods", i.ns, i.podName, err)
 	}
 	defer w.Stop()
 	// Read the pod once the watch is in place: a watch from *rv may not
@@ -391,7 +415,7 @@ func (i *instance) watchOnce(ctx context.Context, rv *string) (finished bool, er
 	case apierrors.IsNotFound(err):
 		return i.observeGone(), nil
 	case err != nil:
-		return false, apiErr("get pod", err)
+		return false, apiErr("get", "pods", i.ns, i.podName, err)
 	case i.observe(pod):
 		return true, nil
 	}
@@ -411,7 +435,7 @@ func (i *instance) watchOnce(ctx context.Context, rv *string) (finished bool, er
 			if expired(err) {
 				*rv = ""
 			}
-			return false, apiErr("watch pod", err)
+			return false, apiErr("watch", "pods", i.ns, i.podName, err)
 		}
 		pod, ok := ev.Object.(*corev1.Pod)
 		if !ok {
@@ -435,6 +459,25 @@ func (i *instance) watchOnce(ctx context.Context, rv *string) (finished bool, er
 }
 
 func expired(err error) bool { return apierrors.IsGone(err) || apierrors.IsResourceExpired(err) }
+
+// denied reports whether err means the agent may not make the request:
+// retrying will not help until someone changes its RBAC.
+func denied(err error) bool { return apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) }
+
+// failStart ends a Start in progress with err, and reports whether there
+// was one.
+func (i *instance) failStart(err error) bool {
+	i.mu.Lock()
+	starting := i.status == runtime.StatusStarting
+	if starting {
+		i.watchErr = err
+	}
+	i.mu.Unlock()
+	if starting {
+		i.end(err)
+	}
+	return starting
+}
 
 // observe takes in the pod's state and reports whether watching is over:
 // the pod ended and no Stop waits for it to go.

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
@@ -163,7 +165,7 @@ func (k *kubelet) mount(ctx context.Context, pod *corev1.Pod) (sdk.Options, erro
 			if v.Name != vm.Name || v.Secret == nil {
 				continue
 			}
-			s, err := k.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			s, err := k.secret(ctx, pod.Namespace, v.Secret.SecretName)
 			if err != nil {
 				return sdk.Options{}, err
 			}
@@ -195,6 +197,22 @@ func (k *kubelet) mount(ctx context.Context, pod *corev1.Pod) (sdk.Options, erro
 		return sdk.Options{}, err
 	}
 	return sdk.Options{ID: id, Secret: secret, Channel: env[spear.EnvChannel], Address: env[spear.EnvAddress]}, nil
+}
+
+// secret gets a Secret, waiting for it as a kubelet does: the runtime
+// creates it after the pod.
+func (k *kubelet) secret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	for {
+		s, err := k.client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // fail makes a running pod's container exit with reason.

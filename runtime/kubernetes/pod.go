@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -29,9 +30,15 @@ const (
 	LabelManagedBy = "spear.dev/managed-by"
 	// LabelManagedByValue is the value of LabelManagedBy.
 	LabelManagedByValue = "spearlet"
+	// LabelNode holds the node of the agent that created the object
+	// (Options.NodeName; a hash of it when the name is too long for a
+	// label value). An agent finds its own objects by it.
+	LabelNode = "spear.dev/node"
 	// AnnotationInstanceID holds the instance's full id, which a label
 	// value cannot (it contains ':').
 	AnnotationInstanceID = "spear.dev/instance-id"
+	// AnnotationNode holds the agent's node name in full.
+	AnnotationNode = "spear.dev/node-name"
 )
 
 const (
@@ -83,10 +90,15 @@ func buildObjects(id spear.InstanceID, set runtime.Settings, spec Spec, o Option
 	if err != nil {
 		return nil, err
 	}
+	annotations := map[string]string{AnnotationInstanceID: id.String()}
+	if o.NodeName != "" {
+		labels[LabelNode] = nodeLabel(o.NodeName)
+		annotations[AnnotationNode] = o.NodeName
+	}
 	meta := metav1.ObjectMeta{
 		Namespace:   ns,
 		Labels:      labels,
-		Annotations: map[string]string{AnnotationInstanceID: id.String()},
+		Annotations: annotations,
 	}
 	secretMeta := *meta.DeepCopy()
 	secretMeta.Name = id.Name + "-secret"
@@ -127,8 +139,34 @@ func buildObjects(id spear.InstanceID, set runtime.Settings, spec Spec, o Option
 			}},
 		},
 	}
+	if o.NodeName != "" {
+		pod.Spec.Affinity = onNode(o.NodeName)
+	}
 	secret := &corev1.Secret{ObjectMeta: secretMeta, Type: corev1.SecretTypeOpaque}
 	return &objects{namespace: ns, pod: pod, secret: secret}, nil
+}
+
+// onNode requires the scheduler to place a pod on node and nowhere else,
+// as the DaemonSet controller pins its pods: unlike spec.nodeName, this
+// still goes through the scheduler, which checks the node's resources and
+// taints.
+func onNode(node string) *corev1.Affinity {
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+		}}},
+	}}
+}
+
+// nodeLabel is node's value for LabelNode: the name itself when it is a
+// valid label value (63 characters at most), which nearly every node name
+// is; else "sha256-" and the first 28 hex digits of its SHA-256.
+func nodeLabel(node string) string {
+	if len(validation.IsValidLabelValue(node)) == 0 {
+		return node
+	}
+	sum := sha256.Sum256([]byte(node))
+	return "sha256-" + hex.EncodeToString(sum[:14])
 }
 
 // connect fills in what the instance needs to reach its channel: the

@@ -2,16 +2,17 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/spear-go/spear"
@@ -46,7 +47,19 @@ const (
 // so k8s.io/apimachinery/pkg/api/errors.IsAlreadyExists and friends work.
 var ErrAPI = fmt.Errorf("%w: kubernetes api request failed", spear.ErrTransport)
 
-func apiErr(op string, err error) error { return fmt.Errorf("%w: %s: %w", ErrAPI, op, err) }
+// apiErr wraps err, from the request "verb resource namespace/name", in
+// ErrAPI. An RBAC denial gets a hint: the server's message names the
+// verb and resource, and the fix is in the agent's Role.
+func apiErr(verb, resource, namespace, name string, err error) error {
+	what := verb + " " + resource
+	if ref := strings.Trim(namespace+"/"+name, "/"); ref != "" {
+		what += " " + ref
+	}
+	if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot "+verb) {
+		return fmt.Errorf("%w: %s: %w (grant %s on %s in the agent's Role; see deploy/kubernetes/rbac.yaml)", ErrAPI, what, err, verb, resource)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrAPI, what, err)
+}
 
 // Options configure a Runtime.
 type Options struct {
@@ -64,6 +77,14 @@ type Options struct {
 	// ImagePullPolicy is the pods' pull policy; empty leaves it to the
 	// cluster's default.
 	ImagePullPolicy corev1.PullPolicy
+	// NodeName is the node the agent runs on (a DaemonSet hands it in
+	// through the downward API as SPEARLET_NODE_NAME). When set, pods are
+	// scheduled on that node only, labelled with it (LabelNode), and
+	// before its first pod in a namespace the runtime deletes the pods
+	// that carry the label there: a previous run's, left by a crash.
+	// Agents that share a namespace need distinct node names. Empty: pods
+	// go wherever the scheduler puts them, and nothing is reclaimed.
+	NodeName string
 }
 
 // Runtime runs instances as Kubernetes pods. It is safe for concurrent use.
@@ -77,6 +98,7 @@ type Runtime struct {
 	mu        sync.Mutex // guards the fields below
 	closed    bool
 	instances map[spear.InstanceID]*instance // nil: a Start in progress
+	prepared  map[string]*preparation        // by namespace
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -90,6 +112,11 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
 	}
+	if opts.NodeName != "" {
+		if errs := validation.IsDNS1123Subdomain(opts.NodeName); len(errs) > 0 {
+			return nil, fmt.Errorf("%w: node name %q: %s", spear.ErrInvalidConfig, opts.NodeName, strings.Join(errs, "; "))
+		}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,6 +124,7 @@ func New(opts Options) (*Runtime, error) {
 		opts:      opts,
 		log:       opts.Logger.With("runtime", spear.Kubernetes.String()),
 		instances: map[spear.InstanceID]*instance{},
+		prepared:  map[string]*preparation{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
@@ -110,8 +138,10 @@ func (r *Runtime) Type() spear.RuntimeType { return spear.Kubernetes }
 // fails when the pod ends first (spear.ErrConnectionFailed, with the pod's
 // reason), when set.StartTimeout passes (spear.ErrTimeout), on an invalid
 // spec (spear.ErrInvalidConfig), on an id already running
-// (runtime.ErrExists), after Close (runtime.ErrClosed) and on API errors
-// (ErrAPI); then it deletes whatever it created.
+// (runtime.ErrExists) or a pod name taken (spear.ErrInvalidInstanceID),
+// after Close (runtime.ErrClosed) and on API errors (ErrAPI, and a
+// *PermissionError when the agent lacks a permission); then it deletes
+// whatever it created.
 func (r *Runtime) Start(ctx context.Context, id spear.InstanceID, set runtime.Settings, rspec runtime.Spec) (runtime.Instance, error) {
 	spec, set, err := runtime.Accept[Spec](id, set, rspec, DefaultStartTimeout, DefaultStopGrace)
 	if err != nil {
@@ -161,6 +191,9 @@ func (r *Runtime) reserve(id spear.InstanceID) error {
 }
 
 func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Settings, spec Spec, obj *objects) (*instance, error) {
+	if err := r.prepare(ctx, obj.namespace); err != nil {
+		return nil, err
+	}
 	ch, err := r.opts.Factory.Create(ctx, id, set.Channel)
 	if err != nil {
 		return nil, err
@@ -168,34 +201,38 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	obj.connect(ch.Credentials())
 	i := newInstance(r, id, set, obj, ch)
 
-	// The Secret goes first so that the kubelet can mount it at once.
+	// The pod goes first, so that the Secret can be created owned by it:
+	// the garbage collector then deletes the Secret with the pod, whatever
+	// happens to the agent. The kubelet waits for the Secret to mount it.
 	core := r.opts.Client.CoreV1()
-	if _, err := core.Secrets(i.ns).Create(ctx, obj.secret, metav1.CreateOptions{}); err != nil {
-		ch.Close()
-		return nil, apiErr("create secret "+i.ns+"/"+i.secretName, err)
-	}
 	pod, err := core.Pods(i.ns).Create(ctx, obj.pod, metav1.CreateOptions{})
 	if err != nil {
-		// Not teardown: the pod may be someone else's (AlreadyExists).
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if derr := core.Secrets(i.ns).Delete(cctx, i.secretName, metav1.DeleteOptions{}); derr != nil {
-			i.log.Warn("secret left behind", "secret", i.secretName, "err", derr)
-		}
+		// Nothing to delete: the pod may be someone else's (AlreadyExists).
 		ch.Close()
-		return nil, apiErr("create pod "+i.ns+"/"+i.podName, err)
+		err = apiErr("create", "pods", i.ns, i.podName, err)
+		if apierrors.IsAlreadyExists(err) {
+			// Another agent's instance has the name: a new name will do.
+			err = fmt.Errorf("%w: the name is taken: %w", spear.ErrInvalidInstanceID, err)
+		}
+		return nil, err
 	}
+	i.podUID = pod.UID
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		i.watch(pod.ResourceVersion)
 	}()
-	if err := i.ownSecret(ctx, pod); err != nil {
-		i.log.Warn("the secret is not owned by the pod; only Stop deletes it", "err", err)
-	}
-	i.log.Info("pod created", "namespace", i.ns, "pod", i.podName, "image", spec.Image)
+	i.log.Info("pod created", "image", spec.Image)
 
-	if err := i.waitConnected(ctx, set.StartTimeout); err != nil {
+	obj.secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}}
+	_, err = core.Secrets(i.ns).Create(ctx, obj.secret, metav1.CreateOptions{})
+	if err == nil {
+		i.secretCreated = true
+		err = i.waitConnected(ctx, set.StartTimeout)
+	} else {
+		err = apiErr("create", "secrets", i.ns, i.secretName, err)
+	}
+	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
 		i.stopWatch()
@@ -208,22 +245,6 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	}
 	i.log.Info("instance running")
 	return i, nil
-}
-
-// ownSecret makes the pod the owner of the instance's Secret, so that the
-// garbage collector deletes the Secret with the pod should the agent not.
-func (i *instance) ownSecret(ctx context.Context, pod *corev1.Pod) error {
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"ownerReferences": []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
-	}})
-	if err != nil {
-		return err
-	}
-	_, err = i.rt.opts.Client.CoreV1().Secrets(i.ns).Patch(ctx, i.secretName, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return apiErr("set the secret's owner", err)
-	}
-	return nil
 }
 
 // Stop stops inst: a terminate signal over its channel, then the pod is

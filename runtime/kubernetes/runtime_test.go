@@ -6,27 +6,40 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/kubetest"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/kubernetes"
 	"github.com/spear-go/spear/runtime/process"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests, or, in a pod of the Kubernetes tier (see
+// cluster_test.go), the test function.
+func TestMain(m *testing.M) {
+	if os.Getenv(envTestFunction) != "" {
+		runTestFunction()
+		return
+	}
+	os.Exit(kubetest.RunTests(m))
+}
 
 // testTimeout bounds every wait: generous, for a loaded machine.
 const testTimeout = 60 * time.Second
@@ -74,7 +87,7 @@ func setup(t *testing.T, configure func(*kubelet)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	client := fake.NewClientset()
+	client := newFakeClient()
 	rt, err := kubernetes.New(kubernetes.Options{Factory: f, Client: client, Namespace: "functions", Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +99,18 @@ func setup(t *testing.T, configure func(*kubelet)) *env {
 	})
 	k := startKubelet(t, client, configure)
 	return &env{client: client, factory: f, rt: rt, kubelet: k, logs: logs, ctx: ctx}
+}
+
+// newFakeClient returns a fake clientset whose access reviews allow
+// everything (the fake's own answer, the request echoed, denies).
+func newFakeClient() *fake.Clientset {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectaccessreviews", func(action k8stesting.Action) (bool, kruntime.Object, error) {
+		r := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview).DeepCopy()
+		r.Status.Allowed = true
+		return true, r, nil
+	})
+	return c
 }
 
 func instanceID(t *testing.T, name string) spear.InstanceID {
@@ -118,7 +143,12 @@ func spec() podSpec {
 
 // start starts an instance of s.
 func (e *env) start(id spear.InstanceID, s podSpec) (runtime.Instance, error) {
-	return e.rt.Start(e.ctx, id, s.Settings, s.Spec)
+	return startSpec(e.ctx, e.rt, id, s)
+}
+
+// startSpec starts s as id on rt.
+func startSpec(ctx context.Context, rt *kubernetes.Runtime, id spear.InstanceID, s podSpec) (runtime.Instance, error) {
+	return rt.Start(ctx, id, s.Settings, s.Spec)
 }
 
 // assertNothingLeft checks that no pod, Secret or channel of id remains.
@@ -337,22 +367,30 @@ func TestPodFailsAfterStart(t *testing.T) {
 func TestPodDeletedFromOutside(t *testing.T) {
 	e := setup(t, nil)
 	id := instanceID(t, "evicted")
-	inst, err := e.start(id, spec())
+	stopsWhenPodDeleted(t, e.ctx, e.client, e.rt, id, spec(), "functions")
+	e.assertNothingLeft(t, id)
+}
+
+// stopsWhenPodDeleted starts id, deletes its pod as someone else would
+// (eviction, kubectl delete), and checks that the instance stops, saying
+// why.
+func stopsWhenPodDeleted(t *testing.T, ctx context.Context, client k8s.Interface, rt *kubernetes.Runtime, id spear.InstanceID, s podSpec, ns string) {
+	t.Helper()
+	inst, err := startSpec(ctx, rt, id, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.CoreV1().Pods("functions").Delete(e.ctx, "evicted", metav1.DeleteOptions{}); err != nil {
+	if err := client.CoreV1().Pods(ns).Delete(ctx, id.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-inst.Done():
-	case <-e.ctx.Done():
-		t.Fatal("Done not closed after the pod was deleted")
+	case <-ctx.Done():
+		t.Fatal("the instance did not stop when its pod was deleted")
 	}
-	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "deleted") {
+	if info := inst.Info(); info.Status != runtime.StatusStopped || !strings.Contains(info.Reason, "pod deleted") {
 		t.Errorf("info %+v, want stopped because the pod was deleted", info)
 	}
-	e.assertNothingLeft(t, id)
 }
 
 func TestInvalidSpec(t *testing.T) {
@@ -450,8 +488,8 @@ func TestPodNameTakenLeavesItAlone(t *testing.T) {
 	}
 	id := instanceID(t, "taken")
 	_, err := e.start(id, spec())
-	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) {
-		t.Errorf("got %v, want an already-exists API error", err)
+	if !errors.Is(err, kubernetes.ErrAPI) || !apierrors.IsAlreadyExists(err) || !errors.Is(err, spear.ErrInvalidInstanceID) {
+		t.Errorf("got %v, want an already-exists API error that says the name is taken", err)
 	}
 	if _, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "taken", metav1.GetOptions{}); err != nil {
 		t.Errorf("the other pod was touched: %v", err)
@@ -524,5 +562,48 @@ func TestCloseDuringStart(t *testing.T) {
 		}
 	case <-e.ctx.Done():
 		t.Fatal("Start did not return")
+	}
+}
+
+// With a node name, pods are pinned to the node by affinity and labelled
+// with it; a name too long for a label value is labelled by its hash.
+func TestNodeNamePinsAndLabelsPods(t *testing.T) {
+	long := strings.Repeat("n", 70) + ".example.com"
+	for _, node := range []string{"node-1", long} {
+		e := setup(t, nil)
+		f, err := channel.NewFactory(channel.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		rt, err := kubernetes.New(kubernetes.Options{Factory: f, Client: e.client, Namespace: "functions", NodeName: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := startSpec(e.ctx, rt, instanceID(t, "pinned"), spec()); err != nil {
+			t.Fatal(err)
+		}
+		pod, err := e.client.CoreV1().Pods("functions").Get(e.ctx, "pinned", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		terms := pod.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+		if len(terms) != 1 || len(terms[0].MatchFields) != 1 || !slices.Equal(terms[0].MatchFields[0].Values, []string{node}) ||
+			terms[0].MatchFields[0].Key != "metadata.name" {
+			t.Errorf("node affinity %+v, want metadata.name in [%s]", terms, node)
+		}
+		label := pod.Labels[kubernetes.LabelNode]
+		if (node == long) != strings.HasPrefix(label, "sha256-") || len(label) > 63 || (node != long && label != node) {
+			t.Errorf("node label %q for node %q", label, node)
+		}
+		if pod.Annotations[kubernetes.AnnotationNode] != node {
+			t.Errorf("node annotation %q, want %q", pod.Annotations[kubernetes.AnnotationNode], node)
+		}
+		if err := rt.Close(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := kubernetes.New(kubernetes.Options{Factory: &channel.Factory{}, Client: newFakeClient(), NodeName: "Not A Node"}); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("invalid node name: %v, want ErrInvalidConfig", err)
 	}
 }

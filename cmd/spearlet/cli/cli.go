@@ -50,6 +50,7 @@ func newRoot(stopSignals func()) *cobra.Command {
 		newInvokeCmd(g),
 		newInstancesCmd(g),
 		newFunctionsCmd(g),
+		newHealthCmd(g),
 		newVersionCmd(),
 		newConformanceCmd(g),
 		newNewCmd(),

@@ -27,6 +27,7 @@ func init() {
 			Factory:   env.Factory,
 			Client:    client,
 			Namespace: env.Config.Kubernetes.Namespace,
+			NodeName:  env.Config.Kubernetes.NodeName,
 			Logger:    env.Logger,
 		})
 	}

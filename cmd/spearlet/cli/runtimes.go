@@ -32,20 +32,30 @@ var runtimes = map[spear.RuntimeType]agent.NewRuntime{
 		return wasm.New(wasm.Options{
 			Factory:  env.Factory,
 			Logger:   env.Logger,
-			CacheDir: wasmCacheDir(),
+			CacheDir: wasmCacheDir(env),
 			Modules:  map[string][]byte{"wasmecho": wasmecho.Module},
 		})
 	},
 }
 
-// wasmCacheDir is where compiled wasm modules are kept across restarts, so
-// a module is compiled once per machine and user rather than at every
-// start: the user's cache directory, or none when there is no such
-// directory (then modules are compiled in memory at every start).
-func wasmCacheDir() string {
+// wasmCacheDir is where compiled wasm modules are kept across restarts,
+// so that a module is compiled once per machine and user rather than at
+// every start: the configured wasm.cache_dir (one that cannot be used is
+// an error, from the runtime), else a directory in the user's cache
+// directory, or none when that cannot be created (a read-only root
+// filesystem); then modules are compiled in memory at every start.
+func wasmCacheDir(env agent.RuntimeEnv) string {
+	if env.Config.Wasm.CacheDir != "" {
+		return env.Config.Wasm.CacheDir
+	}
 	dir, err := os.UserCacheDir()
+	if err == nil {
+		dir = filepath.Join(dir, "spearlet", "wasm")
+		err = os.MkdirAll(dir, 0o700)
+	}
 	if err != nil {
+		env.Logger.Warn("no wasm compilation cache; set wasm.cache_dir to keep compiled modules across restarts", "err", err)
 		return ""
 	}
-	return filepath.Join(dir, "spearlet", "wasm")
+	return dir
 }

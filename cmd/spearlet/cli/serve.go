@@ -20,6 +20,7 @@ type serveFlags struct {
 	socketDir, tcpAddr, grpcAddr string
 	advertiseTCP, advertiseGRPC  string
 	kubeconfig, kubeNamespace    string
+	nodeName, wasmCacheDir       string
 }
 
 func newServeCmd(stopSignals func()) *cobra.Command {
@@ -52,6 +53,8 @@ override the file, and flags override both.`,
 	fl.StringVar(&f.advertiseGRPC, "advertise-grpc", "", "grpc address handed to instances")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for kubernetes functions (default in-cluster)")
 	fl.StringVar(&f.kubeNamespace, "kube-namespace", "", "default namespace of function pods")
+	fl.StringVar(&f.nodeName, "node-name", "", "the node the agent runs on: pods go there, labelled with it, and a previous run's are deleted")
+	fl.StringVar(&f.wasmCacheDir, "wasm-cache-dir", "", "directory of compiled wasm modules (default in the user's cache directory, if writable)")
 	return cmd
 }
 
@@ -80,6 +83,8 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 		{"advertise-grpc", &cfg.Channels.AdvertiseGRPC, f.advertiseGRPC},
 		{"kubeconfig", &cfg.Kubernetes.Kubeconfig, f.kubeconfig},
 		{"kube-namespace", &cfg.Kubernetes.Namespace, f.kubeNamespace},
+		{"node-name", &cfg.Kubernetes.NodeName, f.nodeName},
+		{"wasm-cache-dir", &cfg.Wasm.CacheDir, f.wasmCacheDir},
 	} {
 		if fl.Changed(o.flag) {
 			*o.dst = o.val
