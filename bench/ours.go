@@ -58,15 +58,19 @@ func newEchoChannel(ctx context.Context, rt spear.RuntimeType, typ channel.Type)
 
 // execute returns an operation that runs one invocation with a payload of
 // size bytes and checks the echo. It uses the context a caller without a
-// deadline would, so the channel's default request timeout applies.
+// deadline would, so the channel's default request timeout applies, and
+// channel.Call, giving the result's buffer back as a caller done with it
+// would.
 func (e *echoChannel) execute(size int) func() error {
 	inv := channel.Invocation{Payload: payload(size)}
 	return func() error {
-		out, err := channel.Execute(context.Background(), e.ch, inv)
+		res, err := channel.Call(context.Background(), e.ch, inv)
 		if err != nil {
 			return err
 		}
-		if len(out) != size {
+		n := len(res.Payload)
+		res.Release()
+		if n != size {
 			return errShortEcho
 		}
 		return nil

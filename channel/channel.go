@@ -53,9 +53,12 @@ func ParseType(s string) (Type, error) {
 	return Type(s), nil
 }
 
-// Message is one message on a channel: a frame type and its payload.
+// Message is one message on a channel: a frame type, its flags and its
+// payload. Flags the session sets itself (wire.FlagStream on a stream's
+// request) need not be given.
 type Message struct {
 	Type    wire.Type
+	Flags   wire.Flags
 	Payload []byte
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/transport/unix"
+	"github.com/spear-go/spear/wire"
 )
 
 // DefaultMaxConnections is the factory-wide cap on instance connections.
@@ -627,15 +628,16 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 			MaxPayload:        claimed.cfg.MaxPayload,
 		}, nil
 	}
-	if _, err := auth.Accept(ctx, conn, lookup, offer); err != nil {
+	peer, err := auth.Accept(ctx, conn, lookup, offer)
+	if err != nil {
 		// Count the failure against the instance it claimed to be, or
 		// whose own socket it came in on. The peer was told already.
 		drop(cmp.Or(claimed, only), 0, "", err)
 		return
 	}
-	target.bind(conn, sessionID)
+	target.bind(conn, sessionID, peer)
 }
 
 // Features are the optional protocol features this agent announces in its
-// AUTH_RESPONSE.
-var Features = []string{"stream", "cancel", "signal", "heartbeat", "message"}
+// AUTH_RESPONSE ("split": it reads split execute responses).
+var Features = []string{"stream", "cancel", "signal", "heartbeat", "message", wire.FeatureSplit}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
@@ -43,6 +45,7 @@ type Channel struct {
 
 	mu        sync.Mutex // guards the fields below; never held while closing a session
 	sess      *session.Session
+	features  []string      // what the instance announced on the connection bound now
 	connected chan struct{} // closed when sess becomes non-nil
 	gone      chan struct{} // closed when sess becomes nil
 }
@@ -107,7 +110,7 @@ func (c *Channel) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return c.err("send", err)
 	}
-	return c.err("send", s.Send(&wire.Frame{Type: m.Type, Payload: m.Payload}))
+	return c.err("send", s.Send(&wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload}))
 }
 
 // Receive returns the next one-way message the instance sent. Once the
@@ -122,7 +125,7 @@ func (c *Channel) Receive(ctx context.Context) (Message, error) {
 	}
 	select {
 	case f := <-c.inbox():
-		return Message{Type: f.Type, Payload: f.Payload}, nil
+		return Message{Type: f.Type, Flags: f.Flags, Payload: f.Payload}, nil
 	case <-c.closed:
 		return Message{}, c.err("receive", spear.ErrChannelClosed)
 	case <-ctx.Done():
@@ -139,11 +142,20 @@ func (c *Channel) Request(ctx context.Context, m Message) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	r, err := s.Request(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload}, c.cfg.RequestTimeout)
+	r, err := c.request(ctx, s, &wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload})
 	if err != nil {
-		return Message{}, c.err("request", err)
+		return Message{}, err
 	}
-	return Message{Type: r.Type, Payload: r.Payload}, nil
+	return Message{Type: r.Type, Flags: r.Flags, Payload: r.Payload}, nil
+}
+
+// request sends f on session s and waits for the answer.
+func (c *Channel) request(ctx context.Context, s *session.Session, f *wire.Frame) (wire.Frame, error) {
+	r, err := s.Request(ctx, f, c.cfg.RequestTimeout)
+	if err != nil {
+		return wire.Frame{}, c.err("request", err)
+	}
+	return r, nil
 }
 
 // Stream sends m asking for a streamed answer.
@@ -152,11 +164,20 @@ func (c *Channel) Stream(ctx context.Context, m Message) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.OpenStream(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload})
+	st, err := s.OpenStream(ctx, &wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload})
 	if err != nil {
 		return nil, c.err("stream", err)
 	}
 	return &Stream{st: st, ch: c}, nil
+}
+
+// Features returns the optional protocol features the instance announced
+// in the handshake of the connection bound now (wire.FeatureSplit), or nil
+// when none is bound.
+func (c *Channel) Features() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.features)
 }
 
 // IsConnected reports whether an authenticated connection is bound.
@@ -223,7 +244,7 @@ func (c *Channel) Close() error {
 // closed; its pending requests fail with spear.ErrReplaced. The caller has
 // counted conn against the connection caps; bind releases the count when
 // the connection ends (or at once, when the channel is closed).
-func (c *Channel) bind(conn transport.Conn, sessionID string) {
+func (c *Channel) bind(conn transport.Conn, sessionID string, peer auth.Accepted) {
 	hb := c.cfg.HeartbeatInterval
 	if hb < 0 {
 		hb = 0
@@ -249,13 +270,14 @@ func (c *Channel) bind(conn transport.Conn, sessionID string) {
 		HeartbeatInterval: hb,
 		HeartbeatMisses:   c.cfg.HeartbeatMisses,
 		PeerMaxPayload:    wire.DefaultMaxPayload, // what the SDK reads
+		PeerSplit:         peer.Has(wire.FeatureSplit),
 		StreamBuffer:      c.cfg.StreamBuffer,
 		Stats:             c.stats,
 		Logger:            c.log.With("session", sessionID),
 		OnClose:           func(err error) { c.unbind(b, err) },
 	})
 	old := c.sess
-	c.sess = b.s
+	c.sess, c.features = b.s, peer.Features
 	c.stats.Connected() // before waiters of c.connected wake
 	if old == nil {
 		close(c.connected)
@@ -310,7 +332,7 @@ func (c *Channel) unbind(b *binding, err error) {
 	c.mu.Lock()
 	current := c.sess != nil && c.sess == b.s
 	if current {
-		c.sess = nil
+		c.sess, c.features = nil, nil
 		c.connected = make(chan struct{})
 		close(c.gone)
 	}

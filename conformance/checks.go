@@ -213,8 +213,13 @@ func checkDeadline(ctx context.Context, e *env) (string, error) {
 }
 
 // answerSize returns the largest n for which an EXECUTE_RESPONSE carrying
-// n bytes has a payload of at most limit bytes, and that payload's size.
-func answerSize(limit uint32) (n, size int) {
+// n bytes has a payload of at most limit bytes, and that payload's size:
+// in the split layout, 4 bytes of envelope length and an empty envelope
+// before the bytes; otherwise one protobuf message.
+func answerSize(limit uint32, split bool) (n, size int) {
+	if split {
+		return int(limit) - 4, int(limit)
+	}
 	for n = int(limit) - 1; n > 0; n-- {
 		if size = 1 + protowire.SizeVarint(uint64(n)) + n; size <= int(limit) {
 			return n, size
@@ -246,7 +251,11 @@ func checkPayloadLimit(ctx context.Context, e *env) (string, error) {
 		return "", err
 	}
 	limit := e.opts.MaxPayload
-	n, size := answerSize(limit)
+	split, err := s.split(ctx)
+	if err != nil {
+		return "", err
+	}
+	n, size := answerSize(limit, split)
 	out, err := s.call(ctx, contract.MethodBig, []byte(strconv.Itoa(n)))
 	if err != nil {
 		return "", fmt.Errorf("an answer of %d bytes (a %d-byte EXECUTE_RESPONSE, the limit being %d): %w", n, size, limit, err)
@@ -259,11 +268,30 @@ func checkPayloadLimit(ctx context.Context, e *env) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("a request of %d bytes (the limit): %w", len(req), err)
 	}
-	echoed, _, err := codec.DecodeExecuteResponse(m.Payload)
+	echoed, _, err := codec.ExecuteResponseOf(&wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload})
 	if err != nil || !bytes.Equal(echoed, payload) {
 		return "", fmt.Errorf("the echo of a request at the limit came back as %d bytes (%s)", len(echoed), errText(err))
 	}
-	return fmt.Sprintf("an answer and a request of %d bytes each (limit %d)", size, limit), nil
+	layout := "one protobuf message"
+	if split {
+		// The same at the limit in the split layout, which the agent
+		// uses for this instance.
+		tctx, cancel := context.WithTimeout(ctx, limitTimeout*time.Millisecond)
+		defer cancel()
+		envelope := 4 + len(codec.AppendExecuteRequest(nil, &codec.ExecuteRequest{Method: contract.MethodEcho, TimeoutMs: limitTimeout}))
+		payload := bytes.Repeat([]byte{'z'}, int(limit)-envelope)
+		res, err := channel.Call(tctx, s.ch, channel.Invocation{Method: contract.MethodEcho, Payload: payload})
+		if err != nil {
+			return "", fmt.Errorf("a split request of %d bytes (the limit): %w", int(limit), err)
+		}
+		ok := bytes.Equal(res.Payload, payload)
+		res.Release()
+		if !ok {
+			return "", fmt.Errorf("the echo of a split request at the limit came back different")
+		}
+		layout = "both layouts"
+	}
+	return fmt.Sprintf("an answer and a request of %d bytes each, %s (limit %d)", size, layout, limit), nil
 }
 
 func checkPayloadOverLimit(ctx context.Context, e *env) (string, error) {
@@ -271,8 +299,12 @@ func checkPayloadOverLimit(ctx context.Context, e *env) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	split, err := s.split(ctx)
+	if err != nil {
+		return "", err
+	}
 	disconnects := s.ch.Stats().Disconnects
-	n, _ := answerSize(e.opts.MaxPayload)
+	n, _ := answerSize(e.opts.MaxPayload, split)
 	n++ // one byte over
 	_, err = s.call(ctx, contract.MethodBig, []byte(strconv.Itoa(n)))
 	if err := wantCode(err, spear.CodeTooLarge, fmt.Sprintf("an answer of %d bytes, over the limit of %d", n, e.opts.MaxPayload)); err != nil {

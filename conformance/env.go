@@ -15,6 +15,7 @@ import (
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/conformance/contract"
 	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/wire"
 )
 
 // env is what one check works with: the target's launcher and the
@@ -111,6 +112,16 @@ func (s *subject) call(ctx context.Context, method string, payload []byte) ([]by
 		return nil, err
 	}
 	return channel.Execute(ctx, s.ch, channel.Invocation{Method: method, Payload: payload})
+}
+
+// split waits until the instance is ready and reports whether it
+// announced the split execute layout, which the agent then uses for its
+// requests and the instance for its answers.
+func (s *subject) split(ctx context.Context) (bool, error) {
+	if err := s.e.l.ready(ctx, s.inst); err != nil {
+		return false, err
+	}
+	return slices.Contains(s.ch.Features(), wire.FeatureSplit), nil
 }
 
 // stopped waits, within the patience, for evidence that a handler the

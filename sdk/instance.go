@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -176,7 +177,7 @@ func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	resp, err := auth.Connect(hctx, conn, in.opts.ID, in.opts.Secret)
+	resp, err := auth.Connect(hctx, conn, in.opts.ID, in.opts.Secret, wire.FeatureSplit)
 	if err != nil {
 		conn.Close()
 		return false, err
@@ -267,7 +268,7 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 		_ = r.Error(spear.CodeInvalidMessage, err.Error())
 		return
 	}
-	s := Signal{Kind: spearpb.SignalKind(m.Kind), Name: m.Name, Data: m.Data}
+	s := Signal{Kind: spearpb.SignalKind(m.Kind), Name: m.Name, Data: bytes.Clone(m.Data)} // the frame goes back to the pool
 	in.log.Info("signal from agent", "kind", s.Kind.String(), "name", s.Name)
 	switch {
 	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_TERMINATE:

@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/codec"
@@ -56,7 +57,11 @@ func (f HandlerFunc) Execute(ctx context.Context, req *Request) ([]byte, error) 
 type Request struct {
 	// Method selects what to run; empty means the default.
 	Method string
-	// Payload is the caller's input.
+	// Payload is the caller's input. It is read into a buffer that the
+	// SDK reuses once the handler has returned and its result has been
+	// sent: the handler may return it, or a part of it, as its result, or
+	// write it as output, but must copy whatever it keeps after returning
+	// (bytes.Clone), for instance for a goroutine that outlives it.
 	Payload []byte
 	// Metadata holds the caller's key-value pairs.
 	Metadata map[string]string
@@ -89,17 +94,17 @@ func (r *Request) Write(p []byte) (int, error) {
 // for example spear.CodeNotFound for an unknown method.
 func Error(code spear.Code, msg string) error { return &spear.RemoteError{Code: code, Message: msg} }
 
-// serveExecute runs h for one EXECUTE_REQUEST frame and answers it.
+// serveExecute runs h for one EXECUTE_REQUEST frame and answers it. The
+// answer takes the request's layout: split, the result travels as its own
+// part of the frame and is never copied into the envelope.
 func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Responder) {
-	pb, err := codec.DecodeExecuteRequest(f.Payload)
+	pb, err := codec.ExecuteRequestOf(&f)
 	if err != nil {
 		_ = r.Error(spear.CodeInvalidMessage, err.Error())
 		return
 	}
 	if pb.TimeoutMs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, msDuration(pb.TimeoutMs))
-		defer cancel()
+		ctx = session.WithDeadline(ctx, time.Now().Add(msDuration(pb.TimeoutMs)))
 	}
 	req := &Request{
 		Method:    pb.Method,
@@ -115,10 +120,7 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	}
 	if req.streaming {
 		err := r.Send(&wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd, Payload: out})
-		var tooLarge *wire.FrameTooLargeError
-		if errors.As(err, &tooLarge) {
-			_ = r.Error(spear.CodeTooLarge, fmt.Sprintf("last chunk of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
-		}
+		refuseTooLarge(r, err, "last chunk", len(out))
 		return
 	}
 	if req.gathered.Len() > 0 {
@@ -126,12 +128,22 @@ func serveExecute(ctx context.Context, h Handler, f wire.Frame, r *session.Respo
 	}
 	// The frame is written before Send returns, so the buffer can go back.
 	buf := codec.Buffer()
-	*buf = codec.AppendExecuteResponse(*buf, out, nil)
-	err = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: *buf})
+	var answer wire.Frame
+	*buf = codec.PutExecuteResponse(&answer, *buf, out, nil, f.Flags&wire.FlagSplit != 0)
+	err = r.Send(&answer)
 	codec.Release(buf)
+	refuseTooLarge(r, err, "result", len(out))
+}
+
+// refuseTooLarge answers the request with TOO_LARGE when err says its
+// answer, what of n bytes, was over the agent's limit and not sent.
+func refuseTooLarge(r *session.Responder, err error, what string, n int) {
+	if err == nil {
+		return
+	}
 	var tooLarge *wire.FrameTooLargeError
 	if errors.As(err, &tooLarge) {
-		_ = r.Error(spear.CodeTooLarge, fmt.Sprintf("result of %d bytes is over the agent's limit of %d", len(out), tooLarge.Max))
+		_ = r.Error(spear.CodeTooLarge, fmt.Sprintf("%s of %d bytes is over the agent's limit of %d", what, n, tooLarge.Max))
 	}
 }
 

@@ -49,7 +49,10 @@ type StreamConn struct {
 	buf      []byte
 }
 
-var _ Conn = (*StreamConn)(nil)
+var (
+	_ Conn          = (*StreamConn)(nil)
+	_ ReadDeadliner = (*StreamConn)(nil)
+)
 
 // NewStreamConn wraps c. maxPayload bounds incoming payloads (0 means
 // wire.DefaultMaxPayload) and writeTimeout bounds each write (0 means
@@ -71,6 +74,9 @@ func (s *StreamConn) ReadFrame() (wire.Frame, error) {
 	f, err := s.r.ReadFrame()
 	return f, FilterCloseErr(err)
 }
+
+// SetReadDeadline implements [ReadDeadliner].
+func (s *StreamConn) SetReadDeadline(t time.Time) error { return s.c.SetReadDeadline(t) }
 
 // WriteFrame implements [Conn].
 func (s *StreamConn) WriteFrame(f *wire.Frame) error {
@@ -122,7 +128,8 @@ func (s *StreamConn) WriteFrame(f *wire.Frame) error {
 }
 
 // writeBatch writes frames with one writev, copying small payloads next to
-// their headers so that a batch of small frames is one buffer.
+// their headers so that a batch of small frames is one buffer; a large
+// Payload or Body is an iovec of its own, never copied.
 func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 	buf := s.buf[:0]
 	bufs := s.batch[:0]
@@ -131,12 +138,17 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 		var h [wire.HeaderSize]byte
 		wire.PutHeader(h[:], f)
 		buf = append(buf, h[:]...)
-		if len(f.Payload) <= inlinePayload {
-			buf = append(buf, f.Payload...)
-			continue
+		for _, p := range [2][]byte{f.Payload, f.Body} {
+			if len(p) <= inlinePayload {
+				buf = append(buf, p...)
+				continue
+			}
+			if mark < len(buf) {
+				bufs = append(bufs, buf[mark:])
+			}
+			bufs = append(bufs, p)
+			mark = len(buf)
 		}
-		bufs = append(bufs, buf[mark:], f.Payload)
-		mark = len(buf)
 	}
 	if mark < len(buf) {
 		bufs = append(bufs, buf[mark:])

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/wire"
@@ -33,6 +34,19 @@ type Conn interface {
 	Close() error
 	// Info describes the connection.
 	Info() Info
+}
+
+// ReadDeadliner is implemented by connections whose ReadFrame a deadline
+// can interrupt without losing data. The session layer lets a caller read
+// its own answer only on such a connection, since it must be able to stop
+// reading when its own deadline passes.
+type ReadDeadliner interface {
+	// SetReadDeadline makes a ReadFrame that is waiting, or one called
+	// later, fail with an error matching os.ErrDeadlineExceeded once t has
+	// passed; a frame being read then is resumed by the next ReadFrame.
+	// The zero time removes the deadline. It is safe to call from any
+	// goroutine.
+	SetReadDeadline(t time.Time) error
 }
 
 // Info describes a connection.

@@ -71,9 +71,28 @@ const (
 	// FlagStream on an EXECUTE_REQUEST asks for the response as a stream of
 	// STREAM_DATA frames.
 	FlagStream Flags = 1 << 2
+	// FlagSplit on an EXECUTE_REQUEST or EXECUTE_RESPONSE says its payload
+	// is laid out split: a 4-byte envelope length, the protobuf envelope
+	// without its payload field, then the payload's bytes as they are
+	// (docs/protocol.md, "Execute"). A side sends it only to a peer that
+	// announced the "split" feature in its handshake message.
+	FlagSplit Flags = 1 << 3
 )
 
+// FeatureSplit is the handshake feature that announces a side reads
+// FlagSplit execute frames.
+const FeatureSplit = "split"
+
 // Frame is one protocol message.
+//
+// Ownership. A frame being sent belongs to its sender: a transport reads
+// Payload and Body while WriteFrame runs and keeps neither after it
+// returns. A received frame belongs to whoever ReadFrame returned it to;
+// when its Payload came from the receive pool, Release gives it back, and
+// after that neither Payload nor anything decoded from it without copying
+// may be used. Releasing is optional (an unreleased buffer is garbage
+// collected like any other), but releasing twice, or while something
+// still uses the bytes, is a bug.
 type Frame struct {
 	Type  Type
 	Flags Flags
@@ -82,16 +101,39 @@ type Frame struct {
 	// it, and 0 for frames outside any request.
 	ID uint64
 	// Payload is the message body, protobuf-encoded for structured types.
+	// On a frame being sent with a Body, it is the body's first part.
 	Payload []byte
+	// Body, on a frame being sent, is the rest of the payload: its bytes
+	// follow Payload on the wire, but a transport writes them from their
+	// own buffer (an iovec of their own) instead of copying them next to
+	// the header. A FlagSplit execute frame carries the caller's bytes so.
+	// Received frames have the whole payload in Payload and no Body.
+	Body []byte
+
+	buf *buffer // the pooled buffer under Payload, if any
 }
 
+// Len returns the payload length: Payload and Body together.
+func (f *Frame) Len() int { return len(f.Payload) + len(f.Body) }
+
 // Size returns the encoded size of f.
-func (f *Frame) Size() int { return HeaderSize + len(f.Payload) }
+func (f *Frame) Size() int { return HeaderSize + f.Len() }
+
+// Release gives the buffer under a received frame's Payload back to the
+// receive pool, and clears Payload. It does nothing for a frame whose
+// payload was not pooled. See Frame for when it may be called.
+func (f *Frame) Release() {
+	if f.buf != nil {
+		f.buf.put()
+		f.buf = nil
+	}
+	f.Payload = nil
+}
 
 // PutHeader writes f's header into h, which must be at least HeaderSize long.
 func PutHeader(h []byte, f *Frame) {
 	_ = h[HeaderSize-1]
-	binary.BigEndian.PutUint32(h[0:4], uint32(len(f.Payload)))
+	binary.BigEndian.PutUint32(h[0:4], uint32(f.Len()))
 	h[4] = Version
 	h[5] = byte(f.Type)
 	binary.BigEndian.PutUint16(h[6:8], uint16(f.Flags))
@@ -102,7 +144,7 @@ func PutHeader(h []byte, f *Frame) {
 func AppendFrame(dst []byte, f *Frame) []byte {
 	var h [HeaderSize]byte
 	PutHeader(h[:], f)
-	return append(append(dst, h[:]...), f.Payload...)
+	return append(append(append(dst, h[:]...), f.Payload...), f.Body...)
 }
 
 // Header is a decoded frame header.

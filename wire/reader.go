@@ -4,17 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spear-go/spear"
 )
 
 // readBufferSize is the Reader's buffer. Small frames, and runs of them,
 // arrive in one read; larger payloads are read straight into their own
-// allocation. It is kept small because every idle connection holds one.
+// buffer. It is kept small because every idle connection holds one.
 const readBufferSize = 1024
 
-// maxReadBuffer bounds how far a busy connection's buffer grows.
-const maxReadBuffer = 32 << 10
+// maxReadBuffer bounds how far a busy connection's buffer grows. It is a
+// balance: a bigger buffer takes more small frames per system call, but
+// the part of a large payload that lands in it is copied once more.
+const maxReadBuffer = 16 << 10
 
 // Reader reads frames from a byte stream. It is not safe for concurrent use.
 type Reader struct {
@@ -22,6 +25,13 @@ type Reader struct {
 	maxPayload uint32
 	buf        []byte
 	start, end int // buf[start:end] holds bytes read but not yet consumed
+
+	// A frame whose payload is being read straight from r: a read that
+	// ends with a deadline error leaves it here, and the next ReadFrame
+	// goes on with it.
+	partial Frame
+	got     int // bytes of partial.Payload read so far
+	reading bool
 }
 
 // NewReader returns a Reader that rejects payloads over maxPayload bytes
@@ -33,12 +43,20 @@ func NewReader(r io.Reader, maxPayload uint32) *Reader {
 	return &Reader{r: r, maxPayload: maxPayload}
 }
 
-// ReadFrame reads the next frame. The returned payload is owned by the
-// caller. It returns [io.EOF] when the stream ends cleanly between frames,
-// an error wrapping [spear.ErrInvalidMessage] (and [io.ErrUnexpectedEOF])
-// when it ends inside one, and the errors of [ParseHeader] for a bad header.
-// After an error the stream is out of step and must be closed.
+// ReadFrame reads the next frame. The returned frame is owned by the
+// caller, its payload from the receive pool (see [Frame.Release]). It
+// returns [io.EOF] when the stream ends cleanly between frames, an error
+// wrapping [spear.ErrInvalidMessage] (and [io.ErrUnexpectedEOF]) when it
+// ends inside one, and the errors of [ParseHeader] for a bad header. After
+// such an error the stream is out of step and must be closed.
+//
+// A read that fails with an error matching [os.ErrDeadlineExceeded] (a
+// read deadline on the connection) loses nothing: the next ReadFrame
+// resumes the frame it was in.
 func (r *Reader) ReadFrame() (Frame, error) {
+	if r.reading {
+		return r.finish()
+	}
 	if r.buf == nil {
 		r.buf = make([]byte, readBufferSize)
 	}
@@ -55,14 +73,34 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	if n == 0 {
 		return f, nil
 	}
-	f.Payload = make([]byte, n)
-	copied := copy(f.Payload, r.buf[r.start:r.end])
+	p := f.NewPayload(n)
+	copied := copy(p, r.buf[r.start:r.end])
 	r.start += copied
-	if copied < n {
-		if _, err := io.ReadFull(r.r, f.Payload[copied:]); err != nil {
+	if copied == n {
+		return f, nil
+	}
+	r.partial, r.got, r.reading = f, copied, true
+	return r.finish()
+}
+
+// finish reads the rest of the partial frame's payload from r, straight
+// into it.
+func (r *Reader) finish() (Frame, error) {
+	p := r.partial.Payload
+	for r.got < len(p) {
+		m, err := r.r.Read(p[r.got:])
+		r.got += m
+		if err != nil && r.got < len(p) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return Frame{}, err
+			}
+			r.partial.Release()
+			r.partial, r.reading = Frame{}, false
 			return Frame{}, truncated(err)
 		}
 	}
+	f := r.partial
+	r.partial, r.reading = Frame{}, false
 	return f, nil
 }
 
@@ -86,10 +124,12 @@ func (r *Reader) fill(n int) error {
 			r.buf = append(r.buf, make([]byte, len(r.buf))...)
 		}
 		if err != nil {
-			if r.end >= n {
+			switch {
+			case r.end >= n:
 				return nil
-			}
-			if errors.Is(err, io.EOF) && r.end == 0 {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return err
+			case errors.Is(err, io.EOF) && r.end == 0:
 				return io.EOF
 			}
 			return truncated(err)
@@ -97,6 +137,10 @@ func (r *Reader) fill(n int) error {
 	}
 	return nil
 }
+
+// Buffered reports whether bytes of a next frame have been read already:
+// a ReadFrame now may not need a system call.
+func (r *Reader) Buffered() bool { return r.end > r.start }
 
 func truncated(err error) error {
 	if errors.Is(err, io.EOF) {

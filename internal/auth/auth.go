@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spear-go/spear"
@@ -93,42 +94,53 @@ type Offer struct {
 // tell an unknown instance from a wrong secret.
 const failedMessage = "authentication failed"
 
+// Accepted is what the handshake learned of an authenticated instance.
+type Accepted struct {
+	ID spear.InstanceID
+	// Features are the optional protocol features the instance announced
+	// in its AUTH_REQUEST (wire.FeatureSplit).
+	Features []string
+}
+
+// Has reports whether the instance announced feature.
+func (a Accepted) Has(feature string) bool { return slices.Contains(a.Features, feature) }
+
 // Accept runs the agent's side of the handshake on conn. It returns the
 // authenticated instance. ctx bounds the whole handshake: a peer that is
 // silent past it has conn closed under it. Errors match spear.ErrAuthFailed,
 // spear.ErrTimeout or spear.ErrInvalidMessage; on error the peer was told
 // why (where it can be told) and the caller must close conn.
-func Accept(ctx context.Context, conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
+func Accept(ctx context.Context, conn Conn, lookup Lookup, offer OfferFunc) (Accepted, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	id, err := accept(conn, lookup, offer)
+	a, err := accept(conn, lookup, offer)
 	if err != nil && ctx.Err() != nil {
-		return spear.InstanceID{}, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
+		return Accepted{}, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
 	}
-	return id, err
+	return a, err
 }
 
-func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error) {
+func accept(conn Conn, lookup Lookup, offer OfferFunc) (Accepted, error) {
 	nonce := make([]byte, NonceSize)
 	_, _ = rand.Read(nonce)
 	ch := codec.AppendAuthChallenge(nil, &codec.AuthChallenge{Nonce: nonce, Versions: []uint32{wire.Version}})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthChallenge, Payload: ch}); err != nil {
-		return spear.InstanceID{}, fmt.Errorf("%w: send challenge: %w", spear.ErrConnectionFailed, err)
+		return Accepted{}, fmt.Errorf("%w: send challenge: %w", spear.ErrConnectionFailed, err)
 	}
 	f, err := conn.ReadFrame()
 	if err != nil {
 		refuse(conn, err)
-		return spear.InstanceID{}, fmt.Errorf("read auth request: %w", err)
+		return Accepted{}, fmt.Errorf("read auth request: %w", err)
 	}
 	if f.Type != wire.TypeAuthRequest {
 		err := fmt.Errorf("%w: expected AUTH_REQUEST, got %s", spear.ErrInvalidMessage, f.Type)
 		refuse(conn, err)
-		return spear.InstanceID{}, err
+		return Accepted{}, err
 	}
 	req, err := codec.DecodeAuthRequest(f.Payload)
 	if err != nil {
 		refuse(conn, err)
-		return spear.InstanceID{}, err
+		return Accepted{}, err
 	}
 	id, idErr := spear.ParseInstanceID(req.InstanceID)
 	creds, known := Credentials{}, false
@@ -146,9 +158,9 @@ func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error)
 	if !ok {
 		_ = conn.WriteFrame(codec.ErrorFrame(0, spear.CodeAuthFailed, failedMessage))
 		if idErr != nil {
-			return spear.InstanceID{}, fmt.Errorf("%w: %w", spear.ErrAuthFailed, idErr)
+			return Accepted{}, fmt.Errorf("%w: %w", spear.ErrAuthFailed, idErr)
 		}
-		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceID)
+		return Accepted{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceID)
 	}
 	o, err := offer(id)
 	if err != nil {
@@ -159,7 +171,7 @@ func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error)
 			re = &spear.RemoteError{Code: spear.CodeUnavailable, Message: err.Error()}
 		}
 		_ = conn.WriteFrame(codec.ErrorFrame(0, re.Code, re.Message))
-		return spear.InstanceID{}, err
+		return Accepted{}, err
 	}
 	resp := codec.AppendAuthResponse(nil, &codec.AuthResponse{
 		SessionID:           o.SessionID,
@@ -169,9 +181,9 @@ func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error)
 		MaxPayload:          o.MaxPayload,
 	})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthResponse, Payload: resp}); err != nil {
-		return spear.InstanceID{}, fmt.Errorf("%w: send auth response: %w", spear.ErrConnectionFailed, err)
+		return Accepted{}, fmt.Errorf("%w: send auth response: %w", spear.ErrConnectionFailed, err)
 	}
-	return id, nil
+	return Accepted{ID: id, Features: slices.Clone(req.Features)}, nil
 }
 
 // refuse tells the peer why its handshake failed, where the error is one
@@ -182,20 +194,21 @@ func refuse(conn Conn, err error) {
 	}
 }
 
-// Connect runs the instance's side of the handshake. It checks the agent's
-// proof too, so an instance never talks to an impostor. ctx bounds the
-// handshake as in Accept.
-func Connect(ctx context.Context, conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
+// Connect runs the instance's side of the handshake, announcing features
+// (optional protocol features the instance supports, such as
+// wire.FeatureSplit). It checks the agent's proof too, so an instance
+// never talks to an impostor. ctx bounds the handshake as in Accept.
+func Connect(ctx context.Context, conn Conn, id spear.InstanceID, secret spear.Secret, features ...string) (*codec.AuthResponse, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	resp, err := connect(conn, id, secret)
+	resp, err := connect(conn, id, secret, features)
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
 	}
 	return resp, err
 }
 
-func connect(conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
+func connect(conn Conn, id spear.InstanceID, secret spear.Secret, features []string) (*codec.AuthResponse, error) {
 	f, err := conn.ReadFrame()
 	if err != nil {
 		return nil, fmt.Errorf("%w: read challenge: %w", spear.ErrConnectionFailed, err)
@@ -214,6 +227,7 @@ func connect(conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthRe
 		InstanceID:  full,
 		ClientNonce: clientNonce,
 		Proof:       Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
+		Features:    features,
 	})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthRequest, Payload: req}); err != nil {
 		return nil, fmt.Errorf("%w: send auth request: %w", spear.ErrConnectionFailed, err)

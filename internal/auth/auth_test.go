@@ -80,7 +80,7 @@ func startAccept(ctx context.Context, conn transport.Conn, k keys) <-chan accept
 		if err != nil {
 			conn.Close()
 		}
-		res <- acceptResult{id, err}
+		res <- acceptResult{id.ID, err}
 	}()
 	return res
 }
@@ -371,7 +371,7 @@ func TestSilentPeer(t *testing.T) {
 		ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 		defer cancel()
 		id, err := auth.Accept(ctx, a, keys{idA: auth.NewSecret()}.lookup, testOffer)
-		if !errors.Is(err, spear.ErrTimeout) || !id.IsZero() {
+		if !errors.Is(err, spear.ErrTimeout) || !id.ID.IsZero() {
 			t.Fatalf("got %v %v, want ErrTimeout", id, err)
 		}
 	})

@@ -32,7 +32,7 @@ func FuzzHandshake(f *testing.F) {
 		id, err := auth.Accept(ctx, conn, keys{idA: fuzzSecret}.lookup, testOffer)
 		conn.Close()
 		done()
-		if err == nil || !id.IsZero() {
+		if err == nil || !id.ID.IsZero() {
 			t.Fatalf("agent authenticated %v from arbitrary bytes", id)
 		}
 		if !errors.Is(err, spear.ErrAuthFailed) && !errors.Is(err, spear.ErrInvalidMessage) &&

@@ -9,6 +9,8 @@
 package codec
 
 import (
+	"encoding/binary"
+	"errors"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -99,6 +101,108 @@ func DecodeExecuteResponse(b []byte) (payload []byte, metadata map[string]string
 		return nil, nil, decodeErr(wire.TypeExecuteResponse, err)
 	}
 	return payload, metadata, nil
+}
+
+// The split layout of an execute frame (wire.FlagSplit): a 4-byte
+// big-endian envelope length, the envelope (the ExecuteRequest or
+// ExecuteResponse without its payload field), then the payload's bytes as
+// they are. The payload is never copied into the encoded message: a sender
+// hands it to the transport as the frame's Body, and a receiver's payload
+// aliases the received frame.
+const envelopeLenSize = 4
+
+// PutExecuteRequest makes f an EXECUTE_REQUEST carrying r, encoded into
+// buf's storage, and returns that buffer for reuse once f is written.
+// Split, f.Payload is the envelope and f.Body is r.Payload itself;
+// otherwise f.Payload is the whole message.
+func PutExecuteRequest(f *wire.Frame, buf []byte, r *ExecuteRequest, split bool) []byte {
+	f.Type = wire.TypeExecuteRequest
+	if !split {
+		buf = AppendExecuteRequest(buf[:0], r)
+		f.Payload, f.Body = buf, nil
+		return buf
+	}
+	env := *r
+	env.Payload = nil
+	buf = AppendExecuteRequest(append(buf[:0], 0, 0, 0, 0), &env)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-envelopeLenSize))
+	f.Flags |= wire.FlagSplit
+	f.Payload, f.Body = buf, r.Payload
+	return buf
+}
+
+// PutExecuteResponse makes f an EXECUTE_RESPONSE carrying payload and
+// metadata, as PutExecuteRequest does for a request.
+func PutExecuteResponse(f *wire.Frame, buf, payload []byte, metadata map[string]string, split bool) []byte {
+	f.Type = wire.TypeExecuteResponse
+	if !split {
+		buf = AppendExecuteResponse(buf[:0], payload, metadata)
+		f.Payload, f.Body = buf, nil
+		return buf
+	}
+	buf = AppendExecuteResponse(append(buf[:0], 0, 0, 0, 0), nil, metadata)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-envelopeLenSize))
+	f.Flags |= wire.FlagSplit
+	f.Payload, f.Body = buf, payload
+	return buf
+}
+
+// ExecuteRequestOf decodes the EXECUTE_REQUEST f in either layout. The
+// payload aliases f.Payload.
+func ExecuteRequestOf(f *wire.Frame) (ExecuteRequest, error) {
+	if f.Flags&wire.FlagSplit == 0 {
+		return DecodeExecuteRequest(f.Payload)
+	}
+	env, body, err := splitPayload(f.Payload)
+	if err != nil {
+		return ExecuteRequest{}, decodeErr(wire.TypeExecuteRequest, err)
+	}
+	r, err := DecodeExecuteRequest(env)
+	if err != nil {
+		return ExecuteRequest{}, err
+	}
+	if r.Payload != nil {
+		return ExecuteRequest{}, decodeErr(wire.TypeExecuteRequest, errPayloadInEnvelope)
+	}
+	r.Payload = body
+	return r, nil
+}
+
+// ExecuteResponseOf decodes the EXECUTE_RESPONSE f in either layout. The
+// payload aliases f.Payload.
+func ExecuteResponseOf(f *wire.Frame) (payload []byte, metadata map[string]string, err error) {
+	if f.Flags&wire.FlagSplit == 0 {
+		return DecodeExecuteResponse(f.Payload)
+	}
+	env, body, err := splitPayload(f.Payload)
+	if err != nil {
+		return nil, nil, decodeErr(wire.TypeExecuteResponse, err)
+	}
+	if payload, metadata, err = DecodeExecuteResponse(env); err != nil {
+		return nil, nil, err
+	}
+	if payload != nil {
+		return nil, nil, decodeErr(wire.TypeExecuteResponse, errPayloadInEnvelope)
+	}
+	return body, metadata, nil
+}
+
+var (
+	errShortSplit        = errors.New("split payload shorter than its envelope length")
+	errPayloadInEnvelope = errors.New("split envelope has a payload field")
+)
+
+// splitPayload cuts a split payload into its envelope and body.
+func splitPayload(b []byte) (env, body []byte, err error) {
+	if len(b) < envelopeLenSize {
+		return nil, nil, errShortSplit
+	}
+	n := binary.BigEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-envelopeLenSize) {
+		return nil, nil, errShortSplit
+	}
+	end := envelopeLenSize + int(n)
+	return b[envelopeLenSize:end], b[end:], nil
 }
 
 func appendMap(dst []byte, num protowire.Number, m map[string]string) []byte {

@@ -79,13 +79,15 @@ type AuthRequest struct {
 	InstanceID  string
 	ClientNonce []byte
 	Proof       []byte
+	Features    []string
 }
 
 // AppendAuthRequest appends the encoding of m to dst.
 func AppendAuthRequest(dst []byte, m *AuthRequest) []byte {
 	dst = appendString(dst, 1, m.InstanceID)
 	dst = appendBytes(dst, 2, m.ClientNonce)
-	return appendBytes(dst, 3, m.Proof)
+	dst = appendBytes(dst, 3, m.Proof)
+	return appendStrings(dst, 4, m.Features)
 }
 
 // DecodeAuthRequest decodes b. The byte fields alias b.
@@ -102,6 +104,8 @@ func DecodeAuthRequest(b []byte) (AuthRequest, error) {
 			m.ClientNonce = v
 		case 3:
 			m.Proof = v
+		case 4:
+			m.Features = append(m.Features, string(v))
 		}
 		return nil
 	})
@@ -120,11 +124,7 @@ type AuthResponse struct {
 // AppendAuthResponse appends the encoding of m to dst.
 func AppendAuthResponse(dst []byte, m *AuthResponse) []byte {
 	dst = appendString(dst, 1, m.SessionID)
-	for _, f := range m.Features {
-		// A repeated string is written even when empty.
-		dst = protowire.AppendTag(dst, 2, protowire.BytesType)
-		dst = protowire.AppendString(dst, validUTF8(f))
-	}
+	dst = appendStrings(dst, 2, m.Features)
 	dst = appendBytes(dst, 3, m.ServerProof)
 	dst = appendVarint(dst, 4, uint64(m.HeartbeatIntervalMs))
 	return appendVarint(dst, 5, uint64(m.MaxPayload))
@@ -304,6 +304,16 @@ func appendString(dst []byte, num protowire.Number, v string) []byte {
 	}
 	dst = protowire.AppendTag(dst, num, protowire.BytesType)
 	return protowire.AppendString(dst, validUTF8(v))
+}
+
+// appendStrings appends a repeated string field; an element is written
+// even when empty.
+func appendStrings(dst []byte, num protowire.Number, v []string) []byte {
+	for _, s := range v {
+		dst = protowire.AppendTag(dst, num, protowire.BytesType)
+		dst = protowire.AppendString(dst, validUTF8(s))
+	}
+	return dst
 }
 
 func appendVarint(dst []byte, num protowire.Number, v uint64) []byte {

@@ -3,22 +3,33 @@
 // request ids, matching responses to waiters, deadlines, cancellation,
 // streams, heartbeats, statistics and close semantics.
 //
-// Goroutines. Each Session has exactly one reader goroutine, which owns
-// ReadFrame. It hands responses to waiting callers through per-call
-// buffered channels (never blocking on a slow caller), answers heartbeats,
-// and hands each request the peer opens to a worker goroutine (an idle one
-// if there is one, else a new one; workers exit after a second idle or
-// with the session), so handlers never run on the reader. Writers call transport.Conn.WriteFrame directly; the
-// transports batch concurrent writes. Heartbeats run on a timer, not a
-// goroutine of their own. When the reader ends, for any reason, it fails
-// every pending call with the session's error and closes Done.
+// Goroutines. One goroutine at a time reads the connection: it holds the
+// session's read token. Usually that is a reader goroutine of the
+// session's own, but a caller waiting alone for its answer takes the token
+// and reads the answer itself (leader/follower), so an uncontended round
+// trip costs no hand-off between goroutines; only callers that find the
+// token taken wait for the holder to hand their answers over, through
+// per-call buffered channels (the holder never blocks on a slow caller).
+// Callers lead only on connections whose reads a deadline can interrupt
+// (transport.ReadDeadliner), since a leading caller must stop reading when
+// its own deadline passes.
+//
+// A reader that reads a request the peer opened runs its handler itself
+// when no other handler is running; if the handler is still running after
+// a short budget, another reader takes over the connection (a parked one,
+// or a new one), so a slow handler never holds up the connection. With
+// handlers already running, the reader hands the token on first and then
+// runs the handler. Readers that lose the token park and exit after a
+// second without work. Writers call transport.Conn.WriteFrame directly;
+// the transports batch concurrent writes. Heartbeats run on a timer, not a
+// goroutine of their own. Whichever goroutine finds the connection ended
+// fails every pending call with the session's error and closes Done.
 package session
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"sync"
@@ -40,19 +51,6 @@ const DefaultHeartbeatMisses = 3
 // cancelled as too slow.
 const DefaultStreamBuffer = 256
 
-// Handler serves requests the peer opens (EXECUTE_REQUEST and SIGNAL).
-type Handler interface {
-	// Serve runs on its own goroutine. ctx ends when the peer cancels the
-	// request or the session ends. Replies go through r.
-	Serve(ctx context.Context, req wire.Frame, r *Responder)
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, req wire.Frame, r *Responder)
-
-// Serve calls f.
-func (f HandlerFunc) Serve(ctx context.Context, req wire.Frame, r *Responder) { f(ctx, req, r) }
-
 // Config configures a Session. Zero values mean the defaults.
 type Config struct {
 	// Agent selects odd request ids (the agent's); otherwise even ids (the
@@ -61,8 +59,8 @@ type Config struct {
 	// Handler serves requests the peer opens; nil answers them with an
 	// ERROR frame of code NOT_FOUND.
 	Handler Handler
-	// OnMessage receives one-way MESSAGE frames. It runs on the reader and
-	// must not block.
+	// OnMessage receives one-way MESSAGE frames. It runs on the goroutine
+	// reading the connection and must not block. The frame is its to keep.
 	OnMessage func(wire.Frame)
 	// HeartbeatInterval is how often to probe an idle peer; 0 disables
 	// heartbeats (used for in-process instances).
@@ -76,18 +74,22 @@ type Config struct {
 	// frame is refused with a *wire.FrameTooLargeError before it is sent,
 	// and the session goes on. 0 means no check.
 	PeerMaxPayload uint32
+	// PeerSplit says the peer reads execute frames with wire.FlagSplit (it
+	// announced wire.FeatureSplit in the handshake).
+	PeerSplit bool
 	// Stats receives the session's counts; nil means private counters.
 	Stats *stats.Counters
 	// Logger receives lifecycle logs; nil discards them.
 	Logger *slog.Logger
-	// OnClose is called once, on the reader goroutine, after the session
-	// ended and every pending call failed.
+	// OnClose is called once, after the session ended and every pending
+	// call failed, on the goroutine that found the end.
 	OnClose func(err error)
 }
 
 // Session runs the protocol over one authenticated connection.
 type Session struct {
 	conn   transport.Conn
+	dl     transport.ReadDeadliner // conn, when its reads can be interrupted; else nil
 	cfg    Config
 	stats  *stats.Counters
 	log    *slog.Logger
@@ -96,31 +98,24 @@ type Session struct {
 	cancel context.CancelCauseFunc
 
 	readerDone chan struct{}
-	jobs       chan job      // hands requests to idle workers
+	grant      chan struct{} // hands the read token to a parked reader
 	framesIn   atomic.Uint64 // for heartbeat liveness
 	hbTimer    *time.Timer
+	grace      *time.Timer // gives a freed token to a reader
+	takeover   *time.Timer // hands the token on from a slow inline handler
 
 	mu      sync.Mutex // guards the fields below
 	idle    sync.Cond  // on mu; signalled when handlers drops to 0
 	pending map[uint64]*call
-	serving map[uint64]context.CancelFunc
+	serving map[uint64]*request
 	// handlers counts running handlers. It is not a sync.WaitGroup
-	// because Wait may run while the reader starts new handlers.
+	// because Wait may run while new handlers start.
 	handlers int
 	err      error  // why the session ended; set once
+	ended    bool   // finish has run
 	hbLast   uint64 // framesIn at the last heartbeat tick
 	hbMisses int    // ticks in a row without a frame
-}
-
-// callPool recycles the calls of unary requests that got their answer.
-var callPool = sync.Pool{New: func() any { return &call{ch: make(chan wire.Frame, 1)} }}
-
-// call is one request waiting for its answer. The reader is the only
-// goroutine that sends on or closes ch; it sets err before closing.
-type call struct {
-	ch     chan wire.Frame
-	stream bool
-	err    error
+	token    tokenState
 }
 
 // Start begins serving conn, which must already be authenticated.
@@ -137,10 +132,11 @@ func Start(conn transport.Conn, cfg Config) *Session {
 		stats:      cfg.Stats,
 		log:        cfg.Logger,
 		readerDone: make(chan struct{}),
-		jobs:       make(chan job),
+		grant:      make(chan struct{}, 1),
 		pending:    map[uint64]*call{},
-		serving:    map[uint64]context.CancelFunc{},
+		serving:    map[uint64]*request{},
 	}
+	s.dl, _ = conn.(transport.ReadDeadliner)
 	s.idle.L = &s.mu
 	if s.stats == nil {
 		s.stats = stats.New()
@@ -154,12 +150,13 @@ func Start(conn transport.Conn, cfg Config) *Session {
 		s.nextID.Store(^uint64(0)) // first id 1
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.mu.Lock() // the timers' functions read them under mu; they may run before Start returns
 	if cfg.HeartbeatInterval > 0 {
-		s.mu.Lock() // heartbeat reads hbTimer under mu; it may run before Start returns
 		s.hbTimer = time.AfterFunc(cfg.HeartbeatInterval, s.heartbeat)
-		s.mu.Unlock()
 	}
-	go s.read()
+	epoch, _ := s.grantLocked() // nobody is parked yet
+	s.mu.Unlock()
+	go s.reader(epoch)
 	return s
 }
 
@@ -183,10 +180,14 @@ func (s *Session) Conn() transport.Conn { return s.conn }
 // Stats returns the counters the session updates.
 func (s *Session) Stats() *stats.Counters { return s.stats }
 
+// PeerSplit reports whether the peer reads execute frames with
+// wire.FlagSplit.
+func (s *Session) PeerSplit() bool { return s.cfg.PeerSplit }
+
 // Close ends the session with cause (spear.ErrChannelClosed when nil):
 // pending calls fail at once with it and the connection closes. It waits
-// for the reader goroutine, not for handlers (see Wait). Calling it again,
-// or after the session ended, does nothing.
+// until the session has ended, not for handlers (see Wait). Calling it
+// again, or after the session ended, does nothing.
 func (s *Session) Close(cause error) {
 	if cause == nil {
 		cause = spear.ErrChannelClosed
@@ -207,7 +208,8 @@ func (s *Session) Wait() {
 }
 
 // end records the cause (the first one wins) and closes the connection,
-// which wakes the reader to fail everything pending.
+// which makes whoever reads it fail everything pending. When nobody holds
+// the read token, a reader is started to find the end.
 func (s *Session) end(cause error) {
 	s.mu.Lock()
 	if s.err == nil {
@@ -215,6 +217,16 @@ func (s *Session) end(cause error) {
 	}
 	s.mu.Unlock()
 	s.conn.Close()
+	s.mu.Lock()
+	if s.token.holder == holderNone && !s.ended {
+		epoch, start := s.grantLocked()
+		s.mu.Unlock()
+		if start {
+			s.startReader(epoch)
+		}
+		return
+	}
+	s.mu.Unlock()
 }
 
 // GoAway tells the peer this side is closing (a CLOSE frame with reason),
@@ -234,184 +246,13 @@ func (s *Session) GoAway(code spear.Code, reason string, cause error) {
 	s.Close(cause)
 }
 
-// Request sends f (its ID is assigned here) and waits for the answering
-// frame. An ERROR answer becomes a *spear.RemoteError. The wait ends early
-// when ctx ends (a CANCEL frame then tells the peer), after timeout when
-// ctx has no deadline and timeout is positive, or when the session ends.
-func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Duration) (wire.Frame, error) {
-	c, err := s.register(f, false)
-	if err != nil {
-		return wire.Frame{}, err
-	}
-	// A default timeout uses a pooled timer rather than a derived context:
-	// this is the common case, and it is on every request's path.
-	var expired <-chan time.Time
-	if _, ok := ctx.Deadline(); !ok && timeout > 0 {
-		t := getTimer(timeout)
-		defer putTimer(t)
-		expired = t.C
-	}
-	start := time.Now()
-	if err := s.write(f); err != nil {
-		s.forget(f.ID)
-		return wire.Frame{}, err
-	}
-	select {
-	case r, ok := <-c.ch:
-		if !ok {
-			s.stats.Error(stats.KindClosed)
-			return wire.Frame{}, c.err
-		}
-		s.stats.Latency(time.Since(start))
-		// The one answer was taken and the call left the pending map
-		// when it was delivered: nothing refers to c any more.
-		callPool.Put(c)
-		return r, codec.FrameError(r)
-	case <-ctx.Done():
-		return wire.Frame{}, s.abandon(ctx, f.ID)
-	case <-expired:
-		if s.forget(f.ID) {
-			s.sendCancel(f.ID)
-		}
-		s.stats.Error(stats.KindTimeout)
-		return wire.Frame{}, fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, f.ID, timeout)
-	}
-}
-
-var timers sync.Pool
-
-func getTimer(d time.Duration) *time.Timer {
-	if t, ok := timers.Get().(*time.Timer); ok {
-		t.Reset(d)
-		return t
-	}
-	return time.NewTimer(d)
-}
-
-// putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
-// holds no stale tick, so Reset after Get is safe.
-func putTimer(t *time.Timer) {
-	t.Stop()
-	timers.Put(t)
-}
-
 // Send writes a frame that expects no answer.
 func (s *Session) Send(f *wire.Frame) error { return s.write(f) }
-
-// OpenStream sends f, which asks for a streamed answer, and returns the
-// stream of answering frames.
-func (s *Session) OpenStream(ctx context.Context, f *wire.Frame) (*Stream, error) {
-	c, err := s.register(f, true)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.write(f); err != nil {
-		s.forget(f.ID)
-		return nil, err
-	}
-	return &Stream{s: s, c: c, id: f.ID, ctx: ctx}, nil
-}
-
-// Stream is the answer to a streaming request. Recv is for one goroutine.
-type Stream struct {
-	s    *Session
-	c    *call
-	id   uint64
-	ctx  context.Context
-	done bool
-}
-
-// Recv returns the next STREAM_DATA payload, io.EOF after the last one, or
-// the error that ended the stream (the peer's ERROR frame as a
-// *spear.RemoteError, spear.ErrStreamOverflow, the session's error, or
-// the context's).
-func (st *Stream) Recv() ([]byte, error) {
-	if st.done {
-		return nil, io.EOF
-	}
-	select {
-	case f, ok := <-st.c.ch:
-		if !ok {
-			st.done = true
-			return nil, st.c.err
-		}
-		if err := codec.FrameError(f); err != nil {
-			st.done = true
-			return nil, err
-		}
-		if f.Flags&wire.FlagEnd != 0 || f.Type != wire.TypeStreamData {
-			st.done = true
-			if len(f.Payload) == 0 {
-				return nil, io.EOF
-			}
-		}
-		return f.Payload, nil
-	case <-st.ctx.Done():
-		st.done = true
-		return nil, st.s.abandon(st.ctx, st.id)
-	}
-}
-
-// Close abandons the stream if it has not ended, telling the peer to stop.
-func (st *Stream) Close() {
-	if !st.done {
-		st.done = true
-		if st.s.forget(st.id) {
-			st.s.sendCancel(st.id)
-		}
-	}
-}
-
-func (s *Session) register(f *wire.Frame, stream bool) (*call, error) {
-	var c *call
-	if stream {
-		c = &call{ch: make(chan wire.Frame, s.cfg.StreamBuffer), stream: true}
-	} else {
-		c = callPool.Get().(*call)
-	}
-	f.ID = s.nextID.Add(2)
-	if stream {
-		f.Flags |= wire.FlagStream
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pending == nil {
-		return nil, s.err
-	}
-	s.pending[f.ID] = c
-	return c, nil
-}
-
-// forget removes a pending call and reports whether it was still pending.
-func (s *Session) forget(id uint64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.pending[id]
-	delete(s.pending, id)
-	return ok
-}
-
-// abandon gives up on request id because ctx ended, and tells the peer.
-func (s *Session) abandon(ctx context.Context, id uint64) error {
-	if s.forget(id) {
-		s.sendCancel(id)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		s.stats.Error(stats.KindTimeout)
-		return fmt.Errorf("%w: request %d: %w", spear.ErrTimeout, id, ctx.Err())
-	}
-	s.stats.Error(stats.KindCanceled)
-	return fmt.Errorf("request %d: %w", id, ctx.Err())
-}
-
-func (s *Session) sendCancel(id uint64) {
-	_ = s.write(&wire.Frame{Type: wire.TypeCancel, ID: id})
-}
 
 // write sends one frame; a failed write ends the session, since the
 // connection is out of step after it.
 func (s *Session) write(f *wire.Frame) error {
-	if n := len(f.Payload); s.cfg.PeerMaxPayload > 0 && n > int(s.cfg.PeerMaxPayload) {
+	if n := f.Len(); s.cfg.PeerMaxPayload > 0 && n > int(s.cfg.PeerMaxPayload) {
 		// The peer would drop the whole connection for it; refuse this
 		// one frame instead.
 		s.stats.Error(stats.KindSend)
@@ -431,180 +272,20 @@ func (s *Session) write(f *wire.Frame) error {
 	return nil
 }
 
-// read is the reader goroutine.
-func (s *Session) read() {
-	err := s.readLoop()
-	s.finish(err)
-}
-
-func (s *Session) readLoop() error {
-	for {
-		f, err := s.conn.ReadFrame()
-		if err != nil {
-			s.refuse(err)
-			return err
-		}
-		s.framesIn.Add(1)
-		s.stats.Received(f.Size())
-		switch f.Type {
-		case wire.TypeExecuteResponse, wire.TypeStreamData, wire.TypeError:
-			s.deliver(f)
-		case wire.TypeExecuteRequest, wire.TypeSignal:
-			s.serve(f)
-		case wire.TypeCancel:
-			s.mu.Lock()
-			cancel := s.serving[f.ID]
-			s.mu.Unlock()
-			if cancel != nil {
-				cancel()
-			}
-		case wire.TypeHeartbeat:
-			if f.Flags&wire.FlagAck == 0 {
-				_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
-			}
-		case wire.TypeMessage:
-			if s.cfg.OnMessage != nil {
-				s.cfg.OnMessage(f)
-			}
-		case wire.TypeClose:
-			_, reason, _ := codec.DecodeClose(f.Payload) // an undecodable reason is still a goodbye
-			return &peerClosedError{reason: reason}
-		default: // handshake frames after the handshake
-			err := fmt.Errorf("%w: unexpected %s frame after the handshake", spear.ErrInvalidMessage, f.Type)
-			_ = s.conn.WriteFrame(codec.ErrorFrame(0, spear.CodeInvalidMessage, err.Error()))
-			return err
-		}
-	}
-}
-
-// refuse tells the peer which of its frames broke the protocol, before the
-// connection closes (docs/protocol.md, "Errors").
-func (s *Session) refuse(err error) {
-	if f, ok := codec.Refusal(err); ok {
-		_ = s.conn.WriteFrame(f)
-	}
-}
-
-// deliver hands an answering frame to its waiting call.
-func (s *Session) deliver(f wire.Frame) {
-	terminal := f.Type != wire.TypeStreamData || f.Flags&wire.FlagEnd != 0
-	s.mu.Lock()
-	c := s.pending[f.ID]
-	if c == nil { // a late answer to an abandoned request
-		s.mu.Unlock()
-		return
-	}
-	if terminal || !c.stream {
-		delete(s.pending, f.ID)
-	}
-	s.mu.Unlock()
-	if f.Type == wire.TypeError {
-		s.stats.Error(stats.KindRemote)
-	}
-	if !c.stream {
-		c.ch <- f // capacity 1, and only one answer is delivered
-		return
-	}
-	select {
-	case c.ch <- f:
-		if terminal {
-			close(c.ch)
-		}
-	default:
-		if !terminal && !s.forget(f.ID) {
-			return
-		}
-		s.stats.Error(stats.KindOverflow)
-		c.err = fmt.Errorf("%w: stream %d held %d unread chunks", spear.ErrStreamOverflow, f.ID, cap(c.ch))
-		close(c.ch)
-		s.sendCancel(f.ID)
-	}
-}
-
-// serve starts a handler for a request the peer opened.
-func (s *Session) serve(f wire.Frame) {
-	if s.cfg.Handler == nil {
-		if f.ID != 0 {
-			_ = s.write(codec.ErrorFrame(f.ID, spear.CodeNotFound, "no handler for "+f.Type.String()))
-		}
-		return
-	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	s.mu.Lock()
-	_, dup := s.serving[f.ID]
-	if f.ID != 0 && dup {
-		s.mu.Unlock()
-		cancel()
-		_ = s.write(codec.ErrorFrame(f.ID, spear.CodeInvalidMessage, fmt.Sprintf("request id %d is already in use", f.ID)))
-		return
-	}
-	if f.ID != 0 {
-		s.serving[f.ID] = cancel
-	}
-	s.handlers++
-	s.mu.Unlock()
-	j := job{ctx: ctx, cancel: cancel, f: f}
-	select {
-	case s.jobs <- j: // an idle worker takes it
-	default:
-		go s.worker(j)
-	}
-}
-
-// job is one request for a worker to serve.
-type job struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	f      wire.Frame
-}
-
-// workerIdle is how long a worker waits for another request before it
-// exits. Reusing workers keeps their grown stacks, which a fresh goroutine
-// per request would have to grow again every time.
-const workerIdle = time.Second
-
-// worker serves j, then further requests handed over s.jobs, until it has
-// been idle for workerIdle or the session ends.
-func (s *Session) worker(j job) {
-	var idle *time.Timer
-	for {
-		s.run(j)
-		if idle == nil {
-			idle = time.NewTimer(workerIdle)
-		} else {
-			idle.Reset(workerIdle)
-		}
-		select {
-		case j = <-s.jobs:
-		case <-idle.C:
-			return
-		case <-s.readerDone:
-			idle.Stop()
-			return
-		}
-	}
-}
-
-func (s *Session) run(j job) {
-	defer j.cancel()
-	s.cfg.Handler.Serve(j.ctx, j.f, &Responder{s: s, id: j.f.ID})
-	s.mu.Lock()
-	if j.f.ID != 0 {
-		delete(s.serving, j.f.ID)
-	}
-	if s.handlers--; s.handlers == 0 {
-		s.idle.Broadcast()
-	}
-	s.mu.Unlock()
-}
-
-// finish runs on the reader after it stopped: it settles the session's
-// error, fails every pending call and cancels every handler.
+// finish runs once, on the goroutine that found the connection ended: it
+// settles the session's error, fails every pending call and cancels every
+// handler.
 func (s *Session) finish(readErr error) {
 	if s.hbTimer != nil {
 		s.hbTimer.Stop()
 	}
 	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.token.holder = holderNone
 	if s.err == nil {
 		switch {
 		case errors.Is(readErr, spear.ErrInvalidMessage), isPeerClosed(readErr):
@@ -624,8 +305,8 @@ func (s *Session) finish(readErr error) {
 	err := s.err
 	pending := s.pending
 	s.pending = nil
-	for _, cancel := range s.serving {
-		cancel()
+	for _, r := range s.serving {
+		r.ctx.cancel()
 	}
 	s.mu.Unlock()
 	s.conn.Close()
@@ -684,28 +365,4 @@ func (s *Session) heartbeat() {
 	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
 	s.mu.Unlock()
-}
-
-// Responder answers one request the peer opened.
-type Responder struct {
-	s  *Session
-	id uint64
-}
-
-// ID returns the request id; 0 for a one-way signal, whose answers are
-// dropped.
-func (r *Responder) ID() uint64 { return r.id }
-
-// Send writes f as an answer to the request.
-func (r *Responder) Send(f *wire.Frame) error {
-	if r.id == 0 {
-		return nil
-	}
-	f.ID = r.id
-	return r.s.write(f)
-}
-
-// Error answers the request with an ERROR frame.
-func (r *Responder) Error(code spear.Code, msg string) error {
-	return r.Send(codec.ErrorFrame(0, code, msg))
 }

@@ -647,6 +647,7 @@ func TestMalformedFrameEndsSession(t *testing.T) {
 	t.Cleanup(func() { peer.Close() })
 	ctx := testContext(t)
 	go func() { _ = peer.WriteFrame(&wire.Frame{Type: wire.TypeMessage, Payload: make([]byte, 9)}) }()
+	go func() { _, _ = peer.ReadFrame() }() // the refusal; net.Pipe does not buffer it
 	recv(t, ctx, s.Done(), "the session to end")
 	var tooLarge *wire.FrameTooLargeError
 	if !errors.As(s.Err(), &tooLarge) || !errors.Is(s.Err(), spear.ErrInvalidMessage) {

@@ -145,7 +145,10 @@ type AuthRequest struct {
 	ClientNonce []byte `protobuf:"bytes,2,opt,name=client_nonce,json=clientNonce,proto3" json:"client_nonce,omitempty"`
 	// proof is HMAC-SHA256(secret, "spear-auth-v1 instance" | nonce |
 	// client_nonce | instance_id); the secret itself never travels.
-	Proof         []byte `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	Proof []byte `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	// features lists optional protocol features the instance supports
+	// ("split": it reads SPLIT execute requests).
+	Features      []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +200,13 @@ func (x *AuthRequest) GetClientNonce() []byte {
 func (x *AuthRequest) GetProof() []byte {
 	if x != nil {
 		return x.Proof
+	}
+	return nil
+}
+
+func (x *AuthRequest) GetFeatures() []string {
+	if x != nil {
+		return x.Features
 	}
 	return nil
 }
@@ -284,7 +294,9 @@ func (x *AuthResponse) GetMaxPayload() uint32 {
 	return 0
 }
 
-// ExecuteRequest asks the instance to run its function.
+// ExecuteRequest asks the instance to run its function. In a frame with
+// the SPLIT flag it is the envelope: payload is left out, and the caller's
+// bytes follow the message in the frame (docs/protocol.md, "Execute").
 type ExecuteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// method selects a handler inside the instance; empty means the default.
@@ -356,7 +368,8 @@ func (x *ExecuteRequest) GetMetadata() map[string]string {
 	return nil
 }
 
-// ExecuteResponse carries a unary result.
+// ExecuteResponse carries a unary result; with the SPLIT flag, payload is
+// left out and follows the message, as for ExecuteRequest.
 type ExecuteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
@@ -585,12 +598,13 @@ const file_spear_v1_spear_proto_rawDesc = "" +
 	"\x14spear/v1/spear.proto\x12\bspear.v1\"A\n" +
 	"\rAuthChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1a\n" +
-	"\bversions\x18\x02 \x03(\rR\bversions\"g\n" +
+	"\bversions\x18\x02 \x03(\rR\bversions\"\x83\x01\n" +
 	"\vAuthRequest\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12!\n" +
 	"\fclient_nonce\x18\x02 \x01(\fR\vclientNonce\x12\x14\n" +
-	"\x05proof\x18\x03 \x01(\fR\x05proof\"\xc1\x01\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\x12\x1a\n" +
+	"\bfeatures\x18\x04 \x03(\tR\bfeatures\"\xc1\x01\n" +
 	"\fAuthResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,16 +103,35 @@ func Dial(ctx context.Context, addr string) (transport.Conn, error) {
 }
 
 // Conn is one end of an in-process connection.
+//
+// A reader waits on its frame channel alone, a plain receive, which is
+// cheaper than a select: what else could end the wait (either end
+// closing, the read deadline passing) is a flag, and whoever sets one
+// also puts a wake-up (a frame of type 0) on the channel if there is room,
+// which there is whenever a reader waits on it. The reader looks at the
+// flags before it waits and after each wake-up, so none is lost.
 type Conn struct {
 	in, out      chan wire.Frame
-	done         chan struct{} // closed when this end closes
-	peerDone     chan struct{} // closed when the other end closes
+	peer         *Conn
+	done         chan struct{} // closed when this end closes (for blocked writers)
+	closed       atomic.Bool   // this end closed
 	writeTimeout time.Duration
 	once         sync.Once
 	timedOut     atomic.Bool // a write waited writeTimeout, and closed the connection
+
+	expired  atomic.Bool // the read deadline has passed
+	dmu      sync.Mutex  // guards the fields below
+	deadline time.Time   // the read deadline; zero for none
+	dtimer   *time.Timer // sets expired at the deadline
 }
 
-var _ transport.Conn = (*Conn)(nil)
+var (
+	_ transport.Conn          = (*Conn)(nil)
+	_ transport.ReadDeadliner = (*Conn)(nil)
+)
+
+// errReadDeadline is what a read that outlived its deadline returns.
+var errReadDeadline = fmt.Errorf("memory read: %w", os.ErrDeadlineExceeded)
 
 // Pipe returns the two ends of a new in-process connection, which bound a
 // write to a peer that stopped reading by transport.DefaultWriteTimeout.
@@ -119,46 +139,107 @@ func Pipe() (*Conn, *Conn) { return pipe(transport.DefaultWriteTimeout) }
 
 func pipe(writeTimeout time.Duration) (*Conn, *Conn) {
 	ab, ba := make(chan wire.Frame, queueLen), make(chan wire.Frame, queueLen)
-	aDone, bDone := make(chan struct{}), make(chan struct{})
-	a := &Conn{in: ba, out: ab, done: aDone, peerDone: bDone, writeTimeout: writeTimeout}
-	b := &Conn{in: ab, out: ba, done: bDone, peerDone: aDone, writeTimeout: writeTimeout}
+	a := &Conn{in: ba, out: ab, done: make(chan struct{}), writeTimeout: writeTimeout}
+	b := &Conn{in: ab, out: ba, done: make(chan struct{}), writeTimeout: writeTimeout}
+	a.peer, b.peer = b, a
 	return a, b
 }
 
 // ReadFrame implements transport.Conn. Frames the peer wrote before closing
-// are still delivered.
+// are still delivered. The payload is from the receive pool (see
+// wire.Frame.Release).
 func (c *Conn) ReadFrame() (wire.Frame, error) {
-	select {
-	case f := <-c.in:
-		return f, nil
-	default:
-	}
-	select {
-	case f := <-c.in:
-		return f, nil
-	case <-c.done:
-		return wire.Frame{}, fmt.Errorf("%w: memory connection closed", spear.ErrChannelClosed)
-	case <-c.peerDone:
+	for {
 		select {
 		case f := <-c.in:
+			if f.Type == 0 {
+				continue // a wake-up; the queue may hold more
+			}
 			return f, nil
 		default:
-			return wire.Frame{}, fmt.Errorf("%w: memory peer closed", spear.ErrChannelClosed)
+		}
+		switch {
+		case c.closed.Load():
+			return wire.Frame{}, fmt.Errorf("%w: memory connection closed", spear.ErrChannelClosed)
+		case c.peer.closed.Load():
+			for {
+				select {
+				case f := <-c.in:
+					if f.Type != 0 {
+						return f, nil
+					}
+					continue
+				default:
+				}
+				return wire.Frame{}, fmt.Errorf("%w: memory peer closed", spear.ErrChannelClosed)
+			}
+		case c.expired.Load():
+			return wire.Frame{}, errReadDeadline
+		}
+		if f := <-c.in; f.Type != 0 {
+			return f, nil
 		}
 	}
 }
 
-// WriteFrame implements transport.Conn. The payload is copied, so the
-// caller may reuse it. A write that waits the write timeout for a peer that
-// stopped reading closes the connection and fails with an error matching
-// spear.ErrTimeout.
-func (c *Conn) WriteFrame(f *wire.Frame) error {
-	g := *f
-	if len(f.Payload) > 0 {
-		g.Payload = append([]byte(nil), f.Payload...)
+// wake makes a waiting ReadFrame look at the flags again.
+func (c *Conn) wake() {
+	select {
+	case c.in <- wire.Frame{}:
+	default: // full: the reader is not waiting
 	}
+}
+
+// SetReadDeadline implements transport.ReadDeadliner.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.deadline = t
+	if c.dtimer != nil {
+		c.dtimer.Stop()
+	}
+	switch d := time.Until(t); {
+	case t.IsZero():
+		c.expired.Store(false)
+	case d <= 0:
+		c.expire(t)
+	case c.dtimer == nil:
+		c.expired.Store(false)
+		c.dtimer = time.AfterFunc(d, func() { c.expire(time.Time{}) })
+	default:
+		c.expired.Store(false)
+		c.dtimer.Reset(d)
+	}
+	return nil
+}
+
+// expire marks the deadline passed. From the timer (t zero) it checks the
+// deadline is still the one that passed; SetReadDeadline may have moved it.
+func (c *Conn) expire(t time.Time) {
+	if t.IsZero() {
+		c.dmu.Lock()
+		passed := !c.deadline.IsZero() && !c.deadline.After(time.Now())
+		c.dmu.Unlock()
+		if !passed {
+			return
+		}
+	}
+	c.expired.Store(true)
+	c.wake()
+}
+
+// WriteFrame implements transport.Conn. The payload (Payload and Body) is
+// copied into a buffer of the receive pool, so the caller may reuse it. A
+// write that waits the write timeout for a peer that stopped reading
+// closes the connection and fails with an error matching spear.ErrTimeout.
+func (c *Conn) WriteFrame(f *wire.Frame) error {
 	if err := c.closedErr(); err != nil {
 		return err
+	}
+	g := wire.Frame{Type: f.Type, Flags: f.Flags, ID: f.ID}
+	if n := f.Len(); n > 0 {
+		p := g.NewPayload(n)
+		copy(p[copy(p, f.Payload):], f.Body)
 	}
 	select {
 	case c.out <- g:
@@ -171,35 +252,40 @@ func (c *Conn) WriteFrame(f *wire.Frame) error {
 	case c.out <- g:
 		return nil
 	case <-c.done:
-		return c.closedErr()
-	case <-c.peerDone:
-		return c.closedErr()
+	case <-c.peer.done:
 	case <-t.C:
 		c.timedOut.Store(true)
 		c.Close()
+		g.Release()
 		return fmt.Errorf("%w: write: memory peer not reading for %s", spear.ErrTimeout, c.writeTimeout)
 	}
+	g.Release()
+	return c.closedErr()
 }
 
 // closedErr returns the error for a closed connection, or nil while it is
 // open.
 func (c *Conn) closedErr() error {
-	select {
-	case <-c.done:
+	switch {
+	case c.closed.Load():
 		if c.timedOut.Load() {
 			return fmt.Errorf("%w: memory connection closed after a write timed out", spear.ErrChannelClosed)
 		}
 		return fmt.Errorf("%w: memory connection closed", spear.ErrChannelClosed)
-	case <-c.peerDone:
+	case c.peer.closed.Load():
 		return fmt.Errorf("%w: memory peer closed", spear.ErrChannelClosed)
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Close implements transport.Conn.
 func (c *Conn) Close() error {
-	c.once.Do(func() { close(c.done) })
+	c.once.Do(func() {
+		c.closed.Store(true)
+		close(c.done)
+		c.wake()
+		c.peer.wake()
+	})
 	return nil
 }
 
