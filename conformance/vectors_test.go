@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -93,6 +94,9 @@ func goVectors() Vectors {
 	add("auth_request", wire.Frame{Type: wire.TypeAuthRequest,
 		Payload: marshal(&spearpb.AuthRequest{InstanceId: id, ClientNonce: clientNonce, Proof: proof})},
 		map[string]any{"instance_id": id, "client_nonce": h(clientNonce), "proof": h(proof)})
+	add("auth_request_features", wire.Frame{Type: wire.TypeAuthRequest,
+		Payload: marshal(&spearpb.AuthRequest{InstanceId: id, ClientNonce: clientNonce, Proof: proof, Features: []string{wire.FeatureSplit}})},
+		map[string]any{"instance_id": id, "client_nonce": h(clientNonce), "proof": h(proof), "features": []string{wire.FeatureSplit}})
 	add("auth_response", wire.Frame{Type: wire.TypeAuthResponse,
 		Payload: marshal(&spearpb.AuthResponse{SessionId: "s1", Features: []string{"stream", "cancel"}, ServerProof: serverProof, HeartbeatIntervalMs: 5000, MaxPayload: 16 << 20})},
 		map[string]any{"session_id": "s1", "features": []string{"stream", "cancel"}, "server_proof": h(serverProof), "heartbeat_interval_ms": 5000, "max_payload": 16 << 20})
@@ -108,6 +112,22 @@ func goVectors() Vectors {
 	add("execute_response_empty", wire.Frame{Type: wire.TypeExecuteResponse, ID: 9,
 		Payload: codec.AppendExecuteResponse(nil, nil, nil)},
 		map[string]any{"payload": "", "metadata": map[string]string{}})
+	// The split layout: a 4-byte envelope length, the envelope (the
+	// message without its payload field), then the payload as it is.
+	split := func(f wire.Frame) wire.Frame { // Payload and Body as received: one payload
+		f.Payload = append(f.Payload, f.Body...)
+		f.Body = nil
+		return f
+	}
+	var req, resp wire.Frame
+	codec.PutExecuteRequest(&req, nil, &codec.ExecuteRequest{Method: "echo", Payload: []byte("hello"), TimeoutMs: 1500}, true)
+	req.ID = 15
+	add("execute_request_split", split(req),
+		map[string]any{"method": "echo", "payload": h([]byte("hello")), "timeout_ms": 1500, "metadata": map[string]string{}})
+	codec.PutExecuteResponse(&resp, nil, []byte("hi there"), nil, true)
+	resp.ID = 15
+	add("execute_response_split", split(resp),
+		map[string]any{"payload": h([]byte("hi there")), "metadata": map[string]string{}})
 	add("stream_data_end", wire.Frame{Type: wire.TypeStreamData, Flags: wire.FlagEnd | wire.FlagStream, ID: 0x0102030405060708, Payload: []byte("abc")},
 		map[string]any{"data": h([]byte("abc"))})
 	add("signal_terminate", wire.Frame{Type: wire.TypeSignal, ID: 3, Payload: marshal(&spearpb.Signal{Kind: spearpb.SignalKind_SIGNAL_KIND_TERMINATE})},
@@ -142,5 +162,39 @@ func TestVectors(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Fatalf("%s is out of date; run go test ./conformance -run TestVectors -update", vectorsFile)
+	}
+}
+
+// docs/protocol.md's worked example of the split layout shows the bytes of
+// the split vectors: the hex tokens that start its lines, frame by frame.
+func TestSplitExampleInProtocolDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "EXECUTE_REQUEST, flags SPLIT (0x0008)\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/protocol.md has no split example")
+	}
+	frames := []string{""}
+	for _, line := range strings.Split(block, "\n") {
+		if strings.HasPrefix(line, "EXECUTE_RESPONSE") {
+			frames = append(frames, "")
+			continue
+		}
+		for _, tok := range strings.Fields(line) {
+			if _, err := hex.DecodeString(tok); err != nil {
+				break // the comment
+			}
+			frames[len(frames)-1] += tok
+		}
+	}
+	want := map[string]string{}
+	for _, f := range goVectors().Frames {
+		want[f.Name] = f.Frame
+	}
+	if len(frames) != 2 || frames[0] != want["execute_request_split"] || frames[1] != want["execute_response_split"] {
+		t.Errorf("the example shows %q, the vectors are %q and %q", frames, want["execute_request_split"], want["execute_response_split"])
 	}
 }

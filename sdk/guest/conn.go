@@ -36,8 +36,8 @@ func (c *conn) ReadFrame() (wire.Frame, error) { return c.r.ReadFrame() }
 func (c *conn) WriteFrame(f *wire.Frame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.peerMax > 0 && uint64(len(f.Payload)) > uint64(c.peerMax) {
-		return &wire.FrameTooLargeError{Length: uint32(min(len(f.Payload), math.MaxUint32)), Max: c.peerMax}
+	if c.peerMax > 0 && uint64(f.Len()) > uint64(c.peerMax) {
+		return &wire.FrameTooLargeError{Length: uint32(min(f.Len(), math.MaxUint32)), Max: c.peerMax}
 	}
 	c.buf = wire.AppendFrame(c.buf[:0], f)
 	if _, err := c.w.Write(c.buf); err != nil {

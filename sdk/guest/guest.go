@@ -132,7 +132,7 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, cfg Config) error {
 	}
 	c := newConn(in, out)
 	// The handshake is internal/auth's, the same as every Go instance's.
-	resp, err := auth.Connect(context.Background(), c, cfg.ID, cfg.Secret)
+	resp, err := auth.Connect(context.Background(), c, cfg.ID, cfg.Secret, wire.FeatureSplit)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (s *server) handle(ctx context.Context, f wire.Frame) (done bool, err error
 }
 
 func (s *server) execute(ctx context.Context, f wire.Frame) error {
-	pb, err := codec.DecodeExecuteRequest(f.Payload)
+	pb, err := codec.ExecuteRequestOf(&f)
 	if err != nil {
 		return s.fail(f.ID, spear.CodeInvalidMessage, err.Error())
 	}
@@ -218,7 +218,9 @@ func (s *server) execute(ctx context.Context, f wire.Frame) error {
 		if req.gathered.Len() > 0 {
 			out = append(req.gathered.Bytes(), out...)
 		}
-		answer = &wire.Frame{Type: wire.TypeExecuteResponse, ID: f.ID, Payload: codec.AppendExecuteResponse(nil, out, nil)}
+		// The answer takes the request's layout.
+		answer = &wire.Frame{ID: f.ID}
+		codec.PutExecuteResponse(answer, nil, out, nil, f.Flags&wire.FlagSplit != 0)
 	}
 	err = s.c.WriteFrame(answer)
 	var tooLarge *wire.FrameTooLargeError

@@ -81,6 +81,7 @@ func Serve(ln net.Listener, opts Options) *Listener {
 	sopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.msgLimit()),
 		grpc.MaxSendMsgSize(opts.msgLimit()),
+		grpc.ForceServerCodecV2(frameCodec{maxPayload: opts.maxPayload()}),
 	}, opts.ServerOptions...)
 	l.srv = grpc.NewServer(sopts...)
 	transportpb.RegisterFrameTransportServer(l.srv, l)
@@ -141,7 +142,8 @@ func (l *Listener) Addr() string { return l.ln.Addr().String() }
 func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error) {
 	dopts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.msgLimit()), grpc.MaxCallSendMsgSize(opts.msgLimit())),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.msgLimit()), grpc.MaxCallSendMsgSize(opts.msgLimit()),
+			grpc.ForceCodecV2(frameCodec{maxPayload: opts.maxPayload()})),
 	}, opts.DialOptions...)
 	cc, err := grpc.NewClient(addr, dopts...)
 	if err != nil {
@@ -164,10 +166,12 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 	return c, nil
 }
 
-// frameStream is what the client and server streams have in common.
+// frameStream is what the client and server streams have in common. The
+// messages are sent and received through frameCodec: a *wire.Frame out, a
+// *received in.
 type frameStream interface {
-	Send(*transportpb.Frame) error
-	Recv() (*transportpb.Frame, error)
+	SendMsg(m any) error
+	RecvMsg(m any) error
 }
 
 // Conn is one grpc stream as a transport.Conn.
@@ -248,29 +252,21 @@ func (c *Conn) writing(begin bool) {
 	c.tmu.Unlock()
 }
 
-// ReadFrame implements transport.Conn.
+// ReadFrame implements transport.Conn. The payload is from the receive
+// pool (see wire.Frame.Release).
 func (c *Conn) ReadFrame() (wire.Frame, error) {
 	c.rmu.Lock()
-	m, err := c.recv()
-	c.rmu.Unlock()
-	if err != nil {
-		return wire.Frame{}, err
-	}
-	return wire.Decode(m.Data, c.maxPayload)
-}
-
-// recv receives one message; c.rmu must be held.
-func (c *Conn) recv() (*transportpb.Frame, error) {
+	defer c.rmu.Unlock()
 	select {
 	case <-c.closed:
-		return nil, fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
+		return wire.Frame{}, fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
 	default:
 	}
-	m, err := c.stream.Recv()
-	if err != nil {
-		return nil, c.filter(err)
+	var m received
+	if err := c.stream.RecvMsg(&m); err != nil {
+		return wire.Frame{}, c.filter(err)
 	}
-	return m, nil
+	return m.f, m.err
 }
 
 // WriteFrame implements transport.Conn. A Send that waits longer than the
@@ -282,10 +278,9 @@ func (c *Conn) WriteFrame(f *wire.Frame) error {
 		return fmt.Errorf("%w: grpc stream closed", spear.ErrChannelClosed)
 	default:
 	}
-	m := &transportpb.Frame{Data: wire.AppendFrame(make([]byte, 0, f.Size()), f)}
 	c.wmu.Lock()
 	c.writing(true)
-	err := c.stream.Send(m)
+	err := c.stream.SendMsg(f) // encoded, into a buffer grpc owns, before it returns
 	c.writing(false)
 	c.wmu.Unlock()
 	if err != nil {
@@ -296,6 +291,7 @@ func (c *Conn) WriteFrame(f *wire.Frame) error {
 	}
 	return nil
 }
+
 
 func (c *Conn) filter(err error) error {
 	select {
@@ -339,9 +335,11 @@ func (c *Conn) awaitEnd() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
-		if _, err := c.stream.Recv(); err != nil {
+		var m received
+		if err := c.stream.RecvMsg(&m); err != nil {
 			return
 		}
+		m.f.Release()
 	}
 }
 

@@ -40,6 +40,7 @@ class Flag(enum.IntFlag):
     END = 0x0001
     ACK = 0x0002
     STREAM = 0x0004
+    SPLIT = 0x0008
 
 
 class Frame(NamedTuple):

@@ -231,7 +231,7 @@ class Instance:
         client_nonce = os.urandom(NONCE_SIZE)
         secret = cfg.secret.reveal()
         mine = proof(secret, ROLE_INSTANCE, challenge.nonce, client_nonce, cfg.instance_id)
-        writer.write(encode(Type.AUTH_REQUEST, 0, 0, pb.encode_auth_request(cfg.instance_id, client_nonce, mine)))
+        writer.write(encode(Type.AUTH_REQUEST, 0, 0, pb.encode_auth_request(cfg.instance_id, client_nonce, mine, (pb.FEATURE_SPLIT,))))
         await writer.drain()
         f = await read_frame(reader, self.max_payload)
         _raise_refusal(f)
@@ -435,7 +435,10 @@ class _Connection:
             self.send_error(f.id, Code.INVALID_MESSAGE, f"request id {f.id} is already in use")
             return
         try:
-            r = pb.decode_execute_request(f.payload)
+            if f.flags & Flag.SPLIT:
+                r = pb.decode_execute_request_split(f.payload)
+            else:
+                r = pb.decode_execute_request(f.payload)
         except ProtocolError as e:
             self.send_error(f.id, Code.INVALID_MESSAGE, f"undecodable EXECUTE_REQUEST: {e.message}")
             return
@@ -451,6 +454,7 @@ class _Connection:
             self.send_error(f.id, Code.NOT_FOUND, f"no method {r.method!r}")
             return
         req = Request(self, f.id, r.method, r.payload, r.metadata, bool(f.flags & Flag.STREAM), r.timeout_ms)
+        req._split = bool(f.flags & Flag.SPLIT)
         self.requests[f.id] = req
         self._idle.clear()
         self._spawn(self._run(req, handler))
@@ -510,11 +514,18 @@ class _Connection:
             return
         if req._gathered:
             data = b"".join(req._gathered) + data
-        size = pb.execute_response_size(len(data))
+        flags: int = 0
+        if req._split:
+            # The result follows a 4-byte empty envelope, never copied into a message.
+            flags, lead = Flag.SPLIT, pb.SPLIT_RESPONSE_HEADER
+            size = len(lead) + len(data)
+        else:
+            lead = pb.encode_execute_response_header(len(data))
+            size = pb.execute_response_size(len(data))
         if self.peer_max and size > self.peer_max:
             self.send_error(req.id, Code.TOO_LARGE, f"result of {len(data)} bytes is over the agent's limit of {self.peer_max}")
             return
-        head = header(Type.EXECUTE_RESPONSE, 0, req.id, size) + pb.encode_execute_response_header(len(data))
+        head = header(Type.EXECUTE_RESPONSE, flags, req.id, size) + lead
         if len(data) <= _COALESCE:
             self.writer.write(head + data)  # one send for a small answer
         else:

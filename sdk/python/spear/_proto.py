@@ -8,7 +8,7 @@ exactly as the Go implementation does, so the bytes match its test vectors.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ._errors import Code, ProtocolError
 
@@ -130,12 +130,18 @@ def decode_auth_challenge(b: Buffer) -> AuthChallenge:
     return AuthChallenge(nonce, versions)
 
 
-def encode_auth_request(instance_id: str, client_nonce: bytes, proof: bytes) -> bytes:
+# The optional protocol features this SDK announces in its AUTH_REQUEST:
+# it reads execute requests in the split layout (docs/protocol.md, "Execute").
+FEATURE_SPLIT = "split"
+
+
+def encode_auth_request(instance_id: str, client_nonce: bytes, proof: bytes, features: Sequence[str] = ()) -> bytes:
     """spear.v1.AuthRequest."""
     return (
         _bytes_field(1, instance_id.encode("utf-8"))
         + _bytes_field(2, client_nonce)
         + _bytes_field(3, proof)
+        + b"".join(_bytes_field(4, f.encode("utf-8")) for f in features)
     )
 
 
@@ -223,6 +229,41 @@ def encode_execute_request(
     return out + _encode_map(4, metadata)
 
 
+def split_payload(b: Buffer) -> Tuple[memoryview, memoryview]:
+    """Cuts the payload of a SPLIT execute frame into its envelope (a
+    protobuf message without its payload field) and the payload's bytes."""
+    view = memoryview(b)
+    if len(view) < 4:
+        raise ProtocolError(Code.INVALID_MESSAGE, "split payload shorter than its envelope length")
+    n = int.from_bytes(view[:4], "big")
+    if n > len(view) - 4:
+        raise ProtocolError(Code.INVALID_MESSAGE, "split payload shorter than its envelope length")
+    return view[4 : 4 + n], view[4 + n :]
+
+
+def decode_execute_request_split(b: Buffer) -> ExecuteRequest:
+    """An ExecuteRequest in the split layout; its payload is a view of b."""
+    envelope, body = split_payload(b)
+    for num, _typ, _v in fields(envelope):
+        if num == 2:
+            raise ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field")
+    r = decode_execute_request(envelope)
+    return r._replace(payload=bytes(body))
+
+
+def encode_execute_request_split(
+    method: str = "", payload: Buffer = b"", timeout_ms: int = 0, metadata: Optional[Dict[str, str]] = None
+) -> bytes:
+    """spear.v1.ExecuteRequest in the split layout (for tests and tools
+    acting as the agent)."""
+    envelope = encode_execute_request(method, b"", timeout_ms, metadata)
+    return len(envelope).to_bytes(4, "big") + envelope + bytes(payload)
+
+
+# The envelope of a split ExecuteResponse without metadata: its length, 0.
+SPLIT_RESPONSE_HEADER = bytes(4)
+
+
 def execute_response_size(payload_len: int) -> int:
     """The size of an ExecuteResponse carrying payload_len bytes and no
     metadata."""
@@ -239,6 +280,21 @@ def encode_execute_response_header(payload_len: int) -> bytes:
 def encode_execute_response(payload: Buffer, metadata: Optional[Dict[str, str]] = None) -> bytes:
     """spear.v1.ExecuteResponse."""
     return encode_execute_response_header(len(payload)) + bytes(payload) + _encode_map(2, metadata)
+
+
+def encode_execute_response_split(payload: Buffer, metadata: Optional[Dict[str, str]] = None) -> bytes:
+    """spear.v1.ExecuteResponse in the split layout."""
+    envelope = _encode_map(2, metadata)
+    return len(envelope).to_bytes(4, "big") + envelope + bytes(payload)
+
+
+def decode_execute_response_split(b: Buffer) -> Tuple[bytes, Dict[str, str]]:
+    """An ExecuteResponse in the split layout."""
+    envelope, body = split_payload(b)
+    payload, metadata = decode_execute_response(envelope)
+    if payload:
+        raise ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field")
+    return bytes(body), metadata
 
 
 def decode_execute_response(b: Buffer) -> Tuple[bytes, Dict[str, str]]:

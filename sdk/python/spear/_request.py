@@ -63,6 +63,7 @@ class Request:
         self.deadline: Optional[float] = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
         self._conn = conn
         self._gathered: List[bytes] = []
+        self._split = False  # the request came in the split layout; so goes the answer
         self._reason: Optional[Code] = None
         self._event: Optional[threading.Event] = None  # made by wait_cancelled
         self._on_interrupt: Optional[Callable[[], Any]] = None

@@ -130,7 +130,9 @@ class FakeAgent:
         if self.forge:
             server_proof = bytes(b ^ 0xFF for b in server_proof)
         writer.write(encode(Type.AUTH_RESPONSE, 0, 0, _auth_response("s-test", server_proof, self.heartbeat_ms, self.max_payload)))
-        await self.conns.put(AgentConn(reader, writer))
+        conn = AgentConn(reader, writer)
+        conn.features = req[3]
+        await self.conns.put(conn)
 
     async def accept(self, timeout: float = TIMEOUT) -> AgentConn:
         return await asyncio.wait_for(self.conns.get(), timeout)
@@ -141,7 +143,7 @@ def _challenge(nonce: bytes) -> bytes:
 
 
 def _decode_auth_request(b: bytes):
-    id_, cn, pr = "", b"", b""
+    id_, cn, pr, features = "", b"", b"", []
     for num, _t, v in pb.fields(b):
         if num == 1:
             id_ = bytes(v).decode()
@@ -149,7 +151,9 @@ def _decode_auth_request(b: bytes):
             cn = bytes(v)
         elif num == 3:
             pr = bytes(v)
-    return id_, cn, pr
+        elif num == 4:
+            features.append(bytes(v).decode())
+    return id_, cn, pr, features
 
 
 def _auth_response(session: str, server_proof: bytes, heartbeat_ms: int, max_payload: int) -> bytes:

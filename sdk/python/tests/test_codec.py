@@ -8,7 +8,7 @@ import unittest
 from spear import _proto as pb
 from spear._auth import ROLE_AGENT, ROLE_INSTANCE, proof
 from spear._errors import Code, ProtocolError
-from spear._frame import HEADER_SIZE, FrameError, encode, parse_header
+from spear._frame import HEADER_SIZE, Flag, FrameError, encode, parse_header
 
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "conformance", "testdata", "vectors.json")
 
@@ -47,6 +47,12 @@ class VectorTest(unittest.TestCase):
         mine = pb.encode_auth_request(m["instance_id"], bytes.fromhex(m["client_nonce"]), bytes.fromhex(m["proof"]))
         self.assertEqual(encode(f["type"], 0, 0, mine), raw)
 
+        f, raw, _ = self.frame("auth_request_features")
+        m = f["message"]
+        mine = pb.encode_auth_request(m["instance_id"], bytes.fromhex(m["client_nonce"]), bytes.fromhex(m["proof"]), m["features"])
+        self.assertEqual(encode(f["type"], 0, 0, mine), raw)
+        self.assertEqual(m["features"], [pb.FEATURE_SPLIT])
+
         f, _, payload = self.frame("auth_response")
         r = pb.decode_auth_response(payload)
         m = f["message"]
@@ -68,6 +74,23 @@ class VectorTest(unittest.TestCase):
             if not meta:
                 self.assertEqual(pb.execute_response_size(len(data)), len(payload))
                 self.assertEqual(pb.encode_execute_response_header(len(data)) + data, payload)
+
+    def test_execute_split(self):
+        f, raw, payload = self.frame("execute_request_split")
+        m = f["message"]
+        self.assertEqual(f["flags"], Flag.SPLIT)
+        r = pb.decode_execute_request_split(payload)
+        self.assertEqual(r, pb.ExecuteRequest(m["method"], bytes.fromhex(m["payload"]), m["timeout_ms"], m["metadata"]))
+        mine = pb.encode_execute_request_split(r.method, r.payload, r.timeout_ms, r.metadata)
+        self.assertEqual(encode(f["type"], f["flags"], f["id"], mine), raw)
+        f, raw, payload = self.frame("execute_response_split")
+        data, meta = pb.decode_execute_response_split(payload)
+        self.assertEqual((data.hex(), meta), (f["message"]["payload"], f["message"]["metadata"]))
+        self.assertEqual(encode(f["type"], f["flags"], f["id"], pb.SPLIT_RESPONSE_HEADER + data), raw)
+        with self.assertRaises(ProtocolError):
+            pb.decode_execute_request_split(b"\x00\x00\x00\x09abc")  # envelope longer than the payload
+        with self.assertRaises(ProtocolError):  # the payload belongs after the envelope, not in it
+            pb.decode_execute_request_split(len(b"\x12\x01x").to_bytes(4, "big") + b"\x12\x01x")
 
     def test_control_frames(self):
         for name in ("signal_terminate", "signal_custom"):

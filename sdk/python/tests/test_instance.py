@@ -119,6 +119,23 @@ class InstanceTest(unittest.IsolatedAsyncioTestCase):
         f = await conn.answer(101)
         self.assertEqual(pb.decode_error(f.payload)[0], Code.CANCELED)
 
+    async def test_split_layout(self):
+        # The SDK announces the split layout, reads split requests, and
+        # answers them split: the payload after a 4-byte envelope length.
+        self.start()
+        conn = await self.agent.accept()
+        self.assertEqual(conn.features, [pb.FEATURE_SPLIT])
+        id_ = conn.next_id
+        conn.next_id += 2
+        conn.send(Type.EXECUTE_REQUEST, Flag.SPLIT, id_, pb.encode_execute_request_split("echo", b"\x00hi\xff", 5000))
+        f = await conn.answer(id_)
+        self.assertEqual((f.type, f.flags & Flag.SPLIT), (Type.EXECUTE_RESPONSE, Flag.SPLIT))
+        self.assertEqual(pb.decode_execute_response_split(f.payload), (b"echo:\x00hi\xff", {}))
+        # An unsplit request still gets an unsplit answer.
+        f = await conn.answer(conn.execute("echo", b"old"))
+        self.assertEqual(f.flags & Flag.SPLIT, 0)
+        self.assertEqual(pb.decode_execute_response(f.payload)[0], b"echo:old")
+
     async def test_concurrent_requests_answered_by_id(self):
         slow_started = threading.Event()
 

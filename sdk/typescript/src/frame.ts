@@ -25,7 +25,7 @@ export enum Type {
 }
 
 /** Flag bits (section 7). */
-export const Flag = { END: 0x0001, ACK: 0x0002, STREAM: 0x0004 } as const;
+export const Flag = { END: 0x0001, ACK: 0x0002, STREAM: 0x0004, SPLIT: 0x0008 } as const;
 
 /** One frame. Request ids are 64-bit, so they are bigints. */
 export interface Frame {

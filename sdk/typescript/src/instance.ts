@@ -211,7 +211,7 @@ export class Instance {
     }
     const clientNonce = randomBytes(NONCE_SIZE);
     const mine = proof(secret.reveal(), ROLE_INSTANCE, challenge.nonce, clientNonce, instanceId);
-    link.write(encode(Type.AUTH_REQUEST, 0, 0n, pb.encodeAuthRequest(instanceId, clientNonce, mine)));
+    link.write(encode(Type.AUTH_REQUEST, 0, 0n, pb.encodeAuthRequest(instanceId, clientNonce, mine, [pb.FEATURE_SPLIT])));
     f = await link.next();
     raiseRefusal(f);
     if (f.type !== Type.AUTH_RESPONSE) throw new ProtocolError(Code.INVALID_MESSAGE, `expected AUTH_RESPONSE, got type ${f.type}`);
@@ -370,6 +370,8 @@ class Connection implements Sink {
   readonly #link: Link;
   readonly #peerMax: number;
   readonly #requests = new Map<bigint, Request>();
+  /** Ids of running requests that came in the split layout. */
+  readonly #split = new Set<bigint>();
   #framesIn = 0;
   #ending: string | undefined;
   #idle: (() => void)[] = [];
@@ -501,7 +503,7 @@ class Connection implements Sink {
     }
     let r: pb.ExecuteRequest;
     try {
-      r = pb.decodeExecuteRequest(f.payload);
+      r = f.flags & Flag.SPLIT ? pb.decodeExecuteRequestSplit(f.payload) : pb.decodeExecuteRequest(f.payload);
     } catch (e) {
       this.sendError(f.id, Code.INVALID_MESSAGE, `undecodable EXECUTE_REQUEST: ${(e as Error).message}`);
       return;
@@ -511,6 +513,7 @@ class Connection implements Sink {
     const handler = this.#inst.handlerFor(r.method);
     if (!handler) return this.sendError(f.id, Code.NOT_FOUND, `no method ${JSON.stringify(r.method)}`);
     const req = new Request(this, f.id, r.method, r.payload, r.metadata, (f.flags & Flag.STREAM) !== 0, r.timeoutMs);
+    if (f.flags & Flag.SPLIT) this.#split.add(f.id); // answered in the request's layout
     this.#requests.set(f.id, req);
     void this.#run(req, handler);
   }
@@ -533,6 +536,7 @@ class Connection implements Sink {
       } catch {
         // The connection is gone: nobody to answer.
       }
+      this.#split.delete(req.id);
       if (this.#requests.size === 0) for (const wake of this.#idle.splice(0)) wake();
     };
     req.onInterrupt((e) => finish(() => this.sendError(req.id, e.code, e.message)));
@@ -570,13 +574,16 @@ class Connection implements Sink {
       return;
     }
     if (req.gathered.length) data = Buffer.concat([...req.gathered, data]);
-    const size = pb.executeResponseSize(data.length);
+    const split = this.#split.has(req.id);
+    // Split, the result follows a 4-byte empty envelope, never copied into a message.
+    const lead = split ? [pb.SPLIT_RESPONSE_HEADER] : data.length ? [pb.varint(1 * 8 + 2), pb.varint(data.length)] : [];
+    const size = split ? 4 + data.length : pb.executeResponseSize(data.length);
     if (this.#peerMax && size > this.#peerMax) {
       return this.sendError(req.id, Code.TOO_LARGE, `result of ${data.length} bytes is over the agent's limit of ${this.#peerMax}`);
     }
-    const head = header(Type.EXECUTE_RESPONSE, 0, req.id, size);
-    if (!data.length) return this.#link.write(head);
-    const parts = [head, pb.varint(1 * 8 + 2), pb.varint(data.length), data];
+    const head = header(Type.EXECUTE_RESPONSE, split ? Flag.SPLIT : 0, req.id, size);
+    if (!size) return this.#link.write(head);
+    const parts = [head, ...lead, data];
     if (data.length <= COALESCE) return this.#link.write(Buffer.concat(parts)); // one write for a small answer
     for (const part of parts) this.#link.write(part); // no copy of a large one
   }

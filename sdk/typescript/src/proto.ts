@@ -130,9 +130,13 @@ export function decodeAuthChallenge(b: Uint8Array): AuthChallenge {
   return out;
 }
 
+/** The optional protocol feature announcing that this SDK reads execute
+ * requests in the split layout (docs/protocol.md, "Execute"). */
+export const FEATURE_SPLIT = "split";
+
 /** spear.v1.AuthRequest. */
-export function encodeAuthRequest(instanceId: string, clientNonce: Uint8Array, proof: Uint8Array): Buffer {
-  return Buffer.concat([stringField(1, instanceId), bytesField(2, clientNonce), bytesField(3, proof)]);
+export function encodeAuthRequest(instanceId: string, clientNonce: Uint8Array, proof: Uint8Array, features: readonly string[] = []): Buffer {
+  return Buffer.concat([stringField(1, instanceId), bytesField(2, clientNonce), bytesField(3, proof), ...features.map((f) => bytesField(4, Buffer.from(f, "utf8")))]);
 }
 
 /** spear.v1.AuthResponse. */
@@ -208,6 +212,43 @@ export function encodeExecuteRequest(r: Partial<ExecuteRequest>): Buffer {
   if (r.payload && r.payload.length) parts.push(bytesField(2, r.payload));
   if (r.timeoutMs) parts.push(varintField(3, r.timeoutMs));
   return Buffer.concat([...parts, ...encodeMap(4, r.metadata)]);
+}
+
+/** Cuts the payload of a SPLIT execute frame into its envelope (the
+ * message without its payload field) and the payload's bytes. */
+export function splitPayload(b: Uint8Array): { envelope: Buffer; body: Buffer } {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (buf.length < 4 || buf.readUInt32BE(0) > buf.length - 4) {
+    throw new ProtocolError(Code.INVALID_MESSAGE, "split payload shorter than its envelope length");
+  }
+  const end = 4 + buf.readUInt32BE(0);
+  return { envelope: buf.subarray(4, end), body: buf.subarray(end) };
+}
+
+/** An ExecuteRequest in the split layout; its payload is a view of b. */
+export function decodeExecuteRequestSplit(b: Uint8Array): ExecuteRequest {
+  const { envelope, body } = splitPayload(b);
+  if (fields(envelope).some((f) => f.num === 2)) throw new ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field");
+  return { ...decodeExecuteRequest(envelope), payload: body };
+}
+
+/** spear.v1.ExecuteRequest in the split layout, for tests and tools acting as the agent. */
+export function encodeExecuteRequestSplit(r: Partial<ExecuteRequest>): Buffer {
+  const envelope = encodeExecuteRequest({ ...r, payload: undefined });
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(envelope.length);
+  return Buffer.concat([len, envelope, r.payload ?? Buffer.alloc(0)]);
+}
+
+/** The envelope of a split ExecuteResponse without metadata: its length, 0. */
+export const SPLIT_RESPONSE_HEADER: Buffer = Buffer.alloc(4);
+
+/** An ExecuteResponse in the split layout. */
+export function decodeExecuteResponseSplit(b: Uint8Array): { payload: Buffer; metadata: Record<string, string> } {
+  const { envelope, body } = splitPayload(b);
+  const out = decodeExecuteResponse(envelope);
+  if (out.payload.length) throw new ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field");
+  return { payload: body, metadata: out.metadata };
 }
 
 /** The size of an ExecuteResponse carrying n payload bytes and no metadata. */

@@ -18,6 +18,8 @@ const TIMEOUT_MS = 10_000;
 /** One accepted, authenticated connection. */
 export class AgentConn {
   nextId = 1n;
+  /** What the instance announced in its AUTH_REQUEST. */
+  features: string[] = [];
   readonly #frames: Frame[] = [];
   #waiter: (() => void) | undefined;
   #closed = false;
@@ -166,7 +168,9 @@ export class FakeAgent {
       let serverProof = proof(this.secret, ROLE_AGENT, nonce, req.clientNonce, req.id);
       if (this.opts.forge) serverProof = Buffer.from(serverProof.map((b) => b ^ 0xff));
       socket.write(encode(Type.AUTH_RESPONSE, 0, 0n, authResponse(serverProof, this.opts.heartbeatMs ?? 0, this.opts.maxPayload ?? 16 << 20)));
-      this.#conns.push(new AgentConn(socket, parser, pending));
+      const conn = new AgentConn(socket, parser, pending);
+      conn.features = req.features;
+      this.#conns.push(conn);
       pending = [];
       this.#waiter?.();
     };
@@ -193,12 +197,13 @@ export class FakeAgent {
   }
 }
 
-function decodeAuthRequest(b: Buffer): { id: string; clientNonce: Buffer; proof: Buffer } {
-  const out: { id: string; clientNonce: Buffer; proof: Buffer } = { id: "", clientNonce: Buffer.alloc(0), proof: Buffer.alloc(0) };
+function decodeAuthRequest(b: Buffer): { id: string; clientNonce: Buffer; proof: Buffer; features: string[] } {
+  const out: { id: string; clientNonce: Buffer; proof: Buffer; features: string[] } = { id: "", clientNonce: Buffer.alloc(0), proof: Buffer.alloc(0), features: [] };
   for (const f of pb.fields(b)) {
     if (f.num === 1) out.id = (f.value as Buffer).toString();
     else if (f.num === 2) out.clientNonce = f.value as Buffer;
     else if (f.num === 3) out.proof = f.value as Buffer;
+    else if (f.num === 4) out.features.push((f.value as Buffer).toString());
   }
   return out;
 }

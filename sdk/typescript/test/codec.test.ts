@@ -8,8 +8,8 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { ROLE_AGENT, ROLE_INSTANCE, proof } from "../src/auth.js";
-import { Code } from "../src/errors.js";
-import { FrameError, FrameParser, HEADER_SIZE, encode, parseHeader } from "../src/frame.js";
+import { Code, ProtocolError } from "../src/errors.js";
+import { Flag, FrameError, FrameParser, HEADER_SIZE, encode, parseHeader } from "../src/frame.js";
 import * as pb from "../src/proto.js";
 
 // dist/test -> the repository's conformance/testdata.
@@ -45,6 +45,11 @@ test("auth frames", () => {
   const m = v.message;
   assert.deepEqual(encode(v.type, 0, 0n, pb.encodeAuthRequest(m.instance_id, hex(m.client_nonce), hex(m.proof))), raw);
 
+  ({ v, raw } = frame("auth_request_features"));
+  const mf = v.message;
+  assert.deepEqual(mf.features, [pb.FEATURE_SPLIT]);
+  assert.deepEqual(encode(v.type, 0, 0n, pb.encodeAuthRequest(mf.instance_id, hex(mf.client_nonce), hex(mf.proof), mf.features)), raw);
+
   ({ v, payload } = frame("auth_response"));
   const r = pb.decodeAuthResponse(payload);
   assert.deepEqual(
@@ -67,6 +72,20 @@ test("execute frames", () => {
     assert.deepEqual(encode(v.type, v.flags, BigInt(v.id), pb.encodeExecuteResponse(r.payload, r.metadata)), raw, name);
     if (Object.keys(r.metadata).length === 0) assert.equal(pb.executeResponseSize(r.payload.length), payload.length);
   }
+});
+
+test("execute frames, split", () => {
+  let { v, raw, payload } = frame("execute_request_split");
+  assert.equal(v.flags, Flag.SPLIT);
+  const r = pb.decodeExecuteRequestSplit(payload);
+  assert.deepEqual([r.method, r.payload.toString("hex"), r.timeoutMs, r.metadata], [v.message.method, v.message.payload, v.message.timeout_ms, v.message.metadata]);
+  assert.deepEqual(encode(v.type, v.flags, BigInt(v.id), pb.encodeExecuteRequestSplit(r)), raw);
+  ({ v, raw, payload } = frame("execute_response_split"));
+  const a = pb.decodeExecuteResponseSplit(payload);
+  assert.deepEqual([a.payload.toString("hex"), a.metadata], [v.message.payload, v.message.metadata]);
+  assert.deepEqual(encode(v.type, v.flags, BigInt(v.id), Buffer.concat([pb.SPLIT_RESPONSE_HEADER, a.payload])), raw);
+  assert.throws(() => pb.decodeExecuteRequestSplit(Buffer.from("00000009616263", "hex")), ProtocolError); // envelope longer than the payload
+  assert.throws(() => pb.decodeExecuteRequestSplit(Buffer.from("00000003120178", "hex")), ProtocolError); // a payload field in the envelope
 });
 
 test("control frames", () => {

@@ -102,6 +102,24 @@ test("requests and errors", async () => {
   assert.equal(errorCode(await conn.answer(101n)), Code.CANCELED);
 });
 
+test("split layout", async () => {
+  // The SDK announces the split layout, reads split requests and answers
+  // them split: the payload after a 4-byte envelope length.
+  start();
+  const conn = await agent.accept();
+  assert.deepEqual(conn.features, [pb.FEATURE_SPLIT]);
+  const id = conn.nextId;
+  conn.nextId += 2n;
+  conn.send(Type.EXECUTE_REQUEST, Flag.SPLIT, id, pb.encodeExecuteRequestSplit({ method: "echo", payload: Buffer.from("split"), timeoutMs: 5000 }));
+  let f = await conn.answer(id);
+  assert.deepEqual([f.type, f.flags & Flag.SPLIT], [Type.EXECUTE_RESPONSE, Flag.SPLIT]);
+  assert.deepEqual(pb.decodeExecuteResponseSplit(f.payload).payload, Buffer.from("echo:split"));
+  // An unsplit request still gets an unsplit answer.
+  f = await conn.answer(conn.execute("echo", "old"));
+  assert.equal(f.flags & Flag.SPLIT, 0);
+  assert.equal(pb.decodeExecuteResponse(f.payload).payload.toString(), "echo:old");
+});
+
 test("concurrent requests are answered by id", async () => {
   start();
   const conn = await agent.accept();
