@@ -292,7 +292,6 @@ func (c *Conn) WriteFrame(f *wire.Frame) error {
 	return nil
 }
 
-
 func (c *Conn) filter(err error) error {
 	select {
 	case <-c.closed:
