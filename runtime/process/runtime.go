@@ -41,6 +41,9 @@ type Options struct {
 	// Self is the executable that SelfCommand runs (default
 	// os.Executable()).
 	Self string
+	// Worker is the command line WorkerCommand stands for: an executable
+	// and its first arguments. Empty, WorkerCommand is refused.
+	Worker []string
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -51,6 +54,7 @@ type Runtime struct {
 	log      *slog.Logger
 	logLines int
 	self     string          // "" when os.Executable failed
+	worker   []string        // what WorkerCommand runs
 	ctx      context.Context // cancelled by Close, aborting starts in progress
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the instances' goroutines
@@ -76,6 +80,7 @@ func New(opts Options) (*Runtime, error) {
 		log:       opts.Logger,
 		logLines:  opts.LogLines,
 		self:      opts.Self,
+		worker:    slices.Clone(opts.Worker),
 		instances: map[spear.InstanceID]*Instance{},
 	}
 	if r.self == "" {
@@ -121,11 +126,18 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	if err != nil {
 		return nil, err
 	}
-	if spec.Command == SelfCommand {
+	switch spec.Command {
+	case SelfCommand:
 		if r.self == "" {
 			return nil, fmt.Errorf("%w: command %s: the agent's own executable is unknown (set process.Options.Self)", spear.ErrConfig, SelfCommand)
 		}
 		spec.Command = r.self
+	case WorkerCommand:
+		if len(r.worker) == 0 {
+			return nil, fmt.Errorf("%w: command %s: no worker is configured (set process.Options.Worker)", spear.ErrConfig, WorkerCommand)
+		}
+		spec.Command = r.worker[0]
+		spec.Args = append(slices.Clone(r.worker[1:]), spec.Args...)
 	}
 	i, err := r.reserve(id, set)
 	if err != nil {

@@ -8,14 +8,19 @@ import (
 )
 
 // SelfCommand as a Spec's Command runs the agent's own executable
-// (Options.Self): the default configuration runs "spearlet worker" so.
+// (Options.Self).
 const SelfCommand = "@self"
+
+// WorkerCommand as a Spec's Command runs the command line Options.Worker
+// gives, ahead of the Spec's Args: spearlet's embedded default runs its
+// small worker binary so.
+const WorkerCommand = "@worker"
 
 // Spec is what a process instance runs. Its JSON fields are also the
 // process part of a function's configuration (docs/agent.md).
 type Spec struct {
-	// Command is the executable: a path, a name looked up in PATH, or
-	// SelfCommand. Required.
+	// Command is the executable: a path, a name looked up in PATH,
+	// SelfCommand or WorkerCommand. Required.
 	Command string `json:"command"`
 	// Args are the command's arguments.
 	Args []string `json:"args,omitempty"`

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	_ "embed"
 	"os"
 	"path/filepath"
@@ -14,8 +15,8 @@ import (
 )
 
 // defaultConfig is what serve runs without a config file: a process
-// function "echo" running this binary as a worker, and a wasm function
-// "wasm-echo" running the example module built in below.
+// function "echo" running the small worker binary (smallworker.go), and a
+// wasm function "wasm-echo" running the example module built in below.
 //
 //go:embed default.yaml
 var defaultConfig []byte
@@ -26,7 +27,11 @@ var defaultConfig []byte
 // binary is built with -tags nokubernetes, which leaves client-go out.
 var runtimes = map[spear.RuntimeType]agent.NewRuntime{
 	spear.Process: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
-		return process.New(process.Options{Factory: env.Factory, Logger: env.Logger})
+		return process.New(process.Options{
+			Factory: env.Factory,
+			Logger:  env.Logger,
+			Worker:  workerCommand(context.Background(), env.Config, env.Logger),
+		})
 	},
 	spear.Wasm: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
 		return wasm.New(wasm.Options{

@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent"
 	"github.com/spear-go/spear/runtime/process"
 	"github.com/spear-go/spear/runtime/wasm"
 )
@@ -20,8 +24,11 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatalf("functions = %+v, want echo and wasm-echo", cfg.Functions)
 	}
 	echo, ok := cfg.Functions[0].Spec.(process.Spec)
-	if cfg.Functions[0].Name != "echo" || !ok || echo.Command != process.SelfCommand || !slices.Equal(echo.Args, []string{"worker"}) {
-		t.Errorf("echo = %+v, want a process function running %q worker", cfg.Functions[0], process.SelfCommand)
+	if cfg.Functions[0].Name != "echo" || !ok || echo.Command != process.WorkerCommand || len(echo.Args) != 0 {
+		t.Errorf("echo = %+v, want a process function running %q", cfg.Functions[0], process.WorkerCommand)
+	}
+	if !usesWorker(cfg) {
+		t.Error("the default config does not use the small worker")
 	}
 	w, ok := cfg.Functions[1].Spec.(wasm.Spec)
 	if cfg.Functions[1].Name != "wasm-echo" || !ok || w.Module != "@wasmecho" {
@@ -60,5 +67,33 @@ func TestNoKubernetesBuild(t *testing.T) {
 	}
 	if got := deps("github.com/spear-go/spear/agent"); len(got) > 0 {
 		t.Errorf("package agent imports %v", got)
+	}
+}
+
+// In a checkout the small worker is built into the cache directory, and a
+// second build reuses Go's build cache.
+func TestBuildWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOCACHE", strings.TrimSpace(string(gocache))) // keep Go's build cache
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	path, err := buildWorker(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode()&0o100 == 0 {
+		t.Fatalf("worker %s: %v %v", path, st, err)
+	}
+	cmd := workerCommand(context.Background(), agent.Config{Functions: []agent.FunctionConfig{{Runtime: "process", Spec: process.Spec{Command: process.WorkerCommand}}}}, slog.New(slog.DiscardHandler))
+	if len(cmd) != 1 || cmd[0] != path {
+		t.Errorf("workerCommand = %q, want [%s]", cmd, path)
+	}
+	if cmd := workerCommand(context.Background(), agent.Config{}, slog.New(slog.DiscardHandler)); cmd != nil {
+		t.Errorf("workerCommand without a function using it = %q, want nothing built", cmd)
 	}
 }

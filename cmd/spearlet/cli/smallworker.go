@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/checkout"
+	"github.com/spear-go/spear/runtime/process"
+)
+
+// EnvWorker names a small worker binary to run for process.WorkerCommand
+// instead of building one.
+const EnvWorker = "SPEARLET_WORKER"
+
+// workerBuildTimeout bounds building the small worker.
+const workerBuildTimeout = 2 * time.Minute
+
+// workerCommand returns the command line that process.WorkerCommand
+// stands for, which the embedded default's "echo" function runs: the small
+// worker binary (cmd/spear-worker, which links neither client-go nor
+// wazero), given by $SPEARLET_WORKER or else built on demand from the
+// checkout spearlet runs in, into the user's cache directory; or, where it
+// cannot be built, this binary's own "worker" subcommand, which serves the
+// same function at the cost of the whole agent's memory per instance.
+// Nothing is built unless a process function uses the worker.
+func workerCommand(ctx context.Context, cfg agent.Config, log *slog.Logger) []string {
+	if !usesWorker(cfg) {
+		return nil
+	}
+	if p := os.Getenv(EnvWorker); p != "" {
+		return []string{p}
+	}
+	path, err := buildWorker(ctx)
+	if err == nil {
+		return []string{path}
+	}
+	self, serr := os.Executable()
+	if serr != nil {
+		log.Warn("no small worker, and this binary is not found either", "err", errors.Join(err, serr))
+		return nil
+	}
+	log.Info("small worker not built; instances run this binary's worker subcommand instead", "reason", err)
+	return []string{self, "worker"}
+}
+
+// usesWorker reports whether a process function runs the worker.
+func usesWorker(cfg agent.Config) bool {
+	for _, fn := range cfg.Functions {
+		if spec, ok := fn.Spec.(process.Spec); ok && spec.Command == process.WorkerCommand {
+			return true
+		}
+	}
+	return false
+}
+
+// buildWorker builds cmd/spear-worker from the checkout the working
+// directory is in, which must be the module this spearlet was built from,
+// into the user's cache directory, and returns the binary's path. Go's
+// build cache makes a build with nothing changed take well under a second,
+// and the binary is always the checkout's current one.
+func buildWorker(ctx context.Context) (string, error) {
+	if bi, ok := debug.ReadBuildInfo(); !ok || bi.Main.Path != checkout.Module {
+		return "", errors.New("spearlet was not built from the Spear module")
+	}
+	cwd, _ := os.Getwd()
+	root := checkout.Root(cwd)
+	if root == "" {
+		return "", errors.New("not run inside a Spear checkout (set " + EnvWorker + " to a built cmd/spear-worker)")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("no go command to build it with: %w", err)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cache, "spearlet", "worker")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".spear-worker-*")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name()) // gone already once renamed
+	ctx, cancel := context.WithTimeout(ctx, workerBuildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp.Name(), "./cmd/spear-worker")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/spear-worker: %w: %s", err, out)
+	}
+	// Renamed into place, so a concurrent start never runs a half-written
+	// binary.
+	path := filepath.Join(dir, "spear-worker")
+	return path, os.Rename(tmp.Name(), path)
+}

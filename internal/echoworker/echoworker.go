@@ -1,0 +1,75 @@
+// Package echoworker is the function of the embedded default's "echo":
+// what cmd/spear-worker serves, the small worker binary spearlet builds on
+// demand, and what "spearlet worker" serves where that binary cannot be
+// built. It imports the SDK and nothing heavier.
+package echoworker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/sdk"
+)
+
+// maxSleep bounds the "sleep" method.
+const maxSleep = 10 * time.Minute
+
+// Handler is the worker's function. Methods:
+//
+//   - "" answers "<instance id>|<payload>";
+//   - "echo" answers the payload itself;
+//   - "upper" answers the payload in upper case;
+//   - "stream" writes the payload back in up to four chunks;
+//   - "sleep" sleeps for the duration in the payload ("250ms"), then
+//     answers "<instance id>|slept <duration>";
+//   - "fail" fails with the payload as the message.
+func Handler(ctx context.Context, req *sdk.Request) ([]byte, error) {
+	id := os.Getenv(spear.EnvInstanceID)
+	switch req.Method {
+	case "":
+		return append([]byte(id+"|"), req.Payload...), nil
+	case "echo":
+		return req.Payload, nil // sent before the SDK reuses the buffer
+	case "upper":
+		return bytes.ToUpper(req.Payload), nil
+	case "stream":
+		for _, chunk := range chunks(req.Payload, 4) {
+			if _, err := req.Write(chunk); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	case "sleep":
+		d, err := time.ParseDuration(strings.TrimSpace(string(req.Payload)))
+		if err != nil || d < 0 || d > maxSleep {
+			return nil, sdk.Error(spear.CodeInternal, fmt.Sprintf("sleep wants a duration up to %s, such as 250ms, not %q", maxSleep, req.Payload))
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return []byte(id + "|slept " + d.String()), nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	case "fail":
+		return nil, sdk.Error(spear.CodeInternal, string(req.Payload))
+	}
+	return nil, sdk.Error(spear.CodeNotFound, fmt.Sprintf("no method %q (have \"\", echo, upper, stream, sleep, fail)", req.Method))
+}
+
+// chunks splits b into up to n nearly equal, non-empty pieces.
+func chunks(b []byte, n int) [][]byte {
+	var out [][]byte
+	for i := n; i > 0 && len(b) > 0; i-- {
+		k := (len(b) + i - 1) / i
+		out = append(out, b[:k])
+		b = b[k:]
+	}
+	return out
+}
