@@ -31,7 +31,7 @@ type Options struct {
 	// 9, or 3 when Quick).
 	Rounds int
 	// IdleChannels is how many idle channels the memory comparison holds
-	// (default 5000, or 200 when Quick).
+	// (default 10000, or 200 when Quick).
 	IdleChannels int
 	// Exe is the binary the memory comparison starts as its instance
 	// process; it must call ChildMain when IsChild reports true. Empty
@@ -50,7 +50,7 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	if o.IdleChannels <= 0 {
-		o.IdleChannels = 5000
+		o.IdleChannels = 10000
 		if o.Quick {
 			o.IdleChannels = 200
 		}
@@ -87,11 +87,15 @@ var comparisons = []comparison{
 	{name: "grpc64", setup: func(ctx context.Context) (*pair, error) { return grpcPair(ctx, 64) }},
 	{name: "grpc64k", setup: func(ctx context.Context) (*pair, error) { return grpcPair(ctx, 64<<10) }},
 	{name: "memory64", setup: func(ctx context.Context) (*pair, error) { return memoryPair(ctx, 64) }},
+	{name: "wasm64", setup: func(ctx context.Context) (*pair, error) { return wasmPair(ctx, 64) }},
 	{name: "concurrent64", throughput: true, callers: concurrentCallers, setup: concurrentPair},
 	{name: "unix1m", throughput: true, setup: func(ctx context.Context) (*pair, error) { return unixPair(ctx, 1<<20) }},
+	{name: "http64", setup: httpPair(64)},
+	{name: "http64k", setup: httpPair(64 << 10)},
+	{name: "grpcapi64", setup: grpcAPIPair},
 	{name: "python64", setup: foreignPair(python, 64)},
 	{name: "typescript64", setup: foreignPair(typescript, 64)},
-	{name: "idle", run: runIdle},
+	{name: "idle10k", run: runIdle},
 	{name: "start", run: runStart},
 }
 
@@ -105,17 +109,25 @@ func Names() []string {
 }
 
 // Run runs the selected comparisons and writes their lines to w as each
-// finishes (docs/benchmarks.md describes the format). It stops at the
-// first comparison that fails.
-func Run(ctx context.Context, w io.Writer, o Options) error {
+// finishes (docs/benchmarks.md describes the format), after the machine's;
+// it returns every figure as a Report. It stops at the first comparison
+// that fails.
+func Run(ctx context.Context, w io.Writer, o Options) (Report, error) {
 	o = o.withDefaults()
 	p := &printer{w: w}
+	rep := Report{Machine: machine()}
+	p.machineLines(rep.Machine)
+	done := func(err error) (Report, error) {
+		rep.Machine.LoadEnd = loadAverage()
+		rep.Figures = p.figures
+		return rep, err
+	}
 	for _, c := range comparisons {
 		if o.Run != nil && !o.Run.MatchString(c.name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return done(err)
 		}
 		var err error
 		if c.run != nil {
@@ -132,10 +144,10 @@ func Run(ctx context.Context, w io.Writer, o Options) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return done(fmt.Errorf("%s: %w", c.name, err))
 		}
 	}
-	return nil
+	return done(p.err)
 }
 
 // compare measures one pair and prints its lines.
@@ -159,14 +171,3 @@ func compare(ctx context.Context, o Options, p *printer, c comparison) error {
 	return nil
 }
 
-// printer writes report lines, "KIND NAME=VALUE", keeping the first error.
-type printer struct {
-	w   io.Writer
-	err error
-}
-
-func (p *printer) line(kind, name, format string, v ...any) {
-	if p.err == nil {
-		_, p.err = fmt.Fprintf(p.w, kind+" "+name+"="+format+"\n", v...)
-	}
-}

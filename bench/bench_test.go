@@ -11,6 +11,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/runtime"
+	"github.com/spear-go/spear/runtime/process"
 )
 
 func TestMain(m *testing.M) {
@@ -30,10 +35,12 @@ func TestQuickRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if err := Run(ctx, &out, Options{Quick: true, Rounds: 1}); err != nil {
+	rep, err := Run(ctx, &out, Options{Quick: true, Rounds: 1})
+	if err != nil {
 		t.Fatalf("Run: %v\noutput so far:\n%s", err, out.String())
 	}
 	lineRE := regexp.MustCompile(`^(ratio|ops|time|mem|n|us) ([a-z0-9._]+)=([0-9]+(?:\.[0-9]+)?)(µs)?$`)
+	machineRE := regexp.MustCompile(`^machine (nproc|cpu|go|load)=.+$`)
 	skipRE := regexp.MustCompile(`^skip ([a-z0-9._]+)=(.+)$`)
 	got := map[string]float64{}
 	skipped := map[string]bool{}
@@ -45,6 +52,10 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("skipped: %s", l)
 			}
 			skipped[string(m[1])] = true
+			continue
+		}
+		if machineRE.Match(l) {
+			got["machine"]++
 			continue
 		}
 		m := lineRE.FindSubmatch(l)
@@ -68,12 +79,18 @@ func TestQuickRun(t *testing.T) {
 		}
 		want = append(want, "ratio "+c.name, "time "+c.name, "time "+c.name+".base")
 	}
-	want = append(want, "ratio start", "time start", "time start.base")
-	want = append(want, "mem idle", "mem idle.go", "mem idle.rss_before", "mem idle.rss_after", "n idle")
+	want = append(want, "ratio start", "time start", "time start.base", "mem start.rss")
+	want = append(want, "mem idle10k", "mem idle10k.go", "mem idle10k.rss_before", "mem idle10k.rss_after", "n idle10k")
 	for _, w := range want {
 		if _, ok := got[w]; !ok {
 			t.Errorf("no %q line", w)
 		}
+	}
+	if got["machine"] != 4 {
+		t.Errorf("%v machine lines, want nproc, cpu, go and load", got["machine"])
+	}
+	if len(rep.Figures) != len(bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))) || rep.Machine.NProc <= 0 {
+		t.Errorf("the report has %d figures and machine %+v, for these lines:\n%s", len(rep.Figures), rep.Machine, out.String())
 	}
 	if got["ratio unix64"] <= 0 {
 		t.Errorf("ratio unix64 = %v, want a positive ratio", got["ratio unix64"])
@@ -86,10 +103,12 @@ func TestQuickRun(t *testing.T) {
 func TestRunSelects(t *testing.T) {
 	var out bytes.Buffer
 	o := Options{Quick: true, Rounds: 1, Run: regexp.MustCompile(`^memory64$`)}
-	if err := Run(context.Background(), &out, o); err != nil {
+	if _, err := Run(context.Background(), &out, o); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(out.Bytes(), []byte("ratio memory64=")) || bytes.Contains(out.Bytes(), []byte("unix")) {
+	_, figures, _ := bytes.Cut(out.Bytes(), []byte("machine load="))
+	_, figures, _ = bytes.Cut(figures, []byte("\n"))
+	if !bytes.HasPrefix(figures, []byte("ratio memory64=")) || bytes.Contains(out.Bytes(), []byte("unix")) {
 		t.Errorf("-run memory64 printed:\n%s", out.String())
 	}
 }
@@ -138,3 +157,67 @@ func BenchmarkMemoryRoundTrip64(b *testing.B) {
 }
 
 func BenchmarkConcurrent64(b *testing.B) { benchPair(b, concurrentPair) }
+
+func TestCompare(t *testing.T) {
+	old := Report{Figures: []Figure{
+		{Kind: "ratio", Name: "unix64", Value: 1.5},
+		{Kind: "ops", Name: "concurrent64", Value: 100000},
+		{Kind: "mem", Name: "idle10k", Value: 12},
+		{Kind: "n", Name: "idle10k", Value: 10000},
+	}}
+	cur := Report{Figures: []Figure{
+		{Kind: "ratio", Name: "unix64", Value: 1.2},       // better
+		{Kind: "ops", Name: "concurrent64", Value: 80000}, // 20 % worse
+		{Kind: "mem", Name: "idle10k", Value: 12.5},       // 4 % worse: within the threshold
+		{Kind: "n", Name: "idle10k", Value: 20000},        // not judged
+		{Kind: "ratio", Name: "new64", Value: 9},          // no old figure
+	}}
+	var out bytes.Buffer
+	n, err := Compare(&out, old, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || strings.Count(out.String(), "REGRESSION") != 1 || !strings.Contains(out.String(), "concurrent64") {
+		t.Errorf("Compare flagged %d:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "3 figures") {
+		t.Errorf("Compare should judge 3 figures:\n%s", out.String())
+	}
+}
+
+// BenchmarkAgentRoundTrip64 is the unix64 round trip with the instance in
+// a child process (this test binary, as an SDK instance), so that
+// -benchmem counts the agent's allocations alone:
+//
+//	go test ./bench -run - -bench AgentRoundTrip64 -benchmem
+func BenchmarkAgentRoundTrip64(b *testing.B) {
+	ctx := context.Background()
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rt, err := process.New(process.Options{Factory: f})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := spear.InstanceID{Runtime: spear.Process, Name: "bench-agent"}
+	set := runtime.Settings{Channel: &channel.Config{Type: channel.Unix}}
+	inst, err := rt.Start(ctx, id, set, process.Spec{Command: exe, Env: runtime.Env{startEnv: "worker"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := (&echoChannel{ch: inst.Channel()}).execute(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -141,12 +141,12 @@ func runIdle(ctx context.Context, o Options, p *printer) error {
 		}
 	}
 	perKiB := func(before, after uint64) float64 { return (float64(after) - float64(before)) / float64(n) / 1024 }
-	p.line("mem", "idle", "%.1f", perKiB(rssBefore, rssAfter))
-	p.line("mem", "idle.go", "%.1f", perKiB(goBefore, goAfter))
-	p.line("mem", "idle.rss_before", "%d", rssBefore/1024)
-	p.line("mem", "idle.rss_after", "%d", rssAfter/1024)
-	p.line("n", "idle", "%d", n)
-	p.line("n", "idle.goroutines", "%d", runtime.NumGoroutine())
+	p.line("mem", "idle10k", "%.1f", perKiB(rssBefore, rssAfter))
+	p.line("mem", "idle10k.go", "%.1f", perKiB(goBefore, goAfter))
+	p.line("mem", "idle10k.rss_before", "%d", rssBefore/1024)
+	p.line("mem", "idle10k.rss_after", "%d", rssAfter/1024)
+	p.line("n", "idle10k", "%d", n)
+	p.line("n", "idle10k.goroutines", "%d", runtime.NumGoroutine())
 	runtime.KeepAlive(chans)
 	return nil
 }

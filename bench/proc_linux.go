@@ -16,6 +16,14 @@ func raiseFileLimit(need int) error {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return fmt.Errorf("get open-file limit: %w", err)
 	}
+	if l.Max < uint64(need) {
+		// Raising the hard limit takes privilege; without it, the error
+		// below says what to do.
+		raised := syscall.Rlimit{Cur: uint64(need), Max: uint64(need)}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			l = raised
+		}
+	}
 	if l.Cur < l.Max {
 		l.Cur = l.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
@@ -30,16 +38,21 @@ func raiseFileLimit(need int) error {
 
 // residentBytes returns the process's resident set size (VmRSS).
 func residentBytes() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
+	kb, err := processRSS(os.Getpid())
+	return kb * 1024, err
+}
+
+// processRSS returns a process's resident set in KiB (VmRSS).
+func processRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		if rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmRSS:")); ok {
-			kb, err := strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64)
-			return kb * 1024, err
+			return strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(rest), []byte(" kB"))), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/self/status")
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }

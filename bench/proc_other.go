@@ -9,3 +9,4 @@ var errNotLinux = errors.New("bench: the memory comparison reads /proc and runs 
 func raiseFileLimit(int) error { return errNotLinux }
 
 func residentBytes() (uint64, error) { return 0, errNotLinux }
+func processRSS(int) (uint64, error) { return 0, errNotLinux }

@@ -8,53 +8,44 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
-	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
-	"github.com/spear-go/spear/runtime/wasm"
 	"github.com/spear-go/spear/sdk"
 )
 
-// startEnv selects what a process started by the start comparison does:
-// "worker" serves as an SDK instance, "dial" connects to the unix socket
-// named by dialEnv, sends one byte and exits (the bare-spawn baseline).
-const (
-	startEnv = "SPEAR_BENCH_START"
-	dialEnv  = "SPEAR_BENCH_DIAL"
-)
+// startEnv, set to "worker", makes the running binary serve as an SDK
+// instance that echoes: the instance process of BenchmarkAgentRoundTrip64,
+// which keeps the instance's allocations out of the agent's count.
+const startEnv = "SPEAR_BENCH_START"
 
-// startChild runs the start comparison's child modes; it reports false
-// when this process is not one.
+// startChild serves as that instance; it reports false when this process
+// is not one.
 func startChild() (int, bool) {
-	switch os.Getenv(startEnv) {
-	case "worker":
-		sdk.Run(func(_ context.Context, r *sdk.Request) ([]byte, error) { return r.Payload, nil })
-		return 0, true
-	case "dial":
-		c, err := net.Dial("unix", os.Getenv(dialEnv))
-		if err == nil {
-			_, err = c.Write([]byte{1})
-			c.Close()
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "spear-bench dial child:", err)
-			return 1, true
-		}
-		return 0, true
+	if os.Getenv(startEnv) != "worker" {
+		return 0, false
 	}
-	return 0, false
+	sdk.Run(func(_ context.Context, r *sdk.Request) ([]byte, error) { return r.Payload, nil })
+	return 0, true
 }
 
-// runStart compares a process instance's start to ready (spawn, connect,
-// authenticate, first request answered) with a bare spawn of the same
-// binary that connects back and sends one byte; stopping is not timed.
-// It also times a wasm instance's start from its cached compiled module.
+// runStart compares a process instance of the minimal SDK binary
+// (cmd/spear-worker) from spawn to ready (spawn, connect, authenticate,
+// first request answered) with a bare spawn of the same binary until it
+// connects to a plain unix socket; stopping is not timed. It reports the
+// instance's resident memory after its first answer (mem start.rss), and
+// times wasm starts too.
 func runStart(ctx context.Context, o Options, p *printer) error {
-	exe, err := executable(o)
+	dir, err := os.MkdirTemp("", "spear-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	exe, err := minimalWorker(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -68,8 +59,9 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 		return err
 	}
 	defer prt.Close(context.Background())
-	spec := process.Spec{Command: exe, Env: runtime.Env{startEnv: "worker"}}
+	spec := process.Spec{Command: exe}
 	n := 0
+	var rss []float64
 	ours := func() (time.Duration, error) {
 		n++
 		id := spear.InstanceID{Runtime: spear.Process, Name: fmt.Sprintf("start-%d", n)}
@@ -80,38 +72,37 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 		}
 		_, err = channel.Execute(ctx, inst.Channel(), channel.Invocation{Payload: []byte("x")})
 		d := time.Since(t0)
+		if kb, rerr := processRSS(inst.Info().PID); rerr == nil {
+			rss = append(rss, float64(kb))
+		}
 		if serr := prt.Stop(ctx, inst); err == nil {
 			err = serr
 		}
 		return d, err
 	}
-	dir, err := os.MkdirTemp("", "spear-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "dial.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	bareEnv := append(os.Environ(),
+		spear.EnvInstanceID+"=process:bare", spear.EnvSecret+"="+strings.Repeat("ab", 32),
+		spear.EnvChannel+"=unix", spear.EnvAddress+"="+sock)
 	base := func() (time.Duration, error) {
 		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), startEnv+"=dial", dialEnv+"="+sock)
+		cmd.Env = bareEnv
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
 			return 0, err
 		}
 		c, err := ln.Accept()
+		d := time.Since(t0)
 		if err == nil {
-			_, err = c.Read(make([]byte, 1))
 			c.Close()
 		}
-		d := time.Since(t0)
-		if werr := cmd.Wait(); err == nil {
-			err = werr
-		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return d, err
 	}
 	rounds := o.Rounds * 3
@@ -138,49 +129,12 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 	p.line("ratio", "start", "%.2f", mo/mb)
 	p.line("time", "start", "%.2fµs", mo/1e3)
 	p.line("time", "start.base", "%.2fµs", mb/1e3)
+	if len(rss) > 0 {
+		p.line("mem", "start.rss", "%.0f", median(rss))
+	}
 	if o.Quick {
 		return nil // compiling the module takes seconds, a minute under -race
 	}
 	return runWasmStart(ctx, f, rounds, p)
 }
 
-// runWasmStart times a wasm instance from a cached compiled module to its
-// first answer.
-func runWasmStart(ctx context.Context, f *channel.Factory, rounds int, p *printer) error {
-	wrt, err := wasm.New(wasm.Options{Factory: f})
-	if err != nil {
-		return err
-	}
-	defer wrt.Close(context.Background())
-	if err := wrt.Compile(ctx, wasmecho.Module); err != nil {
-		return err
-	}
-	spec := wasm.Spec{Code: wasmecho.Module}
-	var ts []float64
-	for i := range rounds {
-		id := spear.InstanceID{Runtime: spear.Wasm, Name: fmt.Sprintf("wstart-%d", i)}
-		t0 := time.Now()
-		inst, err := wrt.Start(ctx, id, runtime.Settings{}, spec)
-		if err != nil {
-			return err
-		}
-		_, err = channel.Execute(ctx, inst.Channel(), channel.Invocation{Payload: []byte("x")})
-		ts = append(ts, float64(time.Since(t0)))
-		if serr := wrt.Stop(ctx, inst); err == nil {
-			err = serr
-		}
-		if err != nil {
-			return err
-		}
-	}
-	p.line("us", "wasmstart", "%.0f", median(ts)/1e3)
-	return nil
-}
-
-// executable is the binary the start comparison spawns.
-func executable(o Options) (string, error) {
-	if o.Exe != "" {
-		return o.Exe, nil
-	}
-	return os.Executable()
-}

@@ -4,7 +4,11 @@
 package checkout
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -40,3 +44,23 @@ func PythonSDK(root string) string { return filepath.Join(root, "sdk", "python")
 
 // TypeScriptSDK returns the TypeScript SDK's directory under root.
 func TypeScriptSDK(root string) string { return filepath.Join(root, "sdk", "typescript") }
+
+// Build builds the command in the package directory pkg (relative to
+// root, "./cmd/spear-worker") of the checkout at root into out, stripped,
+// with the go command on PATH. Go's build cache makes a build with nothing
+// changed take well under a second.
+func Build(ctx context.Context, root, pkg, out string) error {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("no go command to build %s with: %w", pkg, err)
+	}
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w: %s", pkg, err, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// WorkerPackage is the small worker's package: the minimal SDK binary.
+const WorkerPackage = "./cmd/spear-worker"

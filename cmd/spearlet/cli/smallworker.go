@@ -3,10 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"time"
@@ -75,10 +73,6 @@ func buildWorker(ctx context.Context) (string, error) {
 	if root == "" {
 		return "", errors.New("not run inside a Spear checkout (set " + EnvWorker + " to a built cmd/spear-worker)")
 	}
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("no go command to build it with: %w", err)
-	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
@@ -95,10 +89,8 @@ func buildWorker(ctx context.Context) (string, error) {
 	defer os.Remove(tmp.Name()) // gone already once renamed
 	ctx, cancel := context.WithTimeout(ctx, workerBuildTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", tmp.Name(), "./cmd/spear-worker")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/spear-worker: %w: %s", err, out)
+	if err := checkout.Build(ctx, root, checkout.WorkerPackage, tmp.Name()); err != nil {
+		return "", err
 	}
 	// Renamed into place, so a concurrent start never runs a half-written
 	// binary.
