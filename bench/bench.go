@@ -170,4 +170,3 @@ func compare(ctx context.Context, o Options, p *printer, c comparison) error {
 	p.line("time", c.name+".base", "%.2fµs", r.base/1e3)
 	return nil
 }
-

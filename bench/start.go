@@ -137,4 +137,3 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 	}
 	return runWasmStart(ctx, f, rounds, p)
 }
-

@@ -24,4 +24,3 @@ func minimalWorker(ctx context.Context, dir string) (string, error) {
 	}
 	return out, nil
 }
-
