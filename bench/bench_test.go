@@ -221,3 +221,7 @@ func BenchmarkAgentRoundTrip64(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkWasm64(b *testing.B) {
+	benchPair(b, func(ctx context.Context) (*pair, error) { return wasmPair(ctx, 64) })
+}

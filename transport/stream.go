@@ -75,6 +75,10 @@ func (s *StreamConn) ReadFrame() (wire.Frame, error) {
 	return f, FilterCloseErr(err)
 }
 
+// Buffered reports whether bytes of a next frame have been read already,
+// so that a ReadFrame now may not wait for the peer.
+func (s *StreamConn) Buffered() bool { return s.r.Buffered() }
+
 // SetReadDeadline implements [ReadDeadliner].
 func (s *StreamConn) SetReadDeadline(t time.Time) error { return s.c.SetReadDeadline(t) }
 

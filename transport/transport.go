@@ -49,6 +49,14 @@ type ReadDeadliner interface {
 	SetReadDeadline(t time.Time) error
 }
 
+// Buffered is implemented by connections that can tell whether frames
+// have arrived that ReadFrame has not returned yet. The session layer uses
+// it to tell a burst of requests, which it spreads over goroutines, from a
+// lone one, which it serves on the goroutine that read it.
+type Buffered interface {
+	Buffered() bool
+}
+
 // Info describes a connection.
 type Info struct {
 	// Transport is the transport's name: "unix", "tcp", "grpc" or "memory".

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/codec"
+	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -65,7 +66,10 @@ func (s *Session) serve(f wire.Frame, epoch uint64) bool {
 		s.serving[f.ID] = req
 	}
 	s.handlers++
-	inline := s.handlers == 1
+	// Run it here when no other handler runs and no further frame is
+	// waiting: a burst of requests is better served by several readers,
+	// whose answers the transport then writes together.
+	inline := s.handlers == 1 && !s.buffered()
 	var next uint64
 	var start bool
 	if inline {
@@ -110,6 +114,13 @@ func (s *Session) serve(f wire.Frame, epoch uint64) bool {
 	}
 	s.mu.Unlock()
 	return still
+}
+
+// buffered reports whether the connection holds frames read but not yet
+// handled (transport.Buffered); false when it cannot tell.
+func (s *Session) buffered() bool {
+	b, ok := s.conn.(transport.Buffered)
+	return ok && b.Buffered()
 }
 
 // takeOver runs on a timer while a reader runs a handler itself: once the
@@ -269,3 +280,4 @@ func (c *requestContext) cancel() {
 		stop()
 	}
 }
+

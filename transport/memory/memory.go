@@ -182,6 +182,9 @@ func (c *Conn) ReadFrame() (wire.Frame, error) {
 	}
 }
 
+// Buffered reports whether frames are waiting to be read.
+func (c *Conn) Buffered() bool { return len(c.in) > 0 }
+
 // wake makes a waiting ReadFrame look at the flags again.
 func (c *Conn) wake() {
 	select {
