@@ -280,4 +280,3 @@ func (c *requestContext) cancel() {
 		stop()
 	}
 }
-
