@@ -108,7 +108,19 @@ type Invocation struct {
 // Result is a function's answer.
 type Result struct {
 	Instance spear.InstanceID // who answered
-	Payload  []byte
+	// Payload is the function's output. It may alias a pooled receive
+	// buffer: call Release once done with it; a Result never released
+	// only costs its buffer's reuse.
+	Payload []byte
+
+	res channel.Result
+}
+
+// Release gives the result's buffer back (see channel.Result). Payload
+// must not be used after it.
+func (r *Result) Release() {
+	r.res.Release()
+	r.Payload = nil
 }
 
 // Invoke runs inv on an instance of its function: the running instance
@@ -134,7 +146,7 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 			a.observe(inv.Function, started, err)
 			return Result{}, err
 		}
-		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		out, err := channel.Call(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
 		p.release(m)
 		if retryable(ctx, err, attempt) {
 			continue
@@ -143,7 +155,7 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Instance: m.inst.ID(), Payload: out}, nil
+		return Result{Instance: m.inst.ID(), Payload: out.Payload, res: out}, nil
 	}
 }
 

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -93,7 +94,10 @@ func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*
 	if err != nil {
 		return nil, grpcErr(err)
 	}
-	return &agentpb.InvokeResponse{Payload: res.Payload, Instance: res.Instance.String()}, nil
+	// grpc encodes the answer after this returns: it gets a copy.
+	out := &agentpb.InvokeResponse{Payload: bytes.Clone(res.Payload), Instance: res.Instance.String()}
+	res.Release()
+	return out, nil
 }
 
 func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerStreamingServer[agentpb.InvokeChunk]) error {

@@ -129,6 +129,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, r, err)
 			return
 		}
+		defer res.Release() // written by then
 		h := w.Header()
 		h.Set(api.HeaderInstance, res.Instance.String())
 		h.Set("Content-Type", "application/octet-stream")

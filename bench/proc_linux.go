@@ -56,3 +56,10 @@ func processRSS(pid int) (uint64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
+
+// fileLimit returns the soft limit on open files.
+func fileLimit() (uint64, error) {
+	var l syscall.Rlimit
+	err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	return l.Cur, err
+}
