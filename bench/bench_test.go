@@ -225,3 +225,5 @@ func BenchmarkAgentRoundTrip64(b *testing.B) {
 func BenchmarkWasm64(b *testing.B) {
 	benchPair(b, func(ctx context.Context) (*pair, error) { return wasmPair(ctx, 64) })
 }
+
+func BenchmarkHTTP64(b *testing.B) { benchPair(b, httpPair(64)) }

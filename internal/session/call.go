@@ -283,11 +283,7 @@ func (s *Session) register(c *call, stream bool) (lead bool, epoch uint64, err e
 		s.mu.Unlock()
 		return true, epoch, nil
 	}
-	epoch, start := s.grantLocked()
-	s.mu.Unlock()
-	if start {
-		s.startReader(epoch)
-	}
+	s.grantAndUnlock()
 	return false, 0, nil
 }
 

@@ -86,6 +86,16 @@ func (s *Session) grantLocked() (epoch uint64, start bool) {
 
 func (s *Session) startReader(epoch uint64) { go s.reader(epoch) }
 
+// grantAndUnlock gives the token to a reader, as grantLocked, unlocks mu
+// and starts the reader if none was parked.
+func (s *Session) grantAndUnlock() {
+	epoch, start := s.grantLocked()
+	s.mu.Unlock()
+	if start {
+		s.startReader(epoch)
+	}
+}
+
 // handOff gives the token, and a request frame f that its holder read but
 // may not serve (a caller), to a reader.
 func (s *Session) handOff(epoch uint64, f wire.Frame) {
@@ -96,11 +106,7 @@ func (s *Session) handOff(epoch uint64, f wire.Frame) {
 		return
 	}
 	s.token.handoff, s.token.hasHand = f, true
-	next, start := s.grantLocked()
-	s.mu.Unlock()
-	if start {
-		s.startReader(next)
-	}
+	s.grantAndUnlock()
 }
 
 // release passes on the token a caller held: to a reader while other calls
@@ -112,11 +118,7 @@ func (s *Session) release(epoch uint64) {
 		return
 	}
 	if len(s.pending) > 0 {
-		next, start := s.grantLocked()
-		s.mu.Unlock()
-		if start {
-			s.startReader(next)
-		}
+		s.grantAndUnlock()
 		return
 	}
 	s.freeLocked()
@@ -156,11 +158,7 @@ func (s *Session) graceOver() {
 		return
 	}
 	s.token.graceArmed = false
-	epoch, start := s.grantLocked()
-	s.mu.Unlock()
-	if start {
-		s.startReader(epoch)
-	}
+	s.grantAndUnlock()
 }
 
 // reader is a reader goroutine, started holding the token at epoch. It

@@ -139,11 +139,7 @@ func (s *Session) takeOver() {
 		return
 	}
 	s.token.inline, s.token.takeoverArmed = false, false
-	epoch, start := s.grantLocked()
-	s.mu.Unlock()
-	if start {
-		s.startReader(epoch)
-	}
+	s.grantAndUnlock()
 }
 
 // Responder answers one request the peer opened.

@@ -219,11 +219,7 @@ func (s *Session) end(cause error) {
 	s.conn.Close()
 	s.mu.Lock()
 	if s.token.holder == holderNone && !s.ended {
-		epoch, start := s.grantLocked()
-		s.mu.Unlock()
-		if start {
-			s.startReader(epoch)
-		}
+		s.grantAndUnlock()
 		return
 	}
 	s.mu.Unlock()
