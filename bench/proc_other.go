@@ -10,4 +10,4 @@ func raiseFileLimit(int) error { return errNotLinux }
 
 func residentBytes() (uint64, error) { return 0, errNotLinux }
 func processRSS(int) (uint64, error) { return 0, errNotLinux }
-func fileLimit() (uint64, error) { return 0, errNotLinux }
+func fileLimit() (uint64, error)     { return 0, errNotLinux }
