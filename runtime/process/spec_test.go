@@ -48,3 +48,36 @@ func TestSelfCommand(t *testing.T) {
 		t.Errorf("start with Self missing: %v, want an invalid-config error naming it", err)
 	}
 }
+
+// TestWorkerCommand runs WorkerCommand as the command line Options.Worker
+// gives, its first arguments ahead of the Spec's; without one it is an
+// invalid configuration.
+func TestWorkerCommand(t *testing.T) {
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := childSpec("echo")
+	worker := append([]string{c.Command}, c.Args...) // this test binary, as a child
+	c.Command, c.Args = process.WorkerCommand, nil
+	rt, err := process.New(process.Options{Factory: f, Worker: worker})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(testCtx(t))
+	inst, err := c.start(testCtx(t), rt, newID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, inst, "worker")
+
+	none, err := process.New(process.Options{Factory: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer none.Close(testCtx(t))
+	if _, err := c.start(testCtx(t), none, newID()); !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), process.WorkerCommand) {
+		t.Errorf("start without a worker: %v, want an invalid-config error naming %s", err, process.WorkerCommand)
+	}
+}
