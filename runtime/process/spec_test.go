@@ -77,7 +77,7 @@ func TestWorkerCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer none.Close(testCtx(t))
-	if _, err := c.start(testCtx(t), none, newID()); !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), process.WorkerCommand) {
-		t.Errorf("start without a worker: %v, want an invalid-config error naming %s", err, process.WorkerCommand)
+	if _, err := c.start(testCtx(t), none, newID()); !errors.Is(err, spear.ErrConfig) || !strings.Contains(err.Error(), process.WorkerCommand) {
+		t.Errorf("start without a worker: %v, want a configuration error naming %s", err, process.WorkerCommand)
 	}
 }
