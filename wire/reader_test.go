@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"testing"
 	"testing/iotest"
@@ -208,5 +209,78 @@ func TestReaderLargePayload(t *testing.T) {
 		if _, err := r.ReadFrame(); err != io.EOF {
 			t.Fatalf("got %v, want io.EOF", err)
 		}
+	}
+}
+
+// deadlineReader hands out its chunks one read at a time, failing every
+// other read with a deadline error, as a connection whose read deadline
+// keeps passing does.
+type deadlineReader struct {
+	chunks [][]byte
+	fail   bool
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	if d.fail = !d.fail; d.fail {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if len(d.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, d.chunks[0])
+	if d.chunks[0] = d.chunks[0][n:]; len(d.chunks[0]) == 0 {
+		d.chunks = d.chunks[1:]
+	}
+	return n, nil
+}
+
+// A read deadline that passes inside a frame, in its header or its
+// payload, loses nothing: the next ReadFrame resumes it.
+func TestReaderResumesAfterDeadline(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4096) // read straight into the payload
+	enc := wire.AppendFrame(nil, &wire.Frame{Type: wire.TypeStreamData, ID: 7, Payload: payload})
+	enc = wire.AppendFrame(enc, &wire.Frame{Type: wire.TypeMessage, Payload: []byte("next")})
+	var chunks [][]byte
+	for _, n := range []int{5, 20, 1000, 30000} { // cuts in the header, then the payload
+		chunks, enc = append(chunks, enc[:n]), enc[n:]
+	}
+	chunks = append(chunks, enc)
+	r := wire.NewReader(&deadlineReader{chunks: chunks}, 0)
+	var got []wire.Frame
+	for deadlines := 0; len(got) < 2; {
+		f, err := r.ReadFrame()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if deadlines++; deadlines > 100 {
+				t.Fatal("no progress")
+			}
+		case err != nil:
+			t.Fatalf("ReadFrame: %v", err)
+		default:
+			got = append(got, f)
+		}
+	}
+	if got[0].ID != 7 || !bytes.Equal(got[0].Payload, payload) || string(got[1].Payload) != "next" {
+		t.Fatalf("frames after deadlines: id %d, %d payload bytes, then %q", got[0].ID, len(got[0].Payload), got[1].Payload)
+	}
+}
+
+// Released payloads are reused by the next frame of their size class.
+func TestPayloadPool(t *testing.T) {
+	var f wire.Frame
+	p := f.NewPayload(3000)
+	if len(p) != 3000 || cap(p) != 4096 {
+		t.Fatalf("NewPayload(3000): len %d cap %d, want 3000 in a 4096 class", len(p), cap(p))
+	}
+	f.Release()
+	if f.Payload != nil {
+		t.Error("Release left the payload")
+	}
+	f.Release() // a second release does nothing
+	if n := len(new(wire.Frame).NewPayload(1 << 25)); n != 1<<25 {
+		t.Errorf("a payload over the largest class: %d bytes", n)
+	}
+	if p := new(wire.Frame).NewPayload(0); p != nil {
+		t.Errorf("an empty payload is %v, want nil", p)
 	}
 }

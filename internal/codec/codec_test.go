@@ -10,6 +10,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/proto/spearpb"
+	"github.com/spear-go/spear/wire"
 )
 
 // The hand-written encoding must match the generated code byte for byte in
@@ -111,4 +112,69 @@ func TestPoolDropsHugeBuffers(t *testing.T) {
 
 func sameMap(a, b map[string]string) bool {
 	return len(a) == len(b) && (len(a) == 0 || maps.Equal(a, b))
+}
+
+// The split layout carries the same request and answer as the unsplit
+// one, with the payload beside the envelope and never inside it.
+func TestSplitLayout(t *testing.T) {
+	in := ExecuteRequest{Method: "echo", Payload: []byte("hello"), TimeoutMs: 1500, Metadata: map[string]string{"k": "v"}}
+	for _, split := range []bool{false, true} {
+		var f wire.Frame
+		PutExecuteRequest(&f, nil, &in, split)
+		if split != (f.Flags&wire.FlagSplit != 0) || split != (f.Body != nil) {
+			t.Fatalf("split %v: flags %v, body %q", split, f.Flags, f.Body)
+		}
+		if split && &f.Body[0] != &in.Payload[0] {
+			t.Error("the split request's body is a copy of the payload")
+		}
+		got := wire.Frame{Type: f.Type, Flags: f.Flags, Payload: append(bytes.Clone(f.Payload), f.Body...)} // as received
+		r, err := ExecuteRequestOf(&got)
+		if err != nil || r.Method != in.Method || !bytes.Equal(r.Payload, in.Payload) || r.TimeoutMs != in.TimeoutMs || !maps.Equal(r.Metadata, in.Metadata) {
+			t.Errorf("split %v: %+v, %v", split, r, err)
+		}
+		var a wire.Frame
+		PutExecuteResponse(&a, nil, []byte("answer"), map[string]string{"x": "y"}, split)
+		gotA := wire.Frame{Type: a.Type, Flags: a.Flags, Payload: append(bytes.Clone(a.Payload), a.Body...)}
+		p, md, err := ExecuteResponseOf(&gotA)
+		if err != nil || string(p) != "answer" || md["x"] != "y" {
+			t.Errorf("split %v: answer %q %v %v", split, p, md, err)
+		}
+	}
+}
+
+func TestSplitMalformed(t *testing.T) {
+	withPayload := AppendExecuteRequest(nil, &ExecuteRequest{Payload: []byte("in the envelope")})
+	for name, b := range map[string][]byte{
+		"short":               {0, 0, 0},
+		"envelope too long":   {0, 0, 0, 9, 1, 2},
+		"payload in envelope": append([]byte{0, 0, 0, byte(len(withPayload))}, withPayload...),
+	} {
+		f := wire.Frame{Type: wire.TypeExecuteRequest, Flags: wire.FlagSplit, Payload: b}
+		if _, err := ExecuteRequestOf(&f); !errors.Is(err, spear.ErrInvalidMessage) {
+			t.Errorf("request %s: %v, want ErrInvalidMessage", name, err)
+		}
+		f.Type = wire.TypeExecuteResponse
+		if _, _, err := ExecuteResponseOf(&f); !errors.Is(err, spear.ErrInvalidMessage) && name != "payload in envelope" {
+			t.Errorf("response %s: %v, want ErrInvalidMessage", name, err)
+		}
+	}
+}
+
+// FuzzSplitExecuteRequest: a split payload decodes to the same request as
+// its envelope does, with the body as the payload, or fails cleanly.
+func FuzzSplitExecuteRequest(f *testing.F) {
+	var fr wire.Frame
+	PutExecuteRequest(&fr, nil, &ExecuteRequest{Method: "m", Payload: []byte("p"), TimeoutMs: 7}, true)
+	f.Add(append(bytes.Clone(fr.Payload), fr.Body...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ExecuteRequestOf(&wire.Frame{Flags: wire.FlagSplit, Payload: b})
+		if err != nil {
+			return
+		}
+		n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+		env, err := DecodeExecuteRequest(b[4 : 4+n])
+		if err != nil || env.Method != r.Method || env.TimeoutMs != r.TimeoutMs || !bytes.Equal(r.Payload, b[4+n:]) {
+			t.Fatalf("split %+v, envelope %+v (%v)", r, env, err)
+		}
+	})
 }

@@ -860,3 +860,59 @@ func TestStats(t *testing.T) {
 		}
 	})
 }
+
+// Callers that read their own answers, callers waiting on them, handlers
+// run by readers and handed over after their budget, and callers giving
+// up: every answer reaches its own caller, and the session goes on.
+func TestLeadersAndFollowers(t *testing.T) {
+	forEachKind(t, func(t *testing.T, kind string) {
+		h := session.HandlerFunc(func(ctx context.Context, req wire.Frame, r *session.Responder) {
+			if d, err := time.ParseDuration(string(req.Payload[:strings.IndexByte(string(req.Payload), '|')])); err == nil && d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
+			}
+			_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse, Payload: req.Payload})
+		})
+		agent, _ := pair(t, kind, session.Config{}, session.Config{Handler: h})
+		ctx := testContext(t)
+		var wg sync.WaitGroup
+		var answered, gaveUp atomic.Int64
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 40 {
+					delay := []string{"0s", "0s", "50us", "300us", "2ms"}[(g+i)%5]
+					payload := fmt.Sprintf("%s|%d-%d", delay, g, i)
+					rctx, cancel := ctx, context.CancelFunc(func() {})
+					if i%7 == 3 { // some callers give up before the slow answers
+						rctx, cancel = context.WithTimeout(ctx, 100*time.Microsecond)
+					}
+					r, err := agent.Request(rctx, request(payload), 0)
+					cancel()
+					switch {
+					case err == nil && string(r.Payload) == payload:
+						answered.Add(1)
+					case err == nil:
+						t.Errorf("request %q answered %q", payload, r.Payload)
+					case errors.Is(err, spear.ErrTimeout) && i%7 == 3:
+						gaveUp.Add(1)
+					default:
+						t.Errorf("request %q: %v", payload, err)
+					}
+					r.Release()
+				}
+			}()
+		}
+		wg.Wait()
+		if answered.Load()+gaveUp.Load() != 8*40 || answered.Load() < 8*40*6/7 {
+			t.Errorf("%d answered, %d gave up, of %d", answered.Load(), gaveUp.Load(), 8*40)
+		}
+		if r, err := agent.Request(ctx, request("0s|after"), 0); err != nil || string(r.Payload) != "0s|after" {
+			t.Fatalf("after the run: %q, %v", r.Payload, err)
+		}
+	})
+}
