@@ -277,9 +277,7 @@ func (s *Session) register(c *call, stream bool) (lead bool, epoch uint64, err e
 		return false, 0, nil
 	}
 	if !stream && s.dl != nil {
-		s.token.holder = holderCaller
-		s.token.epoch++
-		epoch = s.token.epoch
+		epoch = s.takeToken()
 		s.mu.Unlock()
 		return true, epoch, nil
 	}

@@ -36,16 +36,14 @@ type tokenState struct {
 	handoff wire.Frame // a request a caller read, for the next reader to serve first
 	hasHand bool
 
-	// The timers below tick while armed and compare counts instead of
-	// reading the clock on every call: freed counts the times the token
-	// was freed, inlined the handlers a reader ran itself; seenFreed and
-	// seenInlined are the counts at the previous tick. Equal counts mean
-	// the same free token, or the same handler, as a tick ago.
-	freed, seenFreed     uint64
-	inlined, seenInlined uint64
-	graceArmed           bool
-	takeoverArmed        bool
-	inline               bool // the token's reader runs a handler itself
+	// The grace and takeover timers are armed for one free token, or one
+	// handler a reader runs itself, and stopped when the token is taken,
+	// or the handler returns, so that they fire only when they have work
+	// to do. A grace timer that fires late, for an earlier freeing, only
+	// gives a reader the token sooner; a takeover timer looks at how long
+	// the handler in hand has run.
+	inline   bool      // the token's reader runs a handler itself
+	inlineAt time.Time // since when
 
 	// readDeadline is the read deadline in force on the connection, for
 	// connections that have one; passed reports that a read found it
@@ -54,15 +52,15 @@ type tokenState struct {
 	passed       bool
 }
 
-// readerGrace is how long a freed token stays free, one to two times this,
-// before a reader takes it back: the next call on a busy connection finds
+// readerGrace is how long a freed token stays free before a reader takes
+// it back: the next call on a busy connection finds
 // it free and reads its own answer; on a quiet one, a reader reads again
 // after this, so unrequested frames (heartbeats, messages, the peer
 // hanging up) wait at most this long.
 const readerGrace = time.Millisecond
 
-// inlineBudget is how long a reader runs a handler itself, one to two
-// times this, before another reader takes over the connection. A handler
+// inlineBudget is how long a reader runs a handler itself before another
+// reader takes over the connection. A handler
 // that ends sooner costs no hand-off to another goroutine at all.
 const inlineBudget = 100 * time.Microsecond
 
@@ -129,17 +127,11 @@ func (s *Session) release(epoch uint64) {
 // if no caller does within readerGrace.
 func (s *Session) freeLocked() {
 	s.token.holder = holderNone
-	s.token.freed++
-	if s.token.graceArmed {
-		return
-	}
-	s.token.graceArmed = true
-	s.token.seenFreed = s.token.freed
 	if s.grace == nil {
 		s.grace = time.AfterFunc(readerGrace, s.graceOver)
-	} else {
-		s.grace.Reset(readerGrace)
+		return
 	}
+	s.grace.Reset(readerGrace)
 }
 
 // graceOver runs on a timer: a token left free for readerGrace goes to a
@@ -147,18 +139,21 @@ func (s *Session) freeLocked() {
 func (s *Session) graceOver() {
 	s.mu.Lock()
 	if s.ended || s.token.holder != holderNone {
-		s.token.graceArmed = false
 		s.mu.Unlock()
 		return
 	}
-	if s.token.freed != s.token.seenFreed { // taken and freed again since the last tick
-		s.token.seenFreed = s.token.freed
-		s.grace.Reset(readerGrace)
-		s.mu.Unlock()
-		return
-	}
-	s.token.graceArmed = false
 	s.grantAndUnlock()
+}
+
+// takeToken takes the free token for a caller, stopping the grace timer.
+// s.mu must be held.
+func (s *Session) takeToken() uint64 {
+	s.token.holder = holderCaller
+	s.token.epoch++
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	return s.token.epoch
 }
 
 // reader is a reader goroutine, started holding the token at epoch. It

@@ -75,16 +75,11 @@ func (s *Session) serve(f wire.Frame, epoch uint64) bool {
 	if inline {
 		// No other handler runs: run this one here, and let another
 		// reader take over only if it runs past the budget.
-		s.token.inline = true
-		s.token.inlined++
-		if !s.token.takeoverArmed {
-			s.token.takeoverArmed = true
-			s.token.seenInlined = s.token.inlined
-			if s.takeover == nil {
-				s.takeover = time.AfterFunc(inlineBudget, s.takeOver)
-			} else {
-				s.takeover.Reset(inlineBudget)
-			}
+		s.token.inline, s.token.inlineAt = true, time.Now()
+		if s.takeover == nil {
+			s.takeover = time.AfterFunc(inlineBudget, s.takeOver)
+		} else {
+			s.takeover.Reset(inlineBudget)
 		}
 	} else {
 		// Handlers are running already: requests are arriving faster
@@ -111,6 +106,7 @@ func (s *Session) serve(f wire.Frame, epoch uint64) bool {
 	still := inline && s.token.epoch == epoch && !s.ended
 	if still {
 		s.token.inline = false
+		s.takeover.Stop() // it fires only for a handler that runs on
 	}
 	s.mu.Unlock()
 	return still
@@ -128,17 +124,15 @@ func (s *Session) buffered() bool {
 func (s *Session) takeOver() {
 	s.mu.Lock()
 	if !s.token.inline || s.ended {
-		s.token.takeoverArmed = false
+		s.mu.Unlock() // the handler returned as the timer fired
+		return
+	}
+	if left := inlineBudget - time.Since(s.token.inlineAt); left > 0 {
+		s.takeover.Reset(left) // fired late for an earlier handler
 		s.mu.Unlock()
 		return
 	}
-	if s.token.inlined != s.token.seenInlined { // another handler than a tick ago
-		s.token.seenInlined = s.token.inlined
-		s.takeover.Reset(inlineBudget)
-		s.mu.Unlock()
-		return
-	}
-	s.token.inline, s.token.takeoverArmed = false, false
+	s.token.inline = false
 	s.grantAndUnlock()
 }
 
