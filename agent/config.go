@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"reflect"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/yamlpos"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/transport"
 )
@@ -143,56 +142,8 @@ type FunctionConfig struct {
 // functionFields is FunctionConfig without its JSON methods.
 type functionFields FunctionConfig
 
-// commonFields are the JSON names of the fields every function has; the
-// others belong to its runtime.
-var commonFields = func() map[string]bool {
-	m := map[string]bool{}
-	for f := range reflect.TypeFor[functionFields]().Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			m[name] = true
-		}
-	}
-	return m
-}()
-
-// UnmarshalJSON decodes the common fields, then hands the others to the
-// runtime's Kind, which decodes them into Spec and refuses unknown ones.
-// A function whose runtime is unknown gets no Spec; Validate reports it.
-func (f *FunctionConfig) UnmarshalJSON(b []byte) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	*f = FunctionConfig{}
-	if err := json.Unmarshal(b, (*functionFields)(f)); err != nil {
-		return err
-	}
-	own := map[string]json.RawMessage{}
-	for k, v := range fields {
-		if !commonFields[k] {
-			own[k] = v
-		}
-	}
-	t, err := spear.ParseRuntimeType(f.Runtime)
-	if err != nil {
-		return nil
-	}
-	kind, ok := runtime.Lookup(t)
-	if !ok {
-		return nil
-	}
-	data, err := json.Marshal(own)
-	if err != nil {
-		return err
-	}
-	if f.Spec, err = kind.DecodeSpec(data); err != nil {
-		return fmt.Errorf("function %q: %w", f.Name, err)
-	}
-	return nil
-}
-
 // MarshalJSON writes the common fields followed by the Spec's, in one
-// object, as UnmarshalJSON reads them.
+// object, as a configuration file holds them.
 func (f FunctionConfig) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(functionFields(f))
 	if err != nil || f.Spec == nil {
@@ -244,8 +195,8 @@ type RestartConfig struct {
 	MaxBackoff     Duration `json:"max_backoff,omitempty"`
 }
 
-// Duration is a time.Duration written as a string such as "1.5s" in YAML
-// and JSON.
+// Duration is a time.Duration written in YAML and JSON as a string with a
+// unit, such as "1.5s" or "250ms", or as a bare number of seconds.
 type Duration time.Duration
 
 // D returns d as a time.Duration.
@@ -254,13 +205,18 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads a duration string ("250ms", "2m").
+// UnmarshalJSON reads a duration string ("250ms", "2m") or a number of
+// seconds, as ParseDuration does.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration %s is not a string such as \"5s\"", b)
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("want a duration such as 5s, 250ms or 2m, got %s", b)
+		}
+		s = n.String()
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}
@@ -268,34 +224,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// LoadConfig reads the YAML configuration at path. Errors match
-// spear.ErrConfig, and spear.ErrInvalidConfig when the file is malformed
-// or invalid.
-func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+// ParseDuration reads a duration as the configuration and the CLI take
+// it: a number with a unit ("250ms", "1.5s", "2m", "1h30m"), or a bare
+// number of seconds ("5", "0.25").
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "xXnNiI") {
+		if math.Abs(f) > float64(math.MaxInt64)/float64(time.Second) {
+			return 0, fmt.Errorf("%s seconds is too long a duration", s)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: %w", spear.ErrConfig, err)
+		return 0, fmt.Errorf("%q is not a duration: write a number and a unit (ms, s, m, h), such as 5s, 250ms or 2m, or a number of seconds", s)
 	}
-	cfg, err := ParseConfig(b)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig parses a YAML (or JSON) configuration and validates it.
-// Unknown fields are errors. A function's runtime must be registered
-// (runtime.Register: its package imported) to decode its fields. Errors
-// match spear.ErrInvalidConfig.
-func ParseConfig(b []byte) (Config, error) {
-	var cfg Config
-	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", spear.ErrInvalidConfig, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return d, nil
 }
 
 // The environment variables ApplyEnv reads, and what they set.
@@ -371,107 +315,152 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 	return f
 }
 
-// Validate reports every problem in c, each as an error matching
-// spear.ErrInvalidConfig that names the field.
+// Validate reports every problem in c, each a *ConfigError that names
+// the field by its YAML path (the error matches spear.ErrInvalidConfig).
+// LoadConfig adds where each one is in the file.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{spear.ErrInvalidConfig}, args...)...))
+	var p problems
+	if c.InvokeTimeout < 0 {
+		p.add("invoke_timeout", "may not be negative")
 	}
-	if c.InvokeTimeout < 0 || c.ShutdownGrace < 0 {
-		bad("invoke_timeout and shutdown_grace may not be negative")
+	if c.ShutdownGrace < 0 {
+		p.add("shutdown_grace", "may not be negative")
 	}
 	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
-		bad("max_payload %d is out of range (0 to %d bytes)", c.MaxPayload, maxPayloadLimit)
+		p.add("max_payload", "%d is out of range (0 to %d bytes)", c.MaxPayload, maxPayloadLimit)
 	}
 	if c.Channels.RequestTimeout < 0 {
-		bad("channels.request_timeout may not be negative")
+		p.add("channels.request_timeout", "may not be negative")
 	}
 	if h := c.Channels.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
-		bad("channels.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
+		p.add("channels.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i, f := range c.Functions {
-		where := fmt.Sprintf("functions[%d]", i)
-		if f.Name != "" {
-			where += fmt.Sprintf(" (%s)", f.Name)
-			if seen[f.Name] {
-				bad("%s: duplicate function name", where)
-			}
-			seen[f.Name] = true
+		at := yamlpos.Index("functions", i)
+		if j, dup := seen[f.Name]; dup && f.Name != "" {
+			p.add(at+".name", "duplicate function name %q (functions[%d] has it too)", f.Name, j)
+		} else {
+			seen[f.Name] = i
 		}
-		for _, err := range f.validate() {
-			bad("%s: %s", where, err)
-		}
+		f.validate(&p, at)
 	}
-	return errors.Join(errs...)
+	return p.err()
 }
 
-// validate returns the problems of one function, as plain messages.
-func (f FunctionConfig) validate() []string {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+// problems collects a configuration's problems.
+type problems struct{ errs []error }
+
+// add records a problem of the value at path.
+func (p *problems) add(path, format string, args ...any) {
+	p.errs = append(p.errs, &ConfigError{Path: path, Problem: fmt.Sprintf(format, args...)})
+}
+
+// addSpec records the problems a runtime reported for the spec of the
+// function at path: *runtime.FieldError values name their field.
+func (p *problems) addSpec(path string, err error) {
+	for _, e := range flatten(err) {
+		if fe, ok := errors.AsType[*runtime.FieldError](e); ok {
+			p.add(yamlpos.Join(path, fe.Field), "%s", fe.Problem)
+		} else {
+			p.add(path, "%s", strings.TrimPrefix(e.Error(), spear.ErrInvalidConfig.Error()+": "))
+		}
+	}
+}
+
+func (p *problems) err() error { return errors.Join(p.errs...) }
+
+// validate records the problems of the function at path at.
+func (f FunctionConfig) validate(p *problems, at string) {
 	switch {
 	case f.Name == "":
-		bad("name is required")
+		p.add(at+".name", "required")
 	case len(f.Name) > MaxFunctionName:
-		bad("name is %d bytes long, the limit is %d", len(f.Name), MaxFunctionName)
+		p.add(at+".name", "%q is %d bytes long, the limit is %d", f.Name, len(f.Name), MaxFunctionName)
 	default:
 		if err := (spear.InstanceID{Runtime: spear.Process, Name: f.Name}).Validate(); err != nil {
-			bad("name %q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
+			p.add(at+".name", "%q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
 		}
 	}
-	errs = append(errs, f.validateSpec()...)
-	if f.MinInstances < 0 || f.MaxInstances < 0 || f.MaxConcurrency < 0 {
-		bad("min_instances, max_instances and max_concurrency may not be negative")
+	rt, known := f.validateSpec(p, at)
+	for _, n := range []struct {
+		field string
+		v     int
+	}{{"min_instances", f.MinInstances}, {"max_instances", f.MaxInstances}, {"max_concurrency", f.MaxConcurrency}} {
+		if n.v < 0 {
+			p.add(at+"."+n.field, "may not be negative")
+		}
 	}
 	if f.MaxInstances > 0 && f.MinInstances > f.MaxInstances {
-		bad("min_instances %d is above max_instances %d", f.MinInstances, f.MaxInstances)
+		p.add(at+".min_instances", "%d is above max_instances %d", f.MinInstances, f.MaxInstances)
 	}
 	if f.Channel.Type != "" {
-		if _, err := channel.ParseType(f.Channel.Type); err != nil {
-			bad("channel.type %q: want %s", f.Channel.Type, transport.Choices())
+		ct, err := channel.ParseType(f.Channel.Type)
+		strategy, builtin := channel.DefaultStrategies()[rt]
+		switch {
+		case err != nil:
+			p.add(at+".channel.type", "%q: want %s%s", f.Channel.Type, transport.Choices(), didYouMean(f.Channel.Type, transport.Names()))
+		case known && builtin && !strategy.Allows(ct):
+			p.add(at+".channel.type", "%s: a %s function's channel is %s", ct, rt, strategy.Choices())
 		}
 	}
-	if f.Channel.RequestTimeout < 0 {
-		bad("channel.request_timeout may not be negative")
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{
+		{"channel.request_timeout", f.Channel.RequestTimeout}, {"restart.initial_backoff", f.Restart.InitialBackoff},
+		{"restart.max_backoff", f.Restart.MaxBackoff}, {"start_timeout", f.StartTimeout}, {"stop_grace", f.StopGrace},
+	} {
+		if d.v < 0 {
+			p.add(at+"."+d.field, "may not be negative")
+		}
 	}
 	if h := f.Channel.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
-		bad("channel.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
+		p.add(at+".channel.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
 	}
-	if p := f.Restart.Policy; p != "" && p != RestartOnFailure && p != RestartNever {
-		bad("restart.policy %q: want on-failure or never", p)
+	if pol := f.Restart.Policy; pol != "" && pol != RestartOnFailure && pol != RestartNever {
+		p.add(at+".restart.policy", "%q: want on-failure or never%s", pol, didYouMean(pol, []string{RestartOnFailure, RestartNever}))
 	}
-	if f.Restart.InitialBackoff < 0 || f.Restart.MaxBackoff < 0 || f.StartTimeout < 0 || f.StopGrace < 0 {
-		bad("durations may not be negative")
-	}
-	return errs
 }
 
-// validateSpec returns the problems of the function's runtime and Spec.
-func (f FunctionConfig) validateSpec() []string {
+// validateSpec records the problems of the function's runtime and Spec,
+// and returns the runtime type, and whether it is one this program has.
+func (f FunctionConfig) validateSpec(p *problems, at string) (spear.RuntimeType, bool) {
 	var known []string
 	for _, k := range runtime.Kinds() {
 		known = append(known, k.Type.String())
 	}
 	t, err := spear.ParseRuntimeType(f.Runtime)
-	if err != nil {
-		return []string{fmt.Sprintf("runtime %q: want one of %s", f.Runtime, strings.Join(known, ", "))}
+	switch {
+	case f.Runtime == "":
+		p.add(at+".runtime", "required: one of %s", strings.Join(known, ", "))
+		return t, false
+	case err != nil:
+		p.add(at+".runtime", "%q: want one of %s%s", f.Runtime, strings.Join(known, ", "), didYouMean(f.Runtime, known))
+		return t, false
 	}
 	if _, ok := runtime.Lookup(t); !ok {
-		return []string{fmt.Sprintf("runtime %q is not built into this program, which has %s", f.Runtime, strings.Join(known, ", "))}
+		p.add(at+".runtime", "runtime %q is not built into this program, which has %s", f.Runtime, strings.Join(known, ", "))
+		return t, false
 	}
 	switch {
 	case f.Spec == nil:
-		return []string{fmt.Sprintf("no %s spec (FunctionConfig.Spec)", t)}
+		p.add(at, "no %s spec (FunctionConfig.Spec)", t)
 	case f.Spec.RuntimeType() != t:
-		return []string{fmt.Sprintf("the spec is for the %s runtime, not %s", f.Spec.RuntimeType(), t)}
+		p.add(at, "the spec is for the %s runtime, not %s", f.Spec.RuntimeType(), t)
+	default:
+		p.addSpec(at, f.Spec.Validate())
 	}
-	var msgs []string
-	for _, err := range flatten(f.Spec.Validate()) {
-		msgs = append(msgs, err.Error())
+	return t, true
+}
+
+// didYouMean returns `; did you mean "x"?` for the candidate that word
+// most likely misspells, or "".
+func didYouMean(word string, candidates []string) string {
+	if s := yamlpos.Closest(word, candidates); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
 	}
-	return msgs
+	return ""
 }
 
 // flatten lists the errors that errors.Join joined into err.
