@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,8 +21,11 @@ import (
 
 // Defaults of the configuration. Zero values in a Config mean these.
 const (
-	DefaultHTTPAddr       = "127.0.0.1:7480"
-	DefaultGRPCAddr       = "127.0.0.1:7481"
+	DefaultHTTPAddr = "127.0.0.1:7480"
+	DefaultGRPCAddr = "127.0.0.1:7481"
+	// DefaultChannelAddr is where the tcp and grpc channel listeners,
+	// which instances connect to, listen: loopback, a free port.
+	DefaultChannelAddr    = "127.0.0.1:0"
 	DefaultInvokeTimeout  = 30 * time.Second
 	DefaultShutdownGrace  = 30 * time.Second
 	DefaultMaxPayload     = 4 << 20
@@ -290,6 +294,12 @@ func (c Config) withDefaults() Config {
 	c.InvokeTimeout = cmp.Or(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(DefaultShutdownGrace))
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	ch := channel.Defaults()
+	c.Channels.SocketDir = cmp.Or(c.Channels.SocketDir, os.TempDir())
+	c.Channels.TCPAddr = cmp.Or(c.Channels.TCPAddr, DefaultChannelAddr)
+	c.Channels.GRPCAddr = cmp.Or(c.Channels.GRPCAddr, DefaultChannelAddr)
+	c.Channels.RequestTimeout = cmp.Or(c.Channels.RequestTimeout, Duration(ch.RequestTimeout))
+	c.Channels.HeartbeatInterval = cmp.Or(c.Channels.HeartbeatInterval, Duration(ch.HeartbeatInterval))
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()

@@ -93,8 +93,9 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range c.a.order {
-		live, _ := c.a.pools[name].snapshot()
+	for _, p := range c.a.pools(false) {
+		name := p.fn.Name
+		live, _ := p.snapshot()
 		counts := map[runtime.Status]int{}
 		inflight := 0
 		for _, m := range live {

@@ -53,7 +53,8 @@ type pool struct {
 	waiting  int                // acquire calls waiting for a slot
 	stopped  []runtime.Instance // recently stopped, oldest first, at most keepStopped
 	changed  chan struct{}
-	failures int // consecutive unasked stops, for the backoff
+	failures int   // consecutive unasked stops, for the backoff
+	startErr error // the last start's error; nil once one succeeded
 }
 
 // member is a live instance of the pool.
@@ -240,7 +241,9 @@ func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
 			return
 		}
 		p.mu.Lock()
+		p.startErr = err
 		delay = p.backoffLocked()
+		p.broadcastLocked()
 		p.mu.Unlock()
 		p.log.Warn("instance start failed; retrying", "instance", id.String(), "err", err, "backoff", delay)
 	}
@@ -267,6 +270,7 @@ func (p *pool) startNamed() (spear.InstanceID, runtime.Instance, error) {
 func (p *pool) finish(a *attempt, inst runtime.Instance, err error) {
 	p.mu.Lock()
 	p.pending--
+	p.startErr = err
 	if inst != nil && p.closed {
 		// Started while the pool was shutting down: stop it at once.
 		p.mu.Unlock()

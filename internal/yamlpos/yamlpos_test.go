@@ -296,3 +296,56 @@ func TestAliasCycle(t *testing.T) {
 		}
 	}
 }
+
+// Tree writes every field, zero ones included, in order; the YAML and
+// JSON writers keep that order and the types of strings that look like
+// other values.
+func TestTreeAndWriters(t *testing.T) {
+	type inner struct {
+		Token string `json:"token,omitempty"`
+		Port  string `json:"port"`
+	}
+	v := struct {
+		Name    string            `json:"name"`
+		Empty   string            `json:"empty,omitempty"`
+		Timeout seconds           `json:"timeout"`
+		List    []int             `json:"list"`
+		Env     map[string]string `json:"env"`
+		In      inner             `json:"in"`
+		Hidden  string            `json:"-"`
+	}{Name: "a", List: []int{1}, Env: map[string]string{"B": "true", "A_TOKEN": "s3cret"}, In: inner{Port: "80"}}
+	n, err := yamlpos.Tree(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yamlpos.Redact(n, func(k string) bool { return strings.Contains(strings.ToLower(k), "token") })
+	var y, j strings.Builder
+	if err := yamlpos.WriteYAML(&y, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := yamlpos.WriteJSON(&j, n); err != nil {
+		t.Fatal(err)
+	}
+	wantY := `name: a
+empty: ""
+timeout: 0
+list:
+  - 1
+env:
+  A_TOKEN: <redacted>
+  B: "true"
+in:
+  token: ""
+  port: "80"
+`
+	if y.String() != wantY {
+		t.Errorf("YAML:\n%s\nwant:\n%s", y.String(), wantY)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(j.String()), &back); err != nil || back["env"].(map[string]any)["B"] != "true" || back["in"].(map[string]any)["port"] != "80" {
+		t.Errorf("JSON %s: %v", j.String(), err)
+	}
+	if !strings.HasPrefix(j.String(), "{\n  \"name\": \"a\",\n  \"empty\": \"\",") {
+		t.Errorf("JSON order:\n%s", j.String())
+	}
+}

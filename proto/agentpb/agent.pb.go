@@ -966,6 +966,111 @@ func (x *InvokeChunk) GetInstance() string {
 	return ""
 }
 
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+// ReloadResponse says what the reload did to each function.
+type ReloadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Added         []string               `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	Changed       []string               `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	Unchanged     []string               `protobuf:"bytes,4,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReloadResponse) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
+}
+
 var File_spear_v1_agent_proto protoreflect.FileDescriptor
 
 const file_spear_v1_agent_proto_rawDesc = "" +
@@ -1044,7 +1149,13 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\binstance\x18\x02 \x01(\tR\binstance\"=\n" +
 	"\vInvokeChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1a\n" +
-	"\binstance\x18\x02 \x01(\tR\binstance2\x99\x04\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\"\x0f\n" +
+	"\rReloadRequest\"x\n" +
+	"\x0eReloadResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged2\xd6\x04\n" +
 	"\x05Agent\x12P\n" +
 	"\rListFunctions\x12\x1e.spear.v1.ListFunctionsRequest\x1a\x1f.spear.v1.ListFunctionsResponse\x12P\n" +
 	"\rListInstances\x12\x1e.spear.v1.ListInstancesRequest\x1a\x1f.spear.v1.ListInstancesResponse\x12I\n" +
@@ -1052,7 +1163,8 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x0eDeleteInstance\x12\x1f.spear.v1.DeleteInstanceRequest\x1a .spear.v1.DeleteInstanceResponse\x12M\n" +
 	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12;\n" +
 	"\x06Invoke\x12\x17.spear.v1.InvokeRequest\x1a\x18.spear.v1.InvokeResponse\x12@\n" +
-	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01B1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
+	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01\x12;\n" +
+	"\x06Reload\x12\x17.spear.v1.ReloadRequest\x1a\x18.spear.v1.ReloadResponseB1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
 
 var (
 	file_spear_v1_agent_proto_rawDescOnce sync.Once
@@ -1066,7 +1178,7 @@ func file_spear_v1_agent_proto_rawDescGZIP() []byte {
 	return file_spear_v1_agent_proto_rawDescData
 }
 
-var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_spear_v1_agent_proto_goTypes = []any{
 	(*ListFunctionsRequest)(nil),   // 0: spear.v1.ListFunctionsRequest
 	(*ListFunctionsResponse)(nil),  // 1: spear.v1.ListFunctionsResponse
@@ -1083,24 +1195,26 @@ var file_spear_v1_agent_proto_goTypes = []any{
 	(*InvokeRequest)(nil),          // 12: spear.v1.InvokeRequest
 	(*InvokeResponse)(nil),         // 13: spear.v1.InvokeResponse
 	(*InvokeChunk)(nil),            // 14: spear.v1.InvokeChunk
-	nil,                            // 15: spear.v1.ChannelStats.ErrorsEntry
-	nil,                            // 16: spear.v1.InvokeRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*ReloadRequest)(nil),          // 15: spear.v1.ReloadRequest
+	(*ReloadResponse)(nil),         // 16: spear.v1.ReloadResponse
+	nil,                            // 17: spear.v1.ChannelStats.ErrorsEntry
+	nil,                            // 18: spear.v1.InvokeRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
 }
 var file_spear_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: spear.v1.ListFunctionsResponse.functions:type_name -> spear.v1.FunctionInfo
 	5,  // 1: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
-	17, // 2: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
-	17, // 3: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
+	19, // 2: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 3: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
 	6,  // 4: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
-	15, // 5: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
-	18, // 6: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
-	18, // 7: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
-	18, // 8: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
-	18, // 9: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
-	16, // 10: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
-	18, // 11: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
+	17, // 5: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
+	20, // 6: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
+	20, // 7: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
+	20, // 8: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
+	20, // 9: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
+	18, // 10: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
+	20, // 11: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
 	0,  // 12: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
 	3,  // 13: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
 	7,  // 14: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
@@ -1108,15 +1222,17 @@ var file_spear_v1_agent_proto_depIdxs = []int32{
 	10, // 16: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
 	12, // 17: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
 	12, // 18: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
-	1,  // 19: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
-	4,  // 20: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
-	5,  // 21: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
-	9,  // 22: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
-	11, // 23: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
-	13, // 24: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
-	14, // 25: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
+	15, // 19: spear.v1.Agent.Reload:input_type -> spear.v1.ReloadRequest
+	1,  // 20: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
+	4,  // 21: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
+	5,  // 22: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
+	9,  // 23: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
+	11, // 24: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
+	13, // 25: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
+	14, // 26: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
+	16, // 27: spear.v1.Agent.Reload:output_type -> spear.v1.ReloadResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1133,7 +1249,7 @@ func file_spear_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_agent_proto_rawDesc), len(file_spear_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
