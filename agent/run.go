@@ -74,7 +74,9 @@ type RuntimeEnv struct {
 // with 503 / UNAVAILABLE while those in flight finish, within
 // cfg.ShutdownGrace; then every instance is stopped, the runtimes and the
 // factory are closed (removing sockets and temporary directories), and the
-// servers stop. It returns nil after a clean shutdown.
+// servers stop. It returns nil after a clean shutdown. Each value on
+// opts.Reload, and each POST /v1/reload, reads the configuration again with
+// opts.Load and applies it (Agent.Reload).
 func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err

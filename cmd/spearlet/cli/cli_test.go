@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +34,7 @@ func mainCLI(t *testing.T, args ...string) (int, string, string) {
 	}
 	if err != nil {
 		errOut.WriteString("spearlet: " + err.Error() + "\n")
-		if ue, ok := err.(*usageError); ok {
+		if ue, ok := errors.AsType[*usageError](err); ok {
 			errOut.WriteString("Usage: " + ue.cmd.UseLine() + "\n")
 		}
 	}
