@@ -45,7 +45,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -134,7 +133,7 @@ type readmeRun struct {
 	cwd     string
 	port    string // the HTTP API's, where the README says 7480
 	bg      *exec.Cmd
-	bgOut   *syncBuffer
+	bgLog   string // the background block's output
 	bgDone  chan error
 	started time.Time
 	script  strings.Builder // the transcript
@@ -299,8 +298,13 @@ func (r *readmeRun) background(where, text string) {
 	cmd := exec.Command("bash", "-c", sc)
 	cmd.Env = r.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal's job
-	r.bgOut = &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = r.bgOut, r.bgOut
+	r.bgLog = filepath.Join(r.t.TempDir(), "background.log")
+	log, err := os.Create(r.bgLog)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer log.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("%s: %v", where, err)
 	}
@@ -316,11 +320,11 @@ func (r *readmeRun) background(where, text string) {
 		select {
 		case err := <-r.bgDone:
 			r.bg = nil
-			r.t.Fatalf("%s: exited before it served: %v\n%s", where, err, r.bgOut.String())
+			r.t.Fatalf("%s: exited before it served: %v\n%s", where, err, r.bgOutput())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("%s: the daemon did not answer\n%s", where, r.bgOut.String())
+			r.t.Fatalf("%s: the daemon did not answer\n%s", where, r.bgOutput())
 		}
 	}
 	for i, c := range cmds {
@@ -328,7 +332,7 @@ func (r *readmeRun) background(where, text string) {
 			cmds[i] = strings.TrimSpace(c[:j])
 		}
 	}
-	r.script.WriteString(stamp + r.home(fmt.Sprintf("$ %s &    # in another terminal\n%s", strings.Join(cmds, "; "), firstLines(r.bgOut.String(), 3))))
+	r.script.WriteString(stamp + r.home(fmt.Sprintf("$ %s &    # in another terminal\n%s", strings.Join(cmds, "; "), firstLines(r.bgOutput(), 3))))
 }
 
 // stopBackground stops the background block as Ctrl-C would, and checks
@@ -344,12 +348,12 @@ func (r *readmeRun) stopBackground() {
 	select {
 	case err := <-r.bgDone:
 		if err != nil {
-			r.t.Errorf("the background daemon did not exit cleanly on Ctrl-C: %v\n%s", err, r.bgOut.String())
+			r.t.Errorf("the background daemon did not exit cleanly on Ctrl-C: %v\n%s", err, r.bgOutput())
 		}
 	case <-time.After(testTimeout):
 		_ = syscall.Kill(-bg.Process.Pid, syscall.SIGKILL)
 		<-r.bgDone
-		r.t.Errorf("the background daemon did not stop on Ctrl-C\n%s", r.bgOut.String())
+		r.t.Errorf("the background daemon did not stop on Ctrl-C\n%s", r.bgOutput())
 	}
 	r.note("^C    # the daemon in the other terminal stops\n")
 }
@@ -429,20 +433,8 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// syncBuffer is a bytes.Buffer for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// bgOutput returns what the background block has written so far.
+func (r *readmeRun) bgOutput() string {
+	b, _ := os.ReadFile(r.bgLog)
+	return string(b)
 }
