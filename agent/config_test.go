@@ -198,6 +198,7 @@ functions:
 	}
 	_, err := LoadConfig(path)
 	want := path + `:1:17: invoke_timeout: "soon" is not a duration: write a number and a unit (ms, s, m, h), such as 5s, 250ms or 2m, or a number of seconds
+` + path + `:9:21: functions[1].channel.type: memory: a process function's channel is unix, tcp or grpc
 ` + path + `:12:5: functions[2].comand: unknown field; did you mean "command"?`
 	if err == nil || err.Error() != want {
 		t.Fatalf("err:\n%v\nwant:\n%s", err, want)
@@ -206,7 +207,7 @@ functions:
 	if !errors.As(err, &ce) || ce.File != path || ce.Line != 1 || ce.Column != 17 || ce.Path != "invoke_timeout" {
 		t.Errorf("first error = %+v", ce)
 	}
-	// Once the file decodes, the validation's problems are placed too.
+	// Once the file decodes, only the validation's problem is left.
 	src = strings.Replace(strings.Replace(src, "soon", "5", 1), "comand", "command", 1)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -300,4 +301,15 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A file that does not decode still gets the validation's problems of
+// its other functions in the same report.
+func TestDecodeAndValidationProblemsTogether(t *testing.T) {
+	_, err := ParseConfig([]byte("functions:\n  - {name: a, runtime: proces}\n  - {name: b, runtime: process, comand: x}\n"))
+	want := "line 2, column 24: functions[0].runtime: \"proces\": want one of process, agent-fake, toy; did you mean \"process\"?\n" +
+		"line 3, column 33: functions[1].comand: unknown field; did you mean \"command\"?"
+	if err == nil || err.Error() != want {
+		t.Errorf("err:\n%v\nwant:\n%s", err, want)
+	}
 }

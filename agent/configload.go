@@ -78,7 +78,16 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 	}
 	var cfg Config
 	if err := doc.Decode(&cfg, configHooks); err != nil {
-		return Config{}, configErrors(err)
+		// Report with them the validation's problems of the functions
+		// that decoded, which are not echoes of these.
+		err = configErrors(err)
+		var p problems
+		for i, f := range cfg.Functions {
+			if at := yamlpos.Index("functions", i); !within(err, at) {
+				f.validate(&p, at)
+			}
+		}
+		return Config{}, placed(doc, errors.Join(err, p.err()))
 	}
 	var p problems
 	for i, f := range cfg.Functions {
@@ -95,6 +104,17 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 		return Config{}, placed(doc, err)
 	}
 	return cfg, nil
+}
+
+// within reports whether one of the *ConfigError values in err is about
+// the value at path or inside it.
+func within(err error, path string) bool {
+	for _, e := range flatten(err) {
+		if ce, ok := errors.AsType[*ConfigError](e); ok && (ce.Path == path || strings.HasPrefix(ce.Path, path+".") || strings.HasPrefix(ce.Path, path+"[")) {
+			return true
+		}
+	}
+	return false
 }
 
 // configErrors turns the *yamlpos.Error values in err into *ConfigError
