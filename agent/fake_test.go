@@ -244,7 +244,7 @@ func (in *fakeInstance) stop(reason string) {
 		in.reason = reason
 	}
 	in.mu.Unlock()
-	in.ch.Close() // like a dying process: its connection goes at once
+	in.ch.Lost(reason) // like a dying process: its connection goes at once
 	in.cancel()
 }
 

@@ -182,7 +182,7 @@ func (i *Instance) exit() {
 	i.exited = true
 	i.mu.Unlock()
 	i.markExit()
-	i.ch.Close()
+	i.ch.Lost("the instance's process exited")
 }
 
 // finish marks the instance stopped and closes Done.
