@@ -325,10 +325,13 @@ func (p *pool) reconcileLocked() {
 		p.scheduleLocked(p.crash.retryAt)
 		return
 	}
-	want := p.floorLocked()
-	if due := p.restarts.due(now); due > 0 {
-		want = max(want, len(p.members)+p.starting+due)
+	if p.restarts.owed > 0 && now.Before(p.restarts.at) {
+		// Automatic starts wait out the restart back-off; invocations
+		// that find no free slot do not.
+		p.scheduleLocked(p.restarts.at)
+		return
 	}
+	want := max(p.floorLocked(), len(p.members)+p.starting+p.restarts.due(now))
 	for n := len(p.members) + p.starting; n < min(want, p.fn.MaxInstances); n++ {
 		reason := startFloor
 		if p.restarts.due(now) > 0 {
