@@ -63,6 +63,22 @@ type slot struct {
 	pending int              // requests and streams open on it
 }
 
+// live reports whether the slot has a session that has not ended. An
+// ended session stays bound for the moment its reader takes to unbind
+// it; it must take no request meanwhile.
+func (sl *slot) live() bool { return sl.s != nil && sl.s.Err() == nil }
+
+// liveLocked counts the live slots.
+func (c *Channel) liveLocked() int {
+	n := 0
+	for i := range c.slots {
+		if c.slots[i].live() {
+			n++
+		}
+	}
+	return n
+}
+
 func newChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *Channel {
 	gone := make(chan struct{})
 	close(gone)
@@ -105,7 +121,7 @@ func (c *Channel) acquire() (*session.Session, int, error) {
 		for k := range len(c.slots) {
 			i := (c.next + k) % len(c.slots)
 			sl := &c.slots[i]
-			if sl.s == nil || (pass == 0 && i >= c.want) {
+			if !sl.live() || (pass == 0 && i >= c.want) {
 				continue
 			}
 			if best < 0 || sl.pending < c.slots[best].pending {
@@ -221,14 +237,14 @@ func (c *Channel) Stream(ctx context.Context, m Message) (*Stream, error) {
 func (c *Channel) IsConnected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.bound > 0
+	return c.liveLocked() > 0
 }
 
 // Connections returns how many authenticated connections are bound.
 func (c *Channel) Connections() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.bound
+	return c.liveLocked()
 }
 
 // Connected returns a channel closed once a connection is bound (at once

@@ -435,9 +435,11 @@ func (s *Session) write(f *wire.Frame) error {
 			return cause
 		}
 		s.stats.Error(stats.KindSend)
-		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
-		s.end(err)
-		return err
+		// The writer learns its frame was not sent; the requests pending
+		// on the connection learn it was lost, as when the reader
+		// notices first.
+		s.end(fmt.Errorf("%w: %w", spear.ErrPeerGone, err))
+		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
 	}
 	s.stats.Sent(f.Size())
 	return nil
