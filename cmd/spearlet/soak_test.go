@@ -182,11 +182,11 @@ func attribute(err error) (id, why string, _ error) {
 	if i := strings.Index(why, "spear: "); i >= 0 {
 		why = why[i:] // the category and its cause
 	}
-	if i := strings.Index(why, "read unix"); i >= 0 {
-		why = why[:i] + "read unix …" // one line per kind, not per socket
-	}
+	why = socketPath.ReplaceAllString(why, "…") // one line per kind, not per socket
 	return m[1], why, nil
 }
+
+var socketPath = regexp.MustCompile(`\S+\.sock->@`)
 
 // waitDead waits until process pid has exited, every thread of it: its
 // leader a zombie with no thread left beside it, or reaped. (A leader
