@@ -87,7 +87,7 @@ type fakeRuntime struct {
 	sick     map[spear.InstanceID]bool          // method "work" fails there
 	delay    map[spear.InstanceID]time.Duration // method "work" takes this long there
 	work     time.Duration                      // and this long elsewhere
-	lastSpec runtime.Spec // of the latest Start
+	lastSpec runtime.Spec                       // of the latest Start
 	wg       sync.WaitGroup
 }
 

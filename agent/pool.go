@@ -96,7 +96,7 @@ type attempt struct {
 type startReason string
 
 const (
-	startDemand  startReason = "demand"       // an invocation found no free slot
+	startDemand  startReason = "demand" // an invocation found no free slot
 	startFloor   startReason = "min_instances"
 	startScale   startReason = "autoscaler"
 	startRestart startReason = "restart"

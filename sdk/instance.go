@@ -102,7 +102,7 @@ type Instance struct {
 	opts Options
 	log  *slog.Logger
 
-	slots sync.WaitGroup // the goroutines of connections past the first
+	slots sync.WaitGroup  // the goroutines of connections past the first
 	ctx   context.Context // Serve's, for the connections a signal opens
 
 	mu      sync.Mutex

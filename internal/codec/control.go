@@ -176,7 +176,7 @@ const (
 
 // Signal is spear.v1.Signal, the payload of a SIGNAL frame.
 type Signal struct {
-	Kind SignalKind
+	Kind        SignalKind
 	Name        string // of a custom signal
 	Data        []byte
 	Connections uint32 // of a connections signal

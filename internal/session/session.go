@@ -107,7 +107,7 @@ type Session struct {
 	// handlers counts running handlers. It is not a sync.WaitGroup
 	// because Wait may run while the reader starts new handlers.
 	handlers int
-	err      error  // why the session ended; set once
+	err      error     // why the session ended; set once
 	hbLast   uint64    // framesIn at the last heartbeat tick
 	hbMisses int       // ticks in a row without a frame
 	hbProbe  time.Time // when the unanswered probe was sent
