@@ -469,3 +469,58 @@ func TestTargetConcurrencyScales(t *testing.T) {
 	wg.Wait()
 	eventually(t, "scaled down to none", func() bool { return mustStatus(t, a).Live == 0 })
 }
+
+// With latency_factor set, an instance far slower than its peers is
+// ejected on the ticker, the reason naming the figures.
+func TestLatencyOutlierEjected(t *testing.T) {
+	a, rt := newTestAgent(t, testConfig(func(f *FunctionConfig) {
+		f.MinInstances, f.MaxInstances = 3, 3
+		f.Balancer = string(balancer.RoundRobin)
+		f.Outlier = OutlierConfig{LatencyFactor: 5, BaseEjection: Duration(time.Minute)}
+	}))
+	eventually(t, "three instances ready", func() bool { return mustStatus(t, a).Ready == 3 })
+	slow := rt.ids()[0]
+	rt.mu.Lock()
+	rt.work, rt.delay[slow] = time.Millisecond, 50*time.Millisecond
+	rt.mu.Unlock()
+	for range 6 { // each instance measured twice
+		if _, err := invokeWork(t, a, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the slow instance ejected", func() bool {
+		for _, m := range mustStatus(t, a).Members {
+			if m.Instance.ID() == slow {
+				return m.Health == "ejected" && strings.Contains(m.Reason, "over 5 times its peers' median")
+			}
+		}
+		return false
+	})
+	for range 6 {
+		if who, err := invokeWork(t, a, ""); err != nil || who == slow {
+			t.Fatalf("after the ejection: %v, %v", who, err)
+		}
+	}
+}
+
+// connections: auto gives a busy instance more connections, up to its
+// cap less one.
+func TestAutoConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several ticks of a second")
+	}
+	a, rt := newTestAgent(t, testConfig(func(f *FunctionConfig) {
+		f.MaxInstances, f.MaxConcurrency = 1, 64
+		f.Connections = Connections{Auto: true}
+	}))
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	for range 24 {
+		wg.Go(func() { _, _ = invoke(t, a, "wait", "") })
+	}
+	eventually(t, "three connections (the cap of 4 less one)", func() bool {
+		list, _ := a.Instances("fn")
+		return len(list) == 1 && list[0].Connections == 3
+	})
+	close(rt.gate)
+}

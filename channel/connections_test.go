@@ -172,3 +172,32 @@ func TestLostIsConnectionFailed(t *testing.T) {
 		})
 	}
 }
+
+// Heartbeat reports the silent intervals of an instance that answers no
+// probe, and the round trip of one that answers.
+func TestHeartbeatFigures(t *testing.T) {
+	f := newFactory(t, channel.Options{SocketDir: t.TempDir()})
+	// Many misses allowed, so the silent instance stays connected.
+	cfg := channel.Config{HeartbeatInterval: 20 * time.Millisecond, HeartbeatMisses: 1000}
+
+	silent := newChannel(t, f, channel.Unix, cfg)
+	conn, err := connectAs(t, silent.Credentials(), silent.InstanceID(), silent.Credentials().Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close() // authenticated, then never reads again
+	waitConnected(t, silent)
+
+	alive := newChannel(t, f, channel.Unix, cfg)
+	startInProcess(t, alive, nil)
+	waitConnected(t, alive)
+
+	ctx := testCtx(t)
+	for silent.Heartbeat().Misses < 2 || alive.Heartbeat().RTT == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("silent %+v, alive %+v: want 2+ misses and a round trip", silent.Heartbeat(), alive.Heartbeat())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
