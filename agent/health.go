@@ -111,11 +111,7 @@ func (p *pool) ejectLocked(m *member, now time.Time, reason string) bool {
 		return false
 	}
 	o := p.fn.Outlier
-	d := o.BaseEjection.D()
-	for i := 0; i < h.ejections && d < o.MaxEjection.D(); i++ {
-		d *= 2
-	}
-	d = min(d, o.MaxEjection.D())
+	d := doubled(o.BaseEjection.D(), o.MaxEjection.D(), h.ejections)
 	h.until, h.reason = now.Add(d), reason
 	h.ejections++
 	h.probation = o.Probation

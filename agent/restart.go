@@ -76,7 +76,11 @@ func (r *restartState) due(now time.Time) int {
 
 // backoff returns initial_backoff doubled n times, capped at max_backoff.
 func backoff(cfg RestartConfig, n int) time.Duration {
-	d, limit := cfg.InitialBackoff.D(), cfg.MaxBackoff.D()
+	return doubled(cfg.InitialBackoff.D(), cfg.MaxBackoff.D(), n)
+}
+
+// doubled returns d doubled n times, capped at limit.
+func doubled(d, limit time.Duration, n int) time.Duration {
 	for i := 0; i < n && d < limit; i++ {
 		d *= 2
 	}

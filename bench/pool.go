@@ -22,19 +22,12 @@ import (
 // takes seconds, a minute under -race). Each figure comes with the same
 // invocation on a warm instance.
 func runColdStart(ctx context.Context, o Options, p *printer) error {
-	exe, err := executable(o)
+	pb, err := newProcessBench(o)
 	if err != nil {
 		return err
 	}
-	f, err := channel.NewFactory(channel.Options{})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	prt, err := process.New(process.Options{Factory: f})
-	if err != nil {
-		return err
-	}
+	defer pb.close()
+	exe, f, prt := pb.exe, pb.f, pb.prt
 	cfg := agent.Config{Functions: []agent.FunctionConfig{
 		{Name: "process", Runtime: "process", Spec: process.Spec{Command: exe, Env: runtime.Env{startEnv: "worker"}}},
 	}}
@@ -103,20 +96,12 @@ const connCallers = 64
 // agent share the machine's cores, so the figure says what the extra
 // reader and writer goroutines buy where both sides are busy.
 func runConnections(ctx context.Context, o Options, p *printer) error {
-	exe, err := executable(o)
+	pb, err := newProcessBench(o)
 	if err != nil {
 		return err
 	}
-	f, err := channel.NewFactory(channel.Options{})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	prt, err := process.New(process.Options{Factory: f})
-	if err != nil {
-		return err
-	}
-	defer prt.Close(context.Background())
+	defer pb.close()
+	exe, prt := pb.exe, pb.prt
 	counts := []int{1, 2, 4}
 	chans := make([]*channel.Channel, len(counts))
 	for i, n := range counts {
@@ -182,4 +167,35 @@ func hammer(ctx context.Context, ch *channel.Channel, d time.Duration) (float64,
 	}
 	wg.Wait()
 	return float64(done.Load()) / time.Since(t0).Seconds(), first
+}
+
+// processBench is what the comparisons that start process instances
+// share: the binary they spawn as an SDK worker, a channel factory and a
+// process runtime on it.
+type processBench struct {
+	exe string
+	f   *channel.Factory
+	prt *process.Runtime
+}
+
+func newProcessBench(o Options) (*processBench, error) {
+	exe, err := executable(o)
+	if err != nil {
+		return nil, err
+	}
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		return nil, err
+	}
+	prt, err := process.New(process.Options{Factory: f})
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &processBench{exe: exe, f: f, prt: prt}, nil
+}
+
+func (b *processBench) close() {
+	b.prt.Close(context.Background())
+	b.f.Close()
 }
