@@ -368,6 +368,14 @@ func (p *pool) wake() {
 	}
 	p.dirty = true
 	p.reconcileLocked()
+	// One timer serves every deadline: arm it for the next ejection to
+	// end (reconcile armed it for restarts and the crash loop).
+	now := p.now()
+	for _, m := range p.members {
+		if m.health.ejectedAt(now) {
+			p.scheduleLocked(m.health.until)
+		}
+	}
 	p.broadcastLocked()
 }
 

@@ -113,6 +113,7 @@ func (p *pool) tick() {
 		p.mu.Lock()
 		if !p.closed {
 			now := p.now()
+			p.dirty = true // statuses the pool hears of by no event (degraded, say)
 			p.scaleLocked(now)
 			p.checkOutliersLocked(now)
 			p.reconcileLocked()
