@@ -98,6 +98,7 @@ type CrashLoopError struct {
 	RetryAfter time.Duration // until the next start is tried (at least 1s)
 }
 
+// Error says the function is in crash-loop back-off, for how long, and why.
 func (e *CrashLoopError) Error() string {
 	return fmt.Sprintf("%v: function %s is in crash-loop back-off: %d starts failed in a row, the next is tried in %s; last error: %v",
 		ErrNoInstance, e.Function, e.Failures, e.RetryAfter.Round(time.Millisecond), e.LastError)
@@ -114,6 +115,7 @@ type QueueFullError struct {
 	RetryAfter time.Duration
 }
 
+// Error says the queue is full and when to retry.
 func (e *QueueFullError) Error() string {
 	return fmt.Sprintf("%v: function %s has %d invocations waiting for an instance (max_queue); retry after %s",
 		ErrQueueFull, e.Function, e.Queued, e.RetryAfter.Round(time.Millisecond))
