@@ -238,3 +238,37 @@ func countRunning(list []api.Instance) int {
 	}
 	return n
 }
+
+// A function whose instances cannot start goes into crash-loop back-off:
+// an invocation then fails at once, with the last start error, and
+// "functions" and "instances" show the state, the last error and the
+// next retry (issue 7's finding).
+func TestCrashLoopShown(t *testing.T) {
+	d := startDaemon(t, "--config", writeConfig(t, `
+functions:
+  - name: broken
+    runtime: process
+    command: /bin/false
+    restart: {initial_backoff: 1m, max_backoff: 1m}
+`))
+	for range 3 {
+		if _, err := d.client.Invoke(testCtx(t), "broken", nil, client.InvokeOptions{}); err == nil {
+			t.Fatal("an invocation of a function that cannot start succeeded")
+		}
+	}
+	// A timeout of an hour: only failing fast lets this return in time.
+	_, err := d.client.Invoke(testCtx(t), "broken", nil, client.InvokeOptions{Timeout: time.Hour})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.StatusCode != http.StatusServiceUnavailable || !strings.Contains(ce.Message, "crash-loop") ||
+		!strings.Contains(ce.Message, "last error") {
+		t.Fatalf("invocation in crash-loop back-off: %v", err)
+	}
+	out, err := d.cli(t, "", "functions")
+	if err != nil || !strings.Contains(out, "crash-loop") || !strings.Contains(out, "in ") {
+		t.Errorf("spearlet functions:\n%s%v", out, err)
+	}
+	out, err = d.cli(t, "", "instances")
+	if err != nil || !strings.Contains(out, "function broken: crash-loop: 3 starts failed in a row; next retry in") {
+		t.Errorf("spearlet instances:\n%s%v", out, err)
+	}
+}
