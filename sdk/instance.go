@@ -180,6 +180,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 func (in *Instance) keep(ctx context.Context, k int) error {
 	backoff := in.opts.MinBackoff
 	for {
+		if k > 0 && !in.wanted(k) {
+			return nil // the agent asked for fewer while this one was away
+		}
 		connected, err := in.serveOnce(ctx, k)
 		switch {
 		case in.terminated():
