@@ -107,6 +107,7 @@ type Instance struct {
 
 	mu      sync.Mutex
 	conns   map[int]*conn // by connection index
+	kept    map[int]bool  // indexes past 0 with a goroutine keeping them
 	target  int           // connections the agent asks for
 	surplus chan struct{} // closed, and replaced, when target falls
 	paused  bool
@@ -155,6 +156,7 @@ func New(opts Options) (*Instance, error) {
 		log:     log.With("instance", opts.ID.String(), "transport", opts.Channel),
 		stopped: make(chan struct{}),
 		conns:   map[int]*conn{},
+		kept:    map[int]bool{},
 		target:  1,
 		surplus: make(chan struct{}),
 	}, nil
@@ -222,19 +224,35 @@ func (in *Instance) wanted(k int) bool {
 func (in *Instance) setTarget(ctx context.Context, n int) {
 	n = max(min(n, in.opts.MaxConnections), 1)
 	in.mu.Lock()
-	old := in.target
-	in.target = n
-	if n < old {
+	defer in.mu.Unlock()
+	if n < in.target {
 		close(in.surplus)
 		in.surplus = make(chan struct{})
 	}
-	in.mu.Unlock()
-	for k := old; k < n; k++ {
+	in.target = n
+	for k := 1; k < n; k++ {
+		if in.kept[k] {
+			continue // its goroutine runs (or is finishing, and will see it is wanted again)
+		}
+		in.kept[k] = true
 		in.slots.Add(1)
 		go func() {
 			defer in.slots.Done()
-			if err := in.keep(ctx, k); err != nil {
-				in.log.Warn("connection ended", "connection", k, "err", err)
+			for {
+				err := in.keep(ctx, k)
+				in.mu.Lock()
+				// Asked for again while it was finishing: keep it.
+				again := err == nil && k < in.target && ctx.Err() == nil && !in.terminated()
+				if !again {
+					delete(in.kept, k)
+				}
+				in.mu.Unlock()
+				if !again {
+					if err != nil {
+						in.log.Warn("connection ended", "connection", k, "err", err)
+					}
+					return
+				}
 			}
 		}()
 	}
