@@ -100,6 +100,11 @@ type Invocation struct {
 	Method   string // empty means the function's default
 	Payload  []byte
 	Metadata map[string]string
+	// Key is the affinity key of the hash balancer: invocations with the
+	// same key go to the same instance while the pool and its load allow
+	// (the HTTP header Spear-Key, the gRPC field key). Other balancers
+	// ignore it.
+	Key string
 	// Timeout bounds the invocation, waiting for an instance included
 	// (0: the config's invoke_timeout).
 	Timeout time.Duration
@@ -111,13 +116,15 @@ type Result struct {
 	Payload  []byte
 }
 
-// Invoke runs inv on an instance of its function: the running instance
-// with the fewest in-flight invocations under max_concurrency, else a new
-// one if the pool is under max_instances, else the first to free up
-// before the deadline. Errors match ErrUnknownFunction,
-// ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown, ErrNoInstance,
-// spear.ErrTimeout, spear.ErrConnectionFailed (the instance died), or are
-// a *spear.RemoteError (the function failed).
+// Invoke runs inv on an instance of its function: a ready instance with
+// a free slot under max_concurrency, chosen by the function's balancer,
+// else a new one if the pool is under max_instances, else the first to
+// free up before the deadline. An invocation that never reached its
+// instance is tried again on another (see retryable). Errors match
+// ErrUnknownFunction, ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown,
+// ErrQueueFull, ErrNoInstance, spear.ErrTimeout,
+// spear.ErrConnectionFailed (the instance died: a *spear.InstanceError
+// naming it), or are a *spear.RemoteError (the function failed).
 func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	started := time.Now()
 	p, err := a.admit(inv)
@@ -129,13 +136,14 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
 			a.observe(inv.Function, started, err)
 			return Result{}, err
 		}
+		began := time.Now()
 		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
-		p.release(m)
+		p.release(m, measured(err, time.Since(began)), err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
@@ -161,6 +169,7 @@ type Stream struct {
 	started time.Time
 	fn      string
 	ended   bool
+	err     error // what ended the stream, for the instance's health
 }
 
 // InvokeStream starts inv with streamed output. It picks an instance as
@@ -175,7 +184,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
 			cancel()
 			a.leave()
@@ -186,7 +195,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		if err == nil {
 			return &Stream{Instance: m.inst.ID(), a: a, p: p, m: m, st: st, cancel: cancel, started: started, fn: inv.Function}, nil
 		}
-		p.release(m)
+		p.release(m, 0, err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
@@ -209,6 +218,7 @@ func (s *Stream) Recv() ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			s.a.observe(s.fn, s.started, nil)
 		} else {
+			s.err = err
 			s.a.observe(s.fn, s.started, err)
 		}
 	}
@@ -228,40 +238,8 @@ func (s *Stream) Close() {
 	s.st.Close()
 	s.cancel()
 	s.cancel = nil
-	s.p.release(s.m)
+	s.p.release(s.m, 0, s.err)
 	s.a.leave()
-}
-
-// maxAttempts bounds the tries of one invocation on instances that could
-// not take it (see retryable).
-const maxAttempts = 5
-
-// retryable reports whether an invocation that failed with err on attempt
-// may be tried again, on whichever instance the pool picks next, and
-// waits a little when the instance asked for it. Two failures qualify,
-// both meaning that the function did not run: the channel was not
-// connected, so the request never left (the instance lost its connection
-// after it was picked); or the instance answered UNAVAILABLE (it is
-// shutting down, or a wasm instance is being reset).
-func retryable(ctx context.Context, err error, attempt int) bool {
-	if err == nil || attempt >= maxAttempts || ctx.Err() != nil {
-		return false
-	}
-	if errors.Is(err, spear.ErrNotConnected) {
-		return true
-	}
-	var re *spear.RemoteError
-	if !errors.As(err, &re) || re.Code != spear.CodeUnavailable {
-		return false
-	}
-	t := time.NewTimer(time.Duration(attempt) * 20 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // admit checks an invocation and counts it as in flight; the caller must
@@ -319,21 +297,50 @@ func (a *Agent) Functions() []api.Function {
 	out := make([]api.Function, 0, len(a.order))
 	for _, name := range a.order {
 		p := a.pools[name]
-		live, _ := p.snapshot()
-		f := api.Function{
-			Name:           name,
-			Runtime:        p.fn.Runtime,
-			MinInstances:   p.fn.MinInstances,
-			MaxInstances:   p.fn.MaxInstances,
-			MaxConcurrency: p.fn.MaxConcurrency,
-			Instances:      len(live),
-		}
-		for _, m := range live {
-			f.InFlight += m.inflight
-		}
-		out = append(out, f)
+		out = append(out, describeFunction(p.fn, p.status()))
 	}
 	return out
+}
+
+// PoolStatus returns the state of function's pool, or false for an
+// unknown function.
+func (a *Agent) PoolStatus(function string) (PoolStatus, bool) {
+	p, ok := a.pools[function]
+	if !ok {
+		return PoolStatus{}, false
+	}
+	return p.status(), true
+}
+
+func describeFunction(fn FunctionConfig, st PoolStatus) api.Function {
+	f := api.Function{
+		Name:           fn.Name,
+		Runtime:        fn.Runtime,
+		MinInstances:   fn.MinInstances,
+		MaxInstances:   fn.MaxInstances,
+		MaxConcurrency: fn.MaxConcurrency,
+		Balancer:       fn.Balancer,
+		Instances:      st.Live,
+		Ready:          st.Ready,
+		InFlight:       st.InFlight,
+		Queued:         st.Queued,
+		Desired:        st.Desired,
+		State:          "ok",
+	}
+	switch {
+	case st.CrashLoop != nil:
+		f.State = "crash-loop"
+		f.LastError, f.NextRetry = st.CrashLoop.LastError, st.CrashLoop.RetryAt
+		f.Failures = st.CrashLoop.Failures
+	case st.Live == 0 && st.Starting == 0:
+		f.State = "idle"
+	case st.Panicking:
+		f.State = "panic"
+	}
+	if st.RestartsOwed > 0 && f.NextRetry.IsZero() {
+		f.NextRetry = st.RestartAt
+	}
+	return f
 }
 
 // Instances describes the live and recently stopped instances of function,
@@ -349,11 +356,13 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 	}
 	out := []api.Instance{}
 	for _, name := range names {
-		live, stopped := a.pools[name].snapshot()
-		for _, m := range live {
-			out = append(out, describe(m.inst, m.inflight))
+		st := a.pools[name].status()
+		for _, m := range st.Members {
+			in := describe(m.Instance, m.InFlight)
+			in.Health, in.HealthReason, in.EjectedUntil = m.Health, m.Reason, m.EjectedUntil
+			out = append(out, in)
 		}
-		for _, inst := range stopped {
+		for _, inst := range st.Stopped {
 			out = append(out, describe(inst, 0))
 		}
 	}
@@ -375,6 +384,7 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		InFlight:        inflight,
 		Channel:         string(ch.Type()),
 		Connected:       ch.IsConnected(),
+		Connections:     ch.Connections(),
 		Stats:           ch.Stats(),
 	}
 }
@@ -405,7 +415,7 @@ func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	for _, name := range a.order {
-		if ok, err := a.pools[name].remove(ctx, iid); ok {
+		if ok, err := a.pools[name].delete(ctx, iid); ok {
 			return err
 		}
 	}

@@ -180,12 +180,12 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 }
 
 // exit records that the process has exited: its group is not signalled
-// again and the channel is closed, so pending requests fail. Answers the
-// child wrote just before it exited may still be unread in the socket, so
-// the channel first waits, up to connDrainTimeout, for its connection to
-// end: the reader takes those answers and then sees the end of the stream
-// the exit caused. Only a descendant that kept the socket open makes the
-// wait last.
+// again and the channel is closed as lost, so pending requests fail with
+// spear.ErrPeerGone. Answers the child wrote just before it exited may
+// still be unread in the socket, so the channel first waits, up to
+// connDrainTimeout, for its connections to end: the reader takes those
+// answers and then sees the end of the stream the exit caused. Only a
+// descendant that kept the socket open makes the wait last.
 func (i *Instance) exit() {
 	i.mu.Lock()
 	i.exited = true
@@ -197,7 +197,7 @@ func (i *Instance) exit() {
 	case <-t.C:
 	}
 	t.Stop()
-	i.ch.Close()
+	i.ch.Lost("the instance's process exited")
 }
 
 // finish marks the instance stopped and closes Done.

@@ -14,15 +14,31 @@ func newInstancesCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		fns, err := g.client().Functions(cmd.Context())
+		if err != nil {
+			return err
+		}
 		return g.print(cmd.OutOrStdout(), insts, func(tw *tabwriter.Writer) {
-			fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tPID\tCHANNEL\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
+			fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tHEALTH\tPID\tCHANNEL\tCONNS\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
 			for _, in := range insts {
 				pid := "-"
 				if in.PID != 0 {
 					pid = fmt.Sprint(in.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, pid,
-					in.Channel, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(in.Reason))
+				reason := in.Reason
+				if in.HealthReason != "" {
+					reason = in.HealthReason
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, orDash(in.Health), pid,
+					in.Channel, in.Connections, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(reason))
+			}
+			// A function in crash-loop back-off has no instance to show
+			// it: say so after the table.
+			for _, f := range fns {
+				if f.State == "crash-loop" && (function == "" || function == f.Name) {
+					fmt.Fprintf(tw, "\nfunction %s: crash-loop: %d starts failed in a row; next retry %s; last error: %s\n",
+						f.Name, f.Failures, until(f.NextRetry), f.LastError)
+				}
 			}
 		})
 	}
