@@ -163,6 +163,11 @@ type Invocation struct {
 	Method   string // empty means the function's default
 	Payload  []byte
 	Metadata map[string]string
+	// Key is the affinity key of the hash balancer: invocations with the
+	// same key go to the same instance while the pool and its load allow
+	// (the HTTP header Spear-Key, the gRPC field key). Other balancers
+	// ignore it.
+	Key string
 	// Timeout bounds the invocation, waiting for an instance included
 	// (0: the config's invoke_timeout).
 	Timeout time.Duration
@@ -174,13 +179,15 @@ type Result struct {
 	Payload  []byte
 }
 
-// Invoke runs inv on an instance of its function: the running instance
-// with the fewest in-flight invocations under max_concurrency, else a new
-// one if the pool is under max_instances, else the first to free up
-// before the deadline. Errors match ErrUnknownFunction,
-// ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown, ErrNoInstance,
-// spear.ErrTimeout, spear.ErrConnectionFailed (the instance died), or are
-// a *spear.RemoteError (the function failed).
+// Invoke runs inv on an instance of its function: a ready instance with
+// a free slot under max_concurrency, chosen by the function's balancer,
+// else a new one if the pool is under max_instances, else the first to
+// free up before the deadline. An invocation that never reached its
+// instance is tried again on another (see retryable). Errors match
+// ErrUnknownFunction, ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown,
+// ErrQueueFull, ErrNoInstance, spear.ErrTimeout,
+// spear.ErrConnectionFailed (the instance died: a *spear.InstanceError
+// naming it), or are a *spear.RemoteError (the function failed).
 func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	started := time.Now()
 	fn, timeout, err := a.admit(inv)
@@ -193,13 +200,14 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
 			a.observe(fn, inv.Function, started, err)
 			return Result{}, err
 		}
+		began := time.Now()
 		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
-		p.release(m)
+		p.release(m, measured(err, time.Since(began)), err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
@@ -225,6 +233,7 @@ type Stream struct {
 	started time.Time
 	name    string
 	ended   bool
+	err     error // what ended the stream, for the instance's health
 }
 
 // InvokeStream starts inv with streamed output. It picks an instance as
@@ -240,7 +249,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 	p := fn.pool
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
 			cancel()
 			a.leave(fn)
@@ -251,7 +260,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		if err == nil {
 			return &Stream{Instance: m.inst.ID(), a: a, fn: fn, m: m, st: st, cancel: cancel, started: started, name: inv.Function}, nil
 		}
-		p.release(m)
+		p.release(m, 0, err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
@@ -274,6 +283,7 @@ func (s *Stream) Recv() ([]byte, error) {
 		if errors.Is(err, io.EOF) {
 			err = nil
 		}
+		s.err = err
 		s.a.observe(s.fn, s.name, s.started, err)
 		if err == nil {
 			err = io.EOF
@@ -295,40 +305,8 @@ func (s *Stream) Close() {
 	s.st.Close()
 	s.cancel()
 	s.cancel = nil
-	s.fn.pool.release(s.m)
+	s.fn.pool.release(s.m, 0, s.err)
 	s.a.leave(s.fn)
-}
-
-// maxAttempts bounds the tries of one invocation on instances that could
-// not take it (see retryable).
-const maxAttempts = 5
-
-// retryable reports whether an invocation that failed with err on attempt
-// may be tried again, on whichever instance the pool picks next, and
-// waits a little when the instance asked for it. Two failures qualify,
-// both meaning that the function did not run: the channel was not
-// connected, so the request never left (the instance lost its connection
-// after it was picked); or the instance answered UNAVAILABLE (it is
-// shutting down, or a wasm instance is being reset).
-func retryable(ctx context.Context, err error, attempt int) bool {
-	if err == nil || attempt >= maxAttempts || ctx.Err() != nil {
-		return false
-	}
-	if errors.Is(err, spear.ErrNotConnected) {
-		return true
-	}
-	var re *spear.RemoteError
-	if !errors.As(err, &re) || re.Code != spear.CodeUnavailable {
-		return false
-	}
-	t := time.NewTimer(time.Duration(attempt) * 20 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // admit checks an invocation and counts it as in flight, and returns its
@@ -389,21 +367,50 @@ func (a *Agent) Functions() []api.Function {
 	pools := a.pools(false)
 	out := make([]api.Function, 0, len(pools))
 	for _, p := range pools {
-		live, _ := p.snapshot()
-		f := api.Function{
-			Name:           p.fn.Name,
-			Runtime:        p.fn.Runtime,
-			MinInstances:   p.fn.MinInstances,
-			MaxInstances:   p.fn.MaxInstances,
-			MaxConcurrency: p.fn.MaxConcurrency,
-			Instances:      len(live),
-		}
-		for _, m := range live {
-			f.InFlight += m.inflight
-		}
-		out = append(out, f)
+		out = append(out, describeFunction(p.fn, p.status()))
 	}
 	return out
+}
+
+// PoolStatus returns the state of function's pool, or false for an
+// unknown function.
+func (a *Agent) PoolStatus(function string) (PoolStatus, bool) {
+	fn := a.function(function)
+	if fn == nil {
+		return PoolStatus{}, false
+	}
+	return fn.pool.status(), true
+}
+
+func describeFunction(fn FunctionConfig, st PoolStatus) api.Function {
+	f := api.Function{
+		Name:           fn.Name,
+		Runtime:        fn.Runtime,
+		MinInstances:   fn.MinInstances,
+		MaxInstances:   fn.MaxInstances,
+		MaxConcurrency: fn.MaxConcurrency,
+		Balancer:       fn.Balancer,
+		Instances:      st.Live,
+		Ready:          st.Ready,
+		InFlight:       st.InFlight,
+		Queued:         st.Queued,
+		Desired:        st.Desired,
+		State:          "ok",
+	}
+	switch {
+	case st.CrashLoop != nil:
+		f.State = "crash-loop"
+		f.LastError, f.NextRetry = st.CrashLoop.LastError, st.CrashLoop.RetryAt
+		f.Failures = st.CrashLoop.Failures
+	case st.Live == 0 && st.Starting == 0:
+		f.State = "idle"
+	case st.Panicking:
+		f.State = "panic"
+	}
+	if st.RestartsOwed > 0 && f.NextRetry.IsZero() {
+		f.NextRetry = st.RestartAt
+	}
+	return f
 }
 
 // Instances describes the live and recently stopped instances of function,
@@ -419,11 +426,13 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 		if function != "" && p.fn.Name != function {
 			continue
 		}
-		live, stopped := p.snapshot()
-		for _, m := range live {
-			out = append(out, describe(m.inst, m.inflight))
+		st := p.status()
+		for _, m := range st.Members {
+			in := describe(m.Instance, m.InFlight)
+			in.Health, in.HealthReason, in.EjectedUntil = m.Health, m.Reason, m.EjectedUntil
+			out = append(out, in)
 		}
-		for _, inst := range stopped {
+		for _, inst := range st.Stopped {
 			out = append(out, describe(inst, 0))
 		}
 	}
@@ -445,6 +454,7 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		InFlight:        inflight,
 		Channel:         string(ch.Type()),
 		Connected:       ch.IsConnected(),
+		Connections:     ch.Connections(),
 		Stats:           ch.Stats(),
 	}
 }
@@ -475,7 +485,7 @@ func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	for _, p := range a.pools(true) {
-		if ok, err := p.remove(ctx, iid); ok {
+		if ok, err := p.delete(ctx, iid); ok {
 			return err
 		}
 	}

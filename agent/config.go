@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent/balancer"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/internal/yamlpos"
 	"github.com/spear-go/spear/runtime"
@@ -33,6 +34,13 @@ const (
 	DefaultMaxConcurrency = 32
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	DefaultMaxQueue       = 1024
+	DefaultStableWindow   = 60 * time.Second
+	DefaultPanicWindow    = 6 * time.Second
+	DefaultPanicThreshold = 2.0
+	DefaultMaxConnections = 4 // per instance
+	DefaultEjection       = 2 * time.Second
+	DefaultMaxEjection    = time.Minute
 	// MaxFunctionName is the longest function name: instance names add
 	// "-" and 8 hex digits and must stay within spear.MaxNameLen.
 	MaxFunctionName = spear.MaxNameLen - 9
@@ -132,6 +140,36 @@ type FunctionConfig struct {
 	MaxInstances   int `json:"max_instances,omitempty"`
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 
+	// Balancer chooses the instance of each invocation: least-inflight
+	// (default), round-robin, p2c-ewma or hash (on the invocation's
+	// key). HashLoadFactor bounds the hash policy's load per instance, as
+	// a multiple of the mean (default 1.25).
+	Balancer       string  `json:"balancer,omitempty"`
+	HashLoadFactor float64 `json:"hash_load_factor,omitempty"`
+	// Connections is how many connections each instance opens to the
+	// agent: a number (default 1) or "auto" (grown under sustained
+	// contention, shrunk when idle). Instances that cannot open more
+	// keep one.
+	Connections Connections `json:"connections,omitzero"`
+
+	// IdleTimeout stops an instance that has served nothing for this
+	// long, down to MinInstances (which may be 0); 0 never does.
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	// MaxQueue bounds the invocations waiting for an instance (default
+	// 1024); past it an invocation fails at once with ErrQueueFull (HTTP
+	// 429 with Retry-After).
+	MaxQueue int `json:"max_queue,omitempty"`
+	// TargetConcurrency, when set, scales the pool so that each instance
+	// runs about this many invocations, averaged over StableWindow
+	// (default 60s), or over PanicWindow (default 6s) when that asks
+	// for PanicThreshold (default 2) times the ready instances.
+	TargetConcurrency float64  `json:"target_concurrency,omitempty"`
+	StableWindow      Duration `json:"stable_window,omitempty"`
+	PanicWindow       Duration `json:"panic_window,omitempty"`
+	PanicThreshold    float64  `json:"panic_threshold,omitempty"`
+	// Outlier configures the ejection of failing or slow instances.
+	Outlier OutlierConfig `json:"outlier,omitzero"`
+
 	Channel      FunctionChannelConfig `json:"channel,omitzero"`
 	Restart      RestartConfig         `json:"restart,omitzero"`
 	StartTimeout Duration              `json:"start_timeout,omitempty"`
@@ -170,11 +208,13 @@ func (f FunctionConfig) settings() runtime.Settings {
 		StartTimeout: f.StartTimeout.D(),
 		StopGrace:    f.StopGrace.D(),
 	}
-	if c := f.Channel; c != (FunctionChannelConfig{}) {
+	if c := f.Channel; c != (FunctionChannelConfig{}) || f.Connections.N > 1 {
 		set.Channel = &channel.Config{
 			Type:              channel.Type(c.Type),
 			RequestTimeout:    c.RequestTimeout.D(),
 			HeartbeatInterval: c.HeartbeatInterval.D(),
+			MaxConnections:    c.MaxConnections,
+			Connections:       f.Connections.N,
 		}
 	}
 	return set
@@ -187,6 +227,67 @@ type FunctionChannelConfig struct {
 	Type              string   `json:"type,omitempty"`
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+	// MaxConnections caps an instance's connections, handshaking or
+	// bound (default 4); the function's connections count against it.
+	MaxConnections int `json:"max_connections,omitempty"`
+}
+
+// OutlierConfig says when an instance is ejected: taken out of balancing
+// for a back-off, then readmitted on probation. Zero values mean the
+// defaults.
+type OutlierConfig struct {
+	// Disabled turns ejection off.
+	Disabled bool `json:"disabled,omitempty"`
+	// ConsecutiveErrors ejects an instance after this many instance-side
+	// failures in a row (default 5).
+	ConsecutiveErrors int `json:"consecutive_errors,omitempty"`
+	// LatencyFactor, when set, ejects an instance whose latency average,
+	// or heartbeat round trip, is more than this many times the median
+	// of its peers'.
+	LatencyFactor float64 `json:"latency_factor,omitempty"`
+	// BaseEjection is the first ejection's length (default 2s); each
+	// ejection in a row doubles it, up to MaxEjection (default 1m).
+	BaseEjection Duration `json:"base_ejection,omitempty"`
+	MaxEjection  Duration `json:"max_ejection,omitempty"`
+	// MaxEjectedPercent caps the share of instances ejected at once
+	// (default 50; at least one may be, never the last).
+	MaxEjectedPercent int `json:"max_ejected_percent,omitempty"`
+	// Probation is how many successes a readmitted instance serves, one
+	// at a time, before it is trusted again (default 3). One failure on
+	// probation ejects it again.
+	Probation int `json:"probation,omitempty"`
+}
+
+// Connections is a function's connections per instance: a count, or auto.
+type Connections struct {
+	N    int  // fixed count; 0 means the default, 1
+	Auto bool // grow and shrink with contention
+}
+
+// MarshalJSON writes "auto" or the count.
+func (c Connections) MarshalJSON() ([]byte, error) {
+	if c.Auto {
+		return []byte(`"auto"`), nil
+	}
+	return json.Marshal(c.N)
+}
+
+// UnmarshalJSON reads "auto" or a count.
+func (c *Connections) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if s != "auto" {
+			return fmt.Errorf("connections %q: want a number or auto", s)
+		}
+		*c = Connections{Auto: true}
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("connections %s: want a number or auto", b)
+	}
+	*c = Connections{N: n}
+	return nil
 }
 
 // RestartConfig says what happens to an instance that stops unasked.
@@ -318,6 +419,22 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 			}
 		}
 	}
+	f.Balancer = cmp.Or(f.Balancer, string(balancer.LeastInflight))
+	f.HashLoadFactor = cmp.Or(f.HashLoadFactor, balancer.DefaultLoadFactor)
+	f.Channel.MaxConnections = cmp.Or(f.Channel.MaxConnections, DefaultMaxConnections)
+	if !f.Connections.Auto {
+		f.Connections.N = cmp.Or(f.Connections.N, 1)
+	}
+	f.MaxQueue = cmp.Or(f.MaxQueue, DefaultMaxQueue)
+	f.StableWindow = cmp.Or(f.StableWindow, Duration(DefaultStableWindow))
+	f.PanicWindow = cmp.Or(f.PanicWindow, Duration(min(DefaultPanicWindow, f.StableWindow.D())))
+	f.PanicThreshold = cmp.Or(f.PanicThreshold, DefaultPanicThreshold)
+	o := &f.Outlier
+	o.ConsecutiveErrors = cmp.Or(o.ConsecutiveErrors, 5)
+	o.BaseEjection = cmp.Or(o.BaseEjection, Duration(DefaultEjection))
+	o.MaxEjection = max(cmp.Or(o.MaxEjection, Duration(DefaultMaxEjection)), o.BaseEjection)
+	o.MaxEjectedPercent = cmp.Or(o.MaxEjectedPercent, 50)
+	o.Probation = cmp.Or(o.Probation, 3)
 	f.Restart.Policy = cmp.Or(f.Restart.Policy, RestartOnFailure)
 	f.Restart.InitialBackoff = cmp.Or(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
 	f.Restart.MaxBackoff = cmp.Or(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
@@ -420,6 +537,8 @@ func (f FunctionConfig) validate(p *problems, at string) {
 	}{
 		{"channel.request_timeout", f.Channel.RequestTimeout}, {"restart.initial_backoff", f.Restart.InitialBackoff},
 		{"restart.max_backoff", f.Restart.MaxBackoff}, {"start_timeout", f.StartTimeout}, {"stop_grace", f.StopGrace},
+		{"idle_timeout", f.IdleTimeout}, {"stable_window", f.StableWindow}, {"panic_window", f.PanicWindow},
+		{"outlier.base_ejection", f.Outlier.BaseEjection}, {"outlier.max_ejection", f.Outlier.MaxEjection},
 	} {
 		if d.v < 0 {
 			p.add(at+"."+d.field, "may not be negative")
@@ -430,6 +549,54 @@ func (f FunctionConfig) validate(p *problems, at string) {
 	}
 	if pol := f.Restart.Policy; pol != "" && pol != RestartOnFailure && pol != RestartNever {
 		p.add(at+".restart.policy", "%q: want on-failure or never%s", pol, didYouMean(pol, []string{RestartOnFailure, RestartNever}))
+	}
+	f.validatePool(p, at)
+}
+
+// validatePool records the problems of the balancing, scaling and
+// connection fields of the function at path at.
+func (f FunctionConfig) validatePool(p *problems, at string) {
+	if _, err := balancer.New(balancer.Policy(f.Balancer), balancer.Options{}); err != nil {
+		p.add(at+".balancer", "%v", err)
+	}
+	if f.HashLoadFactor != 0 && f.HashLoadFactor <= 1 {
+		p.add(at+".hash_load_factor", "%g: want more than 1", f.HashLoadFactor)
+	}
+	maxConns := cmp.Or(f.Channel.MaxConnections, DefaultMaxConnections)
+	switch {
+	case f.Channel.MaxConnections < 0:
+		p.add(at+".channel.max_connections", "may not be negative")
+	case f.Connections.N < 0:
+		p.add(at+".connections", "may not be negative")
+	case f.Connections.N > maxConns:
+		p.add(at+".connections", "%d is above channel.max_connections %d: connections count against the instance's cap", f.Connections.N, maxConns)
+	}
+	if f.MaxQueue < 0 {
+		p.add(at+".max_queue", "may not be negative")
+	}
+	if f.TargetConcurrency < 0 {
+		p.add(at+".target_concurrency", "may not be negative")
+	}
+	if f.PanicThreshold < 0 || f.PanicThreshold != 0 && f.PanicThreshold <= 1 {
+		p.add(at+".panic_threshold", "%g: want more than 1", f.PanicThreshold)
+	}
+	if f.StableWindow != 0 && f.PanicWindow > f.StableWindow {
+		p.add(at+".panic_window", "%s is longer than stable_window %s", f.PanicWindow.D(), f.StableWindow.D())
+	}
+	o := f.Outlier
+	for _, n := range []struct {
+		field string
+		v     int
+	}{{"consecutive_errors", o.ConsecutiveErrors}, {"probation", o.Probation}} {
+		if n.v < 0 {
+			p.add(at+".outlier."+n.field, "may not be negative")
+		}
+	}
+	if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+		p.add(at+".outlier.max_ejected_percent", "%d: want 0 to 100", o.MaxEjectedPercent)
+	}
+	if o.LatencyFactor < 0 || o.LatencyFactor != 0 && o.LatencyFactor <= 1 {
+		p.add(at+".outlier.latency_factor", "%g: want more than 1", o.LatencyFactor)
 	}
 }
 

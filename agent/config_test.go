@@ -115,6 +115,16 @@ func TestParseConfigErrors(t *testing.T) {
 		// Issue 7: a channel type the runtime cannot use is refused at load.
 		{"memory channel for a process", strings.Replace(fn, "%s", "channel: {type: memory}", 1), "functions[0].channel.type: memory: a process function's channel is unix, tcp or grpc"},
 		{"misspelt channel type", strings.Replace(fn, "%s", "channel: {type: unx}", 1), `"unx": want grpc, memory, tcp or unix; did you mean "unix"?`},
+		{"bad balancer", strings.Replace(fn, "%s", "balancer: random", 1), `functions[0].balancer: unknown balancer "random"`},
+		{"connections over the cap", strings.Replace(fn, "%s", "connections: 5", 1), "functions[0].connections: 5 is above channel.max_connections 4"},
+		{"connections word", strings.Replace(fn, "%s", "connections: many", 1), `functions[0].connections: connections "many": want a number or auto`},
+		{"load factor", strings.Replace(fn, "%s", "balancer: hash, hash_load_factor: 0.5", 1), "functions[0].hash_load_factor: 0.5: want more than 1"},
+		{"panic window", strings.Replace(fn, "%s", "stable_window: 5s, panic_window: 10s", 1), "functions[0].panic_window: 10s is longer than stable_window 5s"},
+		{"panic threshold", strings.Replace(fn, "%s", "target_concurrency: 4, panic_threshold: 1", 1), "functions[0].panic_threshold: 1: want more than 1"},
+		{"max queue", strings.Replace(fn, "%s", "max_queue: -1", 1), "functions[0].max_queue: may not be negative"},
+		{"ejected percent", strings.Replace(fn, "%s", "outlier: {max_ejected_percent: 120}", 1), "functions[0].outlier.max_ejected_percent: 120: want 0 to 100"},
+		{"latency factor", strings.Replace(fn, "%s", "outlier: {latency_factor: 1}", 1), "functions[0].outlier.latency_factor: 1: want more than 1"},
+		{"negative idle timeout", strings.Replace(fn, "%s", "idle_timeout: -1s", 1), "functions[0].idle_timeout: may not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +136,47 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("err = %q, want it to mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The pool settings parse, connections as a count or auto, and round-trip.
+func TestPoolSettings(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+functions:
+  - name: a
+    runtime: process
+    command: x
+    balancer: hash
+    hash_load_factor: 1.5
+    connections: auto
+    idle_timeout: 30s
+    max_queue: 10
+    target_concurrency: 4
+    outlier: {consecutive_errors: 2, latency_factor: 5}
+  - name: b
+    runtime: process
+    command: x
+    connections: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.WithDefaults().Functions[0], cfg.WithDefaults().Functions[1]
+	if a.Balancer != "hash" || a.HashLoadFactor != 1.5 || !a.Connections.Auto || a.IdleTimeout.D() != 30*time.Second ||
+		a.MaxQueue != 10 || a.TargetConcurrency != 4 || a.Outlier.ConsecutiveErrors != 2 || a.Outlier.LatencyFactor != 5 ||
+		a.StableWindow.D() != DefaultStableWindow || a.PanicWindow.D() != DefaultPanicWindow || a.Outlier.Probation != 3 {
+		t.Errorf("function a: %+v", a)
+	}
+	if b.Connections != (Connections{N: 3}) || b.Balancer != "least-inflight" || b.MaxQueue != DefaultMaxQueue {
+		t.Errorf("function b: %+v", b)
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseConfig(out)
+	if err != nil || !again.Functions[0].Connections.Auto || again.Functions[1].Connections.N != 3 {
+		t.Errorf("round trip: %s: %+v, %v", out, again.Functions, err)
 	}
 }
 

@@ -27,6 +27,9 @@ var (
 	// ErrNoInstance: no instance could take the invocation before its
 	// deadline, or none could be started.
 	ErrNoInstance = errors.New("agent: no instance available")
+	// ErrQueueFull: max_queue invocations already wait for an instance of
+	// the function (a *QueueFullError says when to retry).
+	ErrQueueFull = errors.New("agent: invocation queue full")
 	// ErrShuttingDown: the agent is shutting down and takes no new work.
 	ErrShuttingDown = errors.New("agent: shutting down")
 )
@@ -51,6 +54,8 @@ func classify(err error) class {
 		return class{http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "payload_too_large"}
 	case errors.Is(err, ErrPoolFull):
 		return class{http.StatusConflict, codes.ResourceExhausted, "pool_full"}
+	case errors.Is(err, ErrQueueFull):
+		return class{http.StatusTooManyRequests, codes.ResourceExhausted, "queue_full"}
 	case errors.Is(err, ErrShuttingDown):
 		return class{http.StatusServiceUnavailable, codes.Unavailable, "shutting_down"}
 	case errors.Is(err, ErrNoInstance):

@@ -188,6 +188,7 @@ func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation,
 	}
 	q := r.URL.Query()
 	inv.Method = q.Get("method")
+	inv.Key = r.Header.Get(api.HeaderKey)
 	if s := q.Get("timeout"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -228,6 +229,9 @@ func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation,
 
 func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	c := classify(err)
+	if d := RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+	}
 	if c.http >= 500 && c.http != http.StatusServiceUnavailable && c.http != http.StatusGatewayTimeout {
 		a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", c.http, "err", err)
 	}

@@ -207,17 +207,20 @@ func (a *Agent) reloadRuntime(fn FunctionConfig, added *[]runtime.Runtime) (runt
 
 // liveInstances counts the live instances of the current function name.
 func (a *Agent) liveInstances(name string) int {
-	fn := a.function(name)
-	if fn == nil {
+	st, ok := a.PoolStatus(name)
+	if !ok {
 		return 0
 	}
-	live, _ := fn.pool.snapshot()
-	return len(live)
+	return st.Live
 }
 
-// warm waits until n of the pool's instances run and are connected, or,
-// with n zero and one, starts one and waits for it. It fails at the first
-// failed start, or when ctx ends.
+// warmPoll is how often warm looks again besides the pool's broadcasts:
+// an instance's channel connecting is not one.
+const warmPoll = 20 * time.Millisecond
+
+// warm waits until n of the pool's instances are ready, or, with n zero
+// and one, starts one and waits for it. It fails at the first failed
+// start, with its error, or when ctx ends.
 func (p *pool) warm(ctx context.Context, n int, one bool) error {
 	if n == 0 {
 		if !one {
@@ -228,27 +231,21 @@ func (p *pool) warm(ctx context.Context, n int, one bool) error {
 	}
 	for {
 		p.mu.Lock()
-		ready := 0
-		for _, m := range p.members {
-			if s := m.inst.Info().Status; !m.leaving && (s == runtime.StatusRunning || s == runtime.StatusDegraded) && m.inst.Channel().IsConnected() {
-				ready++
-			}
-		}
-		err, changed := p.startErr, p.changed
+		ready, failed, changed := p.readyLocked(), p.crash.lastErr, p.changed
 		p.mu.Unlock()
 		switch {
 		case ready >= n:
 			return nil
-		case err != nil:
-			return err
+		case failed != nil:
+			return failed
 		}
-		t := time.NewTimer(reconnectPoll) // connecting broadcasts nothing
+		t := time.NewTimer(warmPoll)
 		select {
 		case <-changed:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%d of %d running when the reload gave up: %w", ready, n, ctx.Err())
+			return fmt.Errorf("%d of %d ready when the reload gave up: %w", ready, n, ctx.Err())
 		}
 		t.Stop()
 	}

@@ -101,6 +101,10 @@ type Config struct {
 	// MaxConnections bounds the instance's simultaneous connections,
 	// handshaking or bound (default 4).
 	MaxConnections int
+	// Connections is how many connections the instance is asked to hold
+	// (default 1), within MaxConnections and what the instance says it
+	// can hold; instances that predate multiple connections hold one.
+	Connections int
 	// StreamBuffer bounds unread chunks per stream (default 256).
 	StreamBuffer int
 	// InboxSize bounds unread one-way messages (default 256); more are
@@ -136,6 +140,9 @@ func (c Config) merge(d Config) Config {
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = d.MaxConnections
+	}
+	if c.Connections == 0 {
+		c.Connections = d.Connections
 	}
 	if c.StreamBuffer == 0 {
 		c.StreamBuffer = d.StreamBuffer
@@ -176,7 +183,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.RequestTimeout < 0, c.AuthTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", spear.ErrInvalidConfig)
-	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
+	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.Connections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
 		return fmt.Errorf("%w: negative count", spear.ErrInvalidConfig)
 	}
 	return CheckHeartbeatInterval(c.HeartbeatInterval)

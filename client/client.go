@@ -134,6 +134,9 @@ type InvokeOptions struct {
 	Timeout time.Duration
 	// Metadata travels with the invocation (keys are lowercased).
 	Metadata map[string]string
+	// Key is the affinity key of a function balanced by hash: the same
+	// key reaches the same instance while the pool allows.
+	Key string
 }
 
 // Result is a function's answer.
@@ -210,6 +213,9 @@ func (c *Client) invoke(ctx context.Context, function string, payload []byte, op
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if opts.Key != "" {
+		req.Header.Set(api.HeaderKey, opts.Key)
+	}
 	for k, v := range opts.Metadata {
 		req.Header.Set(api.HeaderMetadataPrefix+k, v)
 	}

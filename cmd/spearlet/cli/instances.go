@@ -27,7 +27,24 @@ func newInstancesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return out.print(cmd.OutOrStdout(), insts, func(w io.Writer) error { return instanceTable(w, insts) })
+			return out.print(cmd.OutOrStdout(), insts, func(w io.Writer) error {
+				if err := instanceTable(w, insts); err != nil {
+					return err
+				}
+				// A function in crash-loop back-off has no instance to show
+				// it: say so after the table.
+				fns, err := d.client().Functions(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, f := range fns {
+					if f.State == "crash-loop" && (function == "" || function == f.Name) {
+						fmt.Fprintf(w, "\nfunction %s: crash-loop: %d starts failed in a row; next retry %s; last error: %s\n",
+							f.Name, f.Failures, until(f.NextRetry), f.LastError)
+					}
+				}
+				return nil
+			})
 		}
 	}
 
@@ -98,14 +115,18 @@ func newInstancesCmd() *cobra.Command {
 // instanceTable writes instances as a table.
 func instanceTable(w io.Writer, insts []api.Instance) error {
 	return printTable(w, func(tw io.Writer) {
-		fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tPID\tCHANNEL\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
+		fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tHEALTH\tPID\tCHANNEL\tCONNS\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
 		for _, in := range insts {
 			pid := "-"
 			if in.PID != 0 {
 				pid = fmt.Sprint(in.PID)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, pid,
-				in.Channel, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(in.Reason))
+			reason := in.Reason
+			if in.HealthReason != "" {
+				reason = in.HealthReason
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, orDash(in.Health), pid,
+				in.Channel, in.Connections, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(reason))
 		}
 	})
 }
