@@ -190,7 +190,7 @@ func TestRestartNever(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.crash(t, first.Instance)
-	p := a.pools["fn"]
+	p := a.function("fn").pool
 	eventually(t, "the crashed instance removed", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()

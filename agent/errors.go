@@ -69,6 +69,8 @@ func classify(err error) class {
 	case errors.Is(err, spear.ErrConnectionFailed), errors.Is(err, spear.ErrChannelClosed),
 		errors.Is(err, spear.ErrNotConnected), errors.Is(err, spear.ErrInvalidMessage):
 		return class{http.StatusBadGateway, codes.Unavailable, "instance_failed"}
+	case errors.Is(err, spear.ErrInvalidConfig):
+		return class{http.StatusBadRequest, codes.InvalidArgument, "invalid_config"}
 	case errors.Is(err, spear.ErrConfig), errors.Is(err, spear.ErrUnsupportedRuntime):
 		return class{http.StatusBadRequest, codes.FailedPrecondition, "failed_precondition"}
 	}

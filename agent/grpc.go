@@ -137,6 +137,14 @@ func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerSt
 	}
 }
 
+func (g *grpcService) Reload(ctx context.Context, _ *agentpb.ReloadRequest) (*agentpb.ReloadResponse, error) {
+	res, err := g.a.ReloadConfig(ctx)
+	if err != nil {
+		return nil, grpcErr(ctx, err)
+	}
+	return &agentpb.ReloadResponse{Added: res.Added, Changed: res.Changed, Removed: res.Removed, Unchanged: res.Unchanged}, nil
+}
+
 func invocationPB(req *agentpb.InvokeRequest) Invocation {
 	inv := Invocation{
 		Function: req.GetFunction(),

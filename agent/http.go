@@ -32,6 +32,7 @@ const (
 //	POST   /v1/instances                  {"function": "..."}
 //	DELETE /v1/instances/{id}
 //	GET    /v1/instances/{id}/logs?lines=N
+//	POST   /v1/reload                     read the configuration again and apply it
 //
 // Errors are JSON api.Error bodies with the status HTTPStatus gives.
 func (a *Agent) Handler() http.Handler {
@@ -46,6 +47,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/instances", a.handleCreateInstance)
 	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleDeleteInstance)
 	mux.HandleFunc("GET /v1/instances/{id}/logs", a.handleLogs)
+	mux.HandleFunc("POST /v1/reload", a.handleReload)
 	return mux
 }
 
@@ -92,6 +94,15 @@ func (a *Agent) handleDeleteInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
+	res, err := a.ReloadConfig(r.Context())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +183,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 // parseInvoke reads an invocation from the request.
 func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation, bool, error) {
 	inv := Invocation{Function: r.PathValue("name")}
-	if _, ok := a.pools[inv.Function]; !ok {
+	if a.function(inv.Function) == nil {
 		return inv, false, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
 	}
 	q := r.URL.Query()
@@ -201,7 +212,7 @@ func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation,
 			inv.Metadata[strings.ToLower(name)] = vs[0]
 		}
 	}
-	limit := int64(a.cfg.MaxPayload)
+	limit := int64(a.Config().MaxPayload)
 	if r.ContentLength > limit {
 		return inv, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, r.ContentLength, limit)
 	}

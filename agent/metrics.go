@@ -101,8 +101,9 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range c.a.order {
-		st := c.a.pools[name].status()
+	for _, p := range c.a.pools(false) {
+		name := p.fn.Name
+		st := p.status()
 		counts := map[runtime.Status]int{}
 		inflight := st.InFlight
 		for _, m := range st.Members {

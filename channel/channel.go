@@ -169,6 +169,10 @@ var builtinDefaults = Config{
 	InboxSize:         256,
 }
 
+// Defaults returns the channel settings that apply when neither an
+// instance's Config nor its factory's Options says otherwise.
+func Defaults() Config { return builtinDefaults }
+
 // Validate checks the configuration's values.
 func (c Config) Validate() error {
 	if c.Type != "" {

@@ -162,7 +162,7 @@ func (f *Factory) Supports(rt spear.RuntimeType, t Type) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.strategies[rt]
-	return ok && s.supports(t)
+	return ok && s.Allows(t)
 }
 
 // CreateChannel creates a channel for a fresh instance of runtime type rt:
@@ -286,7 +286,7 @@ func (f *Factory) reserve(id spear.InstanceID, forced Type) ([]Type, chan struct
 	}
 	types := strat.Order
 	if forced != "" {
-		if !strat.supports(forced) {
+		if !strat.Allows(forced) {
 			return nil, nil, fmt.Errorf("%w: %s channels are not used for %s instances", spear.ErrUnsupportedChannelType, forced, id.Runtime)
 		}
 		types = []Type{forced}

@@ -110,6 +110,16 @@ func (c *Client) Logs(ctx context.Context, id string, lines int) ([]string, erro
 	return out.Lines, err
 }
 
+// Reload asks the daemon to read its configuration again and apply it,
+// and returns what changed. An invalid configuration is an *Error with
+// code "invalid_config" whose message lists every problem; the daemon
+// keeps serving the old one.
+func (c *Client) Reload(ctx context.Context) (api.Reload, error) {
+	var out api.Reload
+	err := c.doJSON(ctx, http.MethodPost, "/v1/reload", nil, &out)
+	return out, err
+}
+
 // Health returns nil when the daemon is up and taking invocations.
 func (c *Client) Health(ctx context.Context) error {
 	var out api.Health

@@ -87,6 +87,16 @@ type Logs struct {
 	Lines []string `json:"lines"`
 }
 
+// Reload is the body of the answer to POST /v1/reload: what the reload did
+// to each function, in the order of the configuration (removed ones in the
+// old order).
+type Reload struct {
+	Added     []string `json:"added"`
+	Changed   []string `json:"changed"`
+	Removed   []string `json:"removed"`
+	Unchanged []string `json:"unchanged"`
+}
+
 // Health is the body of GET /healthz.
 type Health struct {
 	// Status is "ok", or "shutting_down" (with HTTP status 503).

@@ -1082,6 +1082,111 @@ func (x *InvokeChunk) GetInstance() string {
 	return ""
 }
 
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+// ReloadResponse says what the reload did to each function.
+type ReloadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Added         []string               `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	Changed       []string               `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	Unchanged     []string               `protobuf:"bytes,4,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReloadResponse) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
+}
+
 var File_spear_v1_agent_proto protoreflect.FileDescriptor
 
 const file_spear_v1_agent_proto_rawDesc = "" +
@@ -1176,7 +1281,13 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\binstance\x18\x02 \x01(\tR\binstance\"=\n" +
 	"\vInvokeChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1a\n" +
-	"\binstance\x18\x02 \x01(\tR\binstance2\x99\x04\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\"\x0f\n" +
+	"\rReloadRequest\"x\n" +
+	"\x0eReloadResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged2\xd6\x04\n" +
 	"\x05Agent\x12P\n" +
 	"\rListFunctions\x12\x1e.spear.v1.ListFunctionsRequest\x1a\x1f.spear.v1.ListFunctionsResponse\x12P\n" +
 	"\rListInstances\x12\x1e.spear.v1.ListInstancesRequest\x1a\x1f.spear.v1.ListInstancesResponse\x12I\n" +
@@ -1184,7 +1295,8 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x0eDeleteInstance\x12\x1f.spear.v1.DeleteInstanceRequest\x1a .spear.v1.DeleteInstanceResponse\x12M\n" +
 	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12;\n" +
 	"\x06Invoke\x12\x17.spear.v1.InvokeRequest\x1a\x18.spear.v1.InvokeResponse\x12@\n" +
-	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01B1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
+	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01\x12;\n" +
+	"\x06Reload\x12\x17.spear.v1.ReloadRequest\x1a\x18.spear.v1.ReloadResponseB1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
 
 var (
 	file_spear_v1_agent_proto_rawDescOnce sync.Once
@@ -1198,7 +1310,7 @@ func file_spear_v1_agent_proto_rawDescGZIP() []byte {
 	return file_spear_v1_agent_proto_rawDescData
 }
 
-var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_spear_v1_agent_proto_goTypes = []any{
 	(*ListFunctionsRequest)(nil),   // 0: spear.v1.ListFunctionsRequest
 	(*ListFunctionsResponse)(nil),  // 1: spear.v1.ListFunctionsResponse
@@ -1215,26 +1327,28 @@ var file_spear_v1_agent_proto_goTypes = []any{
 	(*InvokeRequest)(nil),          // 12: spear.v1.InvokeRequest
 	(*InvokeResponse)(nil),         // 13: spear.v1.InvokeResponse
 	(*InvokeChunk)(nil),            // 14: spear.v1.InvokeChunk
-	nil,                            // 15: spear.v1.ChannelStats.ErrorsEntry
-	nil,                            // 16: spear.v1.InvokeRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*ReloadRequest)(nil),          // 15: spear.v1.ReloadRequest
+	(*ReloadResponse)(nil),         // 16: spear.v1.ReloadResponse
+	nil,                            // 17: spear.v1.ChannelStats.ErrorsEntry
+	nil,                            // 18: spear.v1.InvokeRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
 }
 var file_spear_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: spear.v1.ListFunctionsResponse.functions:type_name -> spear.v1.FunctionInfo
-	17, // 1: spear.v1.FunctionInfo.next_retry:type_name -> google.protobuf.Timestamp
+	19, // 1: spear.v1.FunctionInfo.next_retry:type_name -> google.protobuf.Timestamp
 	5,  // 2: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
-	17, // 3: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
-	17, // 4: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
+	19, // 3: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 4: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
 	6,  // 5: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
-	17, // 6: spear.v1.InstanceInfo.ejected_until:type_name -> google.protobuf.Timestamp
-	15, // 7: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
-	18, // 8: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
-	18, // 9: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
-	18, // 10: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
-	18, // 11: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
-	16, // 12: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
-	18, // 13: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
+	19, // 6: spear.v1.InstanceInfo.ejected_until:type_name -> google.protobuf.Timestamp
+	17, // 7: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
+	20, // 8: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
+	20, // 9: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
+	20, // 10: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
+	20, // 11: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
+	18, // 12: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
+	20, // 13: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
 	0,  // 14: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
 	3,  // 15: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
 	7,  // 16: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
@@ -1242,15 +1356,17 @@ var file_spear_v1_agent_proto_depIdxs = []int32{
 	10, // 18: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
 	12, // 19: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
 	12, // 20: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
-	1,  // 21: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
-	4,  // 22: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
-	5,  // 23: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
-	9,  // 24: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
-	11, // 25: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
-	13, // 26: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
-	14, // 27: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
+	15, // 21: spear.v1.Agent.Reload:input_type -> spear.v1.ReloadRequest
+	1,  // 22: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
+	4,  // 23: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
+	5,  // 24: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
+	9,  // 25: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
+	11, // 26: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
+	13, // 27: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
+	14, // 28: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
+	16, // 29: spear.v1.Agent.Reload:output_type -> spear.v1.ReloadResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1267,7 +1383,7 @@ func file_spear_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_agent_proto_rawDesc), len(file_spear_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
