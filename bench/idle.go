@@ -69,12 +69,9 @@ func runIdle(ctx context.Context, o Options, p *printer) error {
 		}
 		n = (int(limit) - 256) / 2
 	}
-	exe := o.Exe
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return err
-		}
+	exe, err := executable(o)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()

@@ -40,6 +40,12 @@ func startChild() (int, bool) {
 // instance's resident memory after its first answer (mem start.rss), and
 // times wasm starts too.
 func runStart(ctx context.Context, o Options, p *printer) error {
+	pb, err := newProcessBench(o)
+	if err != nil {
+		return err
+	}
+	defer pb.close()
+	f, prt := pb.f, pb.prt
 	dir, err := os.MkdirTemp("", "spear-bench-")
 	if err != nil {
 		return err
@@ -49,16 +55,6 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 	if err != nil {
 		return err
 	}
-	f, err := channel.NewFactory(channel.Options{})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	prt, err := process.New(process.Options{Factory: f})
-	if err != nil {
-		return err
-	}
-	defer prt.Close(context.Background())
 	spec := process.Spec{Command: exe}
 	n := 0
 	var rss []float64
@@ -136,4 +132,13 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 		return nil // compiling the module takes seconds, a minute under -race
 	}
 	return runWasmStart(ctx, f, rounds, p)
+}
+
+// executable is the binary the comparisons that start instances of the
+// running binary spawn (Options.Exe, else this process's own).
+func executable(o Options) (string, error) {
+	if o.Exe != "" {
+		return o.Exe, nil
+	}
+	return os.Executable()
 }

@@ -65,7 +65,7 @@ func (r *Result) Release() {
 // the split layout, which all of this repository's SDKs do); it must not
 // change until Call returns.
 func Call(ctx context.Context, ch *Channel, inv Invocation) (Result, error) {
-	s, err := ch.current()
+	s, i, err := ch.acquire()
 	if err != nil {
 		return Result{}, err
 	}
@@ -76,6 +76,7 @@ func Call(ctx context.Context, ch *Channel, inv Invocation) (Result, error) {
 	req := inv.request(ctx, ch.cfg.RequestTimeout)
 	*buf = codec.PutExecuteRequest(&f, *buf, &req, s.PeerSplit())
 	r, err := ch.request(ctx, s, &f)
+	ch.done(i)
 	codec.Release(buf)
 	if err != nil {
 		return Result{}, err
@@ -111,7 +112,7 @@ func Execute(ctx context.Context, ch *Channel, inv Invocation) ([]byte, error) {
 
 // ExecuteStream runs the instance's function with streamed output.
 func ExecuteStream(ctx context.Context, ch *Channel, inv Invocation) (*Stream, error) {
-	s, err := ch.current()
+	s, i, err := ch.acquire()
 	if err != nil {
 		return nil, err
 	}
@@ -122,9 +123,10 @@ func ExecuteStream(ctx context.Context, ch *Channel, inv Invocation) (*Stream, e
 	*buf = codec.PutExecuteRequest(&f, *buf, &req, s.PeerSplit())
 	st, err := s.OpenStream(ctx, &f)
 	if err != nil {
+		ch.done(i)
 		return nil, ch.err("stream", err)
 	}
-	return &Stream{st: st, ch: ch}, nil
+	return &Stream{st: st, ch: ch, slot: i}, nil
 }
 
 // Signal kinds, re-exported for callers of SendSignal.

@@ -43,7 +43,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 	if err != nil {
 		c.f = wire.Frame{}
 		callPool.Put(c)
-		return wire.Frame{}, err
+		return wire.Frame{}, notSent(err)
 	}
 	id := c.f.ID
 	f.ID = id
@@ -55,7 +55,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 		if lead {
 			s.release(epoch)
 		}
-		return wire.Frame{}, err
+		return wire.Frame{}, notSent(err)
 	}
 	deadline, hasDeadline := ctx.Deadline()
 	if !hasDeadline && timeout > 0 {
@@ -174,6 +174,16 @@ func (s *Session) expire(id uint64, timeout time.Duration) error {
 	return fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, id, timeout)
 }
 
+// notSent marks the error of a request that was not written: the session
+// had ended, or the transport did not take the whole frame. The peer
+// cannot have acted on it.
+func notSent(err error) error {
+	if errors.Is(err, spear.ErrNotSent) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", spear.ErrNotSent, err)
+}
+
 var timers sync.Pool
 
 func getTimer(d time.Duration) *time.Timer {
@@ -196,13 +206,13 @@ func putTimer(t *time.Timer) {
 func (s *Session) OpenStream(ctx context.Context, f *wire.Frame) (*Stream, error) {
 	c := &call{ch: make(chan wire.Frame, s.cfg.StreamBuffer), stream: true}
 	if _, _, err := s.register(c, true); err != nil {
-		return nil, err
+		return nil, notSent(err)
 	}
 	f.ID = c.f.ID
 	f.Flags |= wire.FlagStream
 	if err := s.write(f); err != nil {
 		s.forget(f.ID)
-		return nil, err
+		return nil, notSent(err)
 	}
 	return &Stream{s: s, c: c, id: f.ID, ctx: ctx}, nil
 }

@@ -111,10 +111,12 @@ type Session struct {
 	// handlers counts running handlers. It is not a sync.WaitGroup
 	// because Wait may run while new handlers start.
 	handlers int
-	err      error  // why the session ended; set once
-	ended    bool   // finish has run
-	hbLast   uint64 // framesIn at the last heartbeat tick
-	hbMisses int    // ticks in a row without a frame
+	err      error     // why the session ended; set once
+	ended    bool      // finish has run
+	hbLast   uint64    // framesIn at the last heartbeat tick
+	hbMisses int       // ticks in a row without a frame
+	hbProbe  time.Time // when the unanswered probe was sent
+	hbRTT    time.Duration
 	token    tokenState
 }
 
@@ -260,9 +262,11 @@ func (s *Session) write(f *wire.Frame) error {
 			return cause
 		}
 		s.stats.Error(stats.KindSend)
-		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
-		s.end(err)
-		return err
+		// The writer learns its frame was not sent; the requests pending
+		// on the connection learn it was lost, as when the reader
+		// notices first.
+		s.end(fmt.Errorf("%w: %w", spear.ErrPeerGone, err))
+		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
 	}
 	s.stats.Sent(f.Size())
 	return nil
@@ -282,6 +286,14 @@ func (s *Session) finish(readErr error) {
 	}
 	s.ended = true
 	s.token.holder = holderNone
+	// The read token's timers have no more work: a callback already
+	// running finds the session ended.
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	if s.takeover != nil {
+		s.takeover.Stop()
+	}
 	if s.err == nil {
 		switch {
 		case errors.Is(readErr, spear.ErrInvalidMessage), isPeerClosed(readErr):
@@ -356,9 +368,24 @@ func (s *Session) heartbeat() {
 		return
 	}
 	if misses > 0 {
+		s.mu.Lock()
+		if s.hbProbe.IsZero() {
+			s.hbProbe = time.Now()
+		}
+		s.mu.Unlock()
 		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
 	}
 	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
 	s.mu.Unlock()
+}
+
+// Heartbeat returns the session's liveness figures: how many heartbeat
+// intervals in a row have passed without a frame from the peer (a probe
+// goes out after the first), and the round trip of the last probe the
+// peer answered (0 before any).
+func (s *Session) Heartbeat() (misses int, rtt time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hbMisses, s.hbRTT
 }

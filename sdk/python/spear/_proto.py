@@ -141,7 +141,7 @@ def encode_auth_request(instance_id: str, client_nonce: bytes, proof: bytes, fea
         _bytes_field(1, instance_id.encode("utf-8"))
         + _bytes_field(2, client_nonce)
         + _bytes_field(3, proof)
-        + b"".join(_bytes_field(4, f.encode("utf-8")) for f in features)
+        + b"".join(_bytes_field(6, f.encode("utf-8")) for f in features)
     )
 
 

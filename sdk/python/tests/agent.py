@@ -151,7 +151,7 @@ def _decode_auth_request(b: bytes):
             cn = bytes(v)
         elif num == 3:
             pr = bytes(v)
-        elif num == 4:
+        elif num == 6:
             features.append(bytes(v).decode())
     return id_, cn, pr, features
 

@@ -136,7 +136,7 @@ export const FEATURE_SPLIT = "split";
 
 /** spear.v1.AuthRequest. */
 export function encodeAuthRequest(instanceId: string, clientNonce: Uint8Array, proof: Uint8Array, features: readonly string[] = []): Buffer {
-  return Buffer.concat([stringField(1, instanceId), bytesField(2, clientNonce), bytesField(3, proof), ...features.map((f) => bytesField(4, Buffer.from(f, "utf8")))]);
+  return Buffer.concat([stringField(1, instanceId), bytesField(2, clientNonce), bytesField(3, proof), ...features.map((f) => bytesField(6, Buffer.from(f, "utf8")))]);
 }
 
 /** spear.v1.AuthResponse. */

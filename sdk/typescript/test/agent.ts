@@ -203,7 +203,7 @@ function decodeAuthRequest(b: Buffer): { id: string; clientNonce: Buffer; proof:
     if (f.num === 1) out.id = (f.value as Buffer).toString();
     else if (f.num === 2) out.clientNonce = f.value as Buffer;
     else if (f.num === 3) out.proof = f.value as Buffer;
-    else if (f.num === 4) out.features.push((f.value as Buffer).toString());
+    else if (f.num === 6) out.features.push((f.value as Buffer).toString());
   }
   return out;
 }
