@@ -916,3 +916,39 @@ func TestLeadersAndFollowers(t *testing.T) {
 		}
 	})
 }
+
+// A caller that read its own answer leaves the read token free, and the
+// grace timer gives it back to a reader: frames nobody asked for (here a
+// MESSAGE after each answer, and at the end the peer hanging up) are read
+// on a connection whose callers read, however often the token changes
+// hands and its timer is stopped and armed again.
+func TestUnrequestedFramesAfterCalls(t *testing.T) {
+	forEachKind(t, func(t *testing.T, kind string) {
+		got := make(chan string, 1)
+		var inst *session.Session
+		h := session.HandlerFunc(func(_ context.Context, req wire.Frame, r *session.Responder) {
+			reply(r, string(req.Payload))
+			_ = inst.Send(&wire.Frame{Type: wire.TypeMessage, Payload: req.Payload})
+		})
+		a, b := conns(t, kind)
+		agent := start(t, a, session.Config{Agent: true, OnMessage: func(f wire.Frame) { got <- string(f.Payload) }})
+		inst = start(t, b, session.Config{Handler: h})
+		ctx := testContext(t)
+		for i := range 50 {
+			want := fmt.Sprint(i)
+			r, err := agent.Request(ctx, request(want), 0)
+			if err != nil || string(r.Payload) != want {
+				t.Fatalf("request %d: %q, %v", i, r.Payload, err)
+			}
+			r.Release()
+			if m := recv(t, ctx, got, "message "+want); m != want {
+				t.Fatalf("message %q, want %q", m, want)
+			}
+			if i%10 == 9 {
+				time.Sleep(3 * time.Millisecond) // past the grace: a reader holds the token
+			}
+		}
+		inst.Conn().Close()
+		recv(t, ctx, agent.Done(), "the agent's session to notice the hang-up")
+	})
+}
