@@ -95,8 +95,11 @@ func TestBuildWorker(t *testing.T) {
 	if len(cmd) != 1 || cmd[0] != path {
 		t.Errorf("workerCommand = %q, want [%s]", cmd, path)
 	}
-	if cmd := workerCommand(context.Background(), agent.Config{}, slog.New(slog.DiscardHandler)); cmd != nil {
-		t.Errorf("workerCommand without a function using it = %q, want nothing built", cmd)
+	// Without a function using it nothing is built; a function a reload
+	// adds runs this binary's worker subcommand.
+	self, _ := os.Executable()
+	if cmd := workerCommand(context.Background(), agent.Config{}, slog.New(slog.DiscardHandler)); !slices.Equal(cmd, []string{self, "worker"}) {
+		t.Errorf("workerCommand without a function using it = %q, want [%s worker]", cmd, self)
 	}
 }
 

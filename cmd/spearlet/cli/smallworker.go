@@ -28,24 +28,27 @@ const workerBuildTimeout = 2 * time.Minute
 // checkout spearlet runs in, into the user's cache directory; or, where it
 // cannot be built, this binary's own "worker" subcommand, which serves the
 // same function at the cost of the whole agent's memory per instance.
-// Nothing is built unless a process function uses the worker.
+// Nothing is built unless a process function of cfg uses the worker; one
+// that a reload adds later runs the worker subcommand.
 func workerCommand(ctx context.Context, cfg agent.Config, log *slog.Logger) []string {
-	if !usesWorker(cfg) {
-		return nil
-	}
 	if p := os.Getenv(EnvWorker); p != "" {
 		return []string{p}
 	}
-	path, err := buildWorker(ctx)
-	if err == nil {
-		return []string{path}
+	var err error
+	if usesWorker(cfg) {
+		var path string
+		if path, err = buildWorker(ctx); err == nil {
+			return []string{path}
+		}
 	}
 	self, serr := os.Executable()
 	if serr != nil {
 		log.Warn("no small worker, and this binary is not found either", "err", errors.Join(err, serr))
 		return nil
 	}
-	log.Info("small worker not built; instances run this binary's worker subcommand instead", "reason", err)
+	if err != nil {
+		log.Info("small worker not built; instances run this binary's worker subcommand instead", "reason", err)
+	}
 	return []string{self, "worker"}
 }
 
