@@ -16,6 +16,7 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -461,6 +462,8 @@ func (s *Session) readLoop() error {
 		case wire.TypeHeartbeat:
 			if f.Flags&wire.FlagAck == 0 {
 				_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
+			} else if rtt, ok := probeRTT(f.Payload); ok {
+				s.stats.HeartbeatRTT(rtt)
 			}
 		case wire.TypeMessage:
 			if s.cfg.OnMessage != nil {
@@ -679,11 +682,32 @@ func (s *Session) heartbeat() {
 		return
 	}
 	if misses > 0 {
-		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
+		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Payload: probePayload()})
 	}
 	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
 	s.mu.Unlock()
+}
+
+// probeEpoch is the clock that heartbeat probes carry, so that the echoed
+// payload tells the probe's round trip without remembering probes.
+var probeEpoch = time.Now()
+
+// probePayload is a probe's payload: the monotonic nanoseconds since
+// probeEpoch, 8 bytes big-endian (docs/protocol.md allows any payload).
+func probePayload() []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(time.Since(probeEpoch)))
+}
+
+// probeRTT returns the round trip of the probe whose acknowledgement
+// echoed p. A payload that is not one of this process's probes (another
+// length, or a time in the future or over a minute ago) yields false.
+func probeRTT(p []byte) (time.Duration, bool) {
+	if len(p) != 8 {
+		return 0, false
+	}
+	rtt := time.Since(probeEpoch) - time.Duration(binary.BigEndian.Uint64(p))
+	return rtt, rtt >= 0 && rtt < time.Minute
 }
 
 // Responder answers one request the peer opened.
