@@ -11,10 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/buildinfo"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -26,6 +28,13 @@ type Options struct {
 	Runtimes []runtime.Runtime
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when set, turns tracing on: every invocation gets
+	// spans, and its trace context travels to the instance
+	// (docs/observability.md). Nil (the default) is off, at no cost.
+	TracerProvider trace.TracerProvider
+	// Version is the agent's version for spearlet_build_info; empty means
+	// the module version from the build info.
+	Version string
 }
 
 // Agent runs a node's functions: one pool of instances per function, and
@@ -78,10 +87,13 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		}
 		rts[i] = rt
 	}
-	a.met = newMetrics(a.reg, a)
+	a.met = newMetrics(a.reg, a, buildinfo.Read(opts.Version), cfg.Metrics.perInstance())
+	if opts.TracerProvider != nil {
+		a.met.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i, fn := range cfg.Functions {
-		a.met.init(fn.Name)
+		a.met.init(fn.Name, rts[i].Type())
 		a.pools[fn.Name] = newPool(fn, rts[i], a.log, a.met)
 		a.order = append(a.order, fn.Name)
 	}
@@ -118,8 +130,10 @@ type Result struct {
 // ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown, ErrNoInstance,
 // spear.ErrTimeout, spear.ErrConnectionFailed (the instance died), or are
 // a *spear.RemoteError (the function failed).
-func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
+func (a *Agent) Invoke(ctx context.Context, inv Invocation) (res Result, err error) {
 	started := time.Now()
+	ctx, span := a.startInvokeSpan(ctx, &inv, false)
+	defer func() { endSpan(span, err) }()
 	p, err := a.admit(inv)
 	if err != nil {
 		a.observe(inv.Function, started, err)
@@ -129,12 +143,17 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := a.acquire(ctx, p)
 		if err != nil {
 			a.observe(inv.Function, started, err)
 			return Result{}, err
 		}
-		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		xctx, xspan, md := a.startExecuteSpan(ctx, m.inst, inv, attempt)
+		out, err := channel.Execute(xctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: md})
+		endSpan(xspan, err)
+		if err != nil {
+			p.noteError(m, err)
+		}
 		p.release(m)
 		if retryable(ctx, err, attempt) {
 			continue
@@ -143,8 +162,20 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		setInstance(span, m.inst.ID())
 		return Result{Instance: m.inst.ID(), Payload: out}, nil
 	}
+}
+
+// acquire waits for a free instance of p's function, under its span, and
+// records the wait.
+func (a *Agent) acquire(ctx context.Context, p *pool) (*member, error) {
+	begun := time.Now()
+	actx, span := a.startAcquireSpan(ctx, p.fn.Name)
+	m, err := p.acquire(actx)
+	endSpan(span, err)
+	a.met.wait.WithLabelValues(p.fn.Name).Observe(time.Since(begun).Seconds())
+	return m, err
 }
 
 // Stream is a streamed invocation's output. It is for one goroutine; the
@@ -161,6 +192,7 @@ type Stream struct {
 	started time.Time
 	fn      string
 	ended   bool
+	spans   [2]trace.Span // the invocation's and the execute request's; nil when tracing is off
 }
 
 // InvokeStream starts inv with streamed output. It picks an instance as
@@ -168,24 +200,32 @@ type Stream struct {
 // arrives from Stream.Recv.
 func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, error) {
 	started := time.Now()
+	ctx, span := a.startInvokeSpan(ctx, &inv, true)
 	p, err := a.admit(inv)
 	if err != nil {
 		a.observe(inv.Function, started, err)
+		endSpan(span, err)
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := a.acquire(ctx, p)
 		if err != nil {
 			cancel()
 			a.leave()
 			a.observe(inv.Function, started, err)
+			endSpan(span, err)
 			return nil, err
 		}
-		st, err := channel.ExecuteStream(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		xctx, xspan, md := a.startExecuteSpan(ctx, m.inst, inv, attempt)
+		st, err := channel.ExecuteStream(xctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: md})
 		if err == nil {
-			return &Stream{Instance: m.inst.ID(), a: a, p: p, m: m, st: st, cancel: cancel, started: started, fn: inv.Function}, nil
+			setInstance(span, m.inst.ID())
+			return &Stream{Instance: m.inst.ID(), a: a, p: p, m: m, st: st, cancel: cancel, started: started,
+				fn: inv.Function, spans: [2]trace.Span{xspan, span}}, nil
 		}
+		endSpan(xspan, err)
+		p.noteError(m, err)
 		p.release(m)
 		if retryable(ctx, err, attempt) {
 			continue
@@ -193,6 +233,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		cancel()
 		a.leave()
 		a.observe(inv.Function, started, err)
+		endSpan(span, err)
 		return nil, err
 	}
 }
@@ -207,12 +248,21 @@ func (s *Stream) Recv() ([]byte, error) {
 	if err != nil {
 		s.ended = true
 		if errors.Is(err, io.EOF) {
-			s.a.observe(s.fn, s.started, nil)
+			s.finish(nil)
 		} else {
-			s.a.observe(s.fn, s.started, err)
+			s.p.noteError(s.m, err)
+			s.finish(err)
 		}
 	}
 	return b, err
+}
+
+// finish records how the invocation ended.
+func (s *Stream) finish(err error) {
+	s.a.observe(s.fn, s.started, err)
+	for _, span := range s.spans {
+		endSpan(span, err)
+	}
 }
 
 // Close ends the invocation, abandoning it if it has not finished, and
@@ -223,7 +273,7 @@ func (s *Stream) Close() {
 	}
 	if !s.ended {
 		s.ended = true
-		s.a.observe(s.fn, s.started, context.Canceled)
+		s.finish(context.Canceled)
 	}
 	s.st.Close()
 	s.cancel()
@@ -314,21 +364,32 @@ func (a *Agent) observe(function string, started time.Time, err error) {
 	}
 }
 
-// Functions describes the configured functions, in config order.
+// Functions describes the configured functions, in config order, with
+// their health.
 func (a *Agent) Functions() []api.Function {
 	out := make([]api.Function, 0, len(a.order))
+	now := time.Now()
 	for _, name := range a.order {
 		p := a.pools[name]
-		live, _ := p.snapshot()
+		st := p.status()
+		h := functionHealth(p.fn, st, now)
 		f := api.Function{
 			Name:           name,
 			Runtime:        p.fn.Runtime,
 			MinInstances:   p.fn.MinInstances,
 			MaxInstances:   p.fn.MaxInstances,
 			MaxConcurrency: p.fn.MaxConcurrency,
-			Instances:      len(live),
+			Readiness:      p.fn.Readiness,
+			Instances:      len(st.Live),
+			Running:        h.Running,
+			Health:         h.State,
+			HealthReason:   h.Reason,
+			Ready:          h.Ready,
+			Restarts:       st.Restarts,
+			LastFailure:    st.LastFailure,
+			LastFailureAt:  st.LastFailureAt,
 		}
-		for _, m := range live {
+		for _, m := range st.Live {
 			f.InFlight += m.inflight
 		}
 		out = append(out, f)
@@ -349,11 +410,13 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 	}
 	out := []api.Instance{}
 	for _, name := range names {
-		live, stopped := a.pools[name].snapshot()
-		for _, m := range live {
-			out = append(out, describe(m.inst, m.inflight))
+		st := a.pools[name].status()
+		for _, m := range st.Live {
+			in := describe(m.inst, m.inflight)
+			in.Ejected, in.LastError, in.LastErrorAt = m.ejected, m.lastErr, m.lastErrAt
+			out = append(out, in)
 		}
-		for _, inst := range stopped {
+		for _, inst := range st.Stopped {
 			out = append(out, describe(inst, 0))
 		}
 	}
@@ -363,7 +426,8 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 func describe(inst runtime.Instance, inflight int) api.Instance {
 	info := inst.Info()
 	ch := inst.Channel()
-	return api.Instance{
+	s := ch.Stats()
+	in := api.Instance{
 		ID:              info.ID.String(),
 		Function:        info.Function,
 		Runtime:         info.ID.Runtime.String(),
@@ -372,11 +436,17 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		Created:         info.Created,
 		LastHealthCheck: info.LastHealthCheck,
 		PID:             info.PID,
+		Pod:             info.Pod,
 		InFlight:        inflight,
+		Restarts:        int(reconnects(s)),
 		Channel:         string(ch.Type()),
 		Connected:       ch.IsConnected(),
-		Stats:           ch.Stats(),
+		Stats:           s,
 	}
+	if info.Status == runtime.StatusStopped {
+		in.LastError = info.Reason
+	}
+	return in
 }
 
 // CreateInstance starts one more instance of function and waits until it
@@ -414,20 +484,58 @@ func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
 
 // Logs returns up to n of the instance's latest output lines.
 func (a *Agent) Logs(id string, n int) ([]string, error) {
-	iid, err := spear.ParseInstanceID(id)
+	inst, err := a.findInstance(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, err
 	}
 	if n < 0 {
 		return nil, fmt.Errorf("%w: negative line count", ErrBadRequest)
 	}
+	lines := inst.Logs(n)
+	if lines == nil {
+		lines = []string{}
+	}
+	return lines, nil
+}
+
+// FollowLogs calls fn with up to tail of the instance's latest output
+// lines, then with each new line as it comes, until the instance has
+// stopped and its output is drained (nil), ctx ends (its error) or fn
+// fails (its error). Errors match ErrBadRequest for a malformed id or an
+// instance whose runtime cannot follow output, and ErrUnknownInstance.
+func (a *Agent) FollowLogs(ctx context.Context, id string, tail int, fn func(line string) error) error {
+	f, err := a.follower(id)
+	if err != nil {
+		return err
+	}
+	if tail < 0 {
+		return fmt.Errorf("%w: negative line count", ErrBadRequest)
+	}
+	return f.FollowLogs(ctx, tail, fn)
+}
+
+// follower returns the instance id if its output can be followed.
+func (a *Agent) follower(id string) (runtime.Follower, error) {
+	inst, err := a.findInstance(id)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := inst.(runtime.Follower)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s runtime cannot follow an instance's output", ErrBadRequest, inst.ID().Runtime)
+	}
+	return f, nil
+}
+
+// findInstance returns the live or recently stopped instance id.
+func (a *Agent) findInstance(id string) (runtime.Instance, error) {
+	iid, err := spear.ParseInstanceID(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	for _, name := range a.order {
 		if _, inst := a.pools[name].find(iid); inst != nil {
-			lines := inst.Logs(n)
-			if lines == nil {
-				lines = []string{}
-			}
-			return lines, nil
+			return inst, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownInstance, id)

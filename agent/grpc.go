@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -44,6 +45,14 @@ func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunction
 			MaxConcurrency: uint32(f.MaxConcurrency),
 			Instances:      uint32(f.Instances),
 			InFlight:       uint32(f.InFlight),
+			Health:         f.Health,
+			HealthReason:   f.HealthReason,
+			Running:        uint32(f.Running),
+			Ready:          f.Ready,
+			Readiness:      f.Readiness,
+			Restarts:       uint32(f.Restarts),
+			LastFailure:    f.LastFailure,
+			LastFailureAt:  timestamp(f.LastFailureAt),
 		})
 	}
 	return resp, nil
@@ -88,8 +97,22 @@ func (g *grpcService) InstanceLogs(ctx context.Context, req *agentpb.InstanceLog
 	return &agentpb.InstanceLogsResponse{Lines: lines}, nil
 }
 
+func (g *grpcService) FollowInstanceLogs(req *agentpb.InstanceLogsRequest, srv grpc.ServerStreamingServer[agentpb.InstanceLogLine]) error {
+	n := int(req.GetLines())
+	if n == 0 {
+		n = defaultLogLines
+	}
+	err := g.a.FollowLogs(srv.Context(), req.GetId(), min(n, maxLogLines), func(line string) error {
+		return srv.Send(&agentpb.InstanceLogLine{Line: line})
+	})
+	if err != nil && srv.Context().Err() == nil {
+		return grpcErr(err)
+	}
+	return err
+}
+
 func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*agentpb.InvokeResponse, error) {
-	res, err := g.a.Invoke(ctx, invocationPB(req))
+	res, err := g.a.Invoke(g.a.grpcCallerTrace(ctx), invocationPB(req))
 	if err != nil {
 		return nil, grpcErr(err)
 	}
@@ -97,7 +120,7 @@ func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*
 }
 
 func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerStreamingServer[agentpb.InvokeChunk]) error {
-	s, err := g.a.InvokeStream(srv.Context(), invocationPB(req))
+	s, err := g.a.InvokeStream(g.a.grpcCallerTrace(srv.Context()), invocationPB(req))
 	if err != nil {
 		return grpcErr(err)
 	}
@@ -136,16 +159,21 @@ func invocationPB(req *agentpb.InvokeRequest) Invocation {
 
 func instancePB(in api.Instance) *agentpb.InstanceInfo {
 	pb := &agentpb.InstanceInfo{
-		Id:        in.ID,
-		Function:  in.Function,
-		Runtime:   in.Runtime,
-		Status:    in.Status,
-		Reason:    in.Reason,
-		Created:   timestamppb.New(in.Created),
-		Pid:       int64(in.PID),
-		InFlight:  uint32(in.InFlight),
-		Channel:   in.Channel,
-		Connected: in.Connected,
+		Id:          in.ID,
+		Function:    in.Function,
+		Runtime:     in.Runtime,
+		Status:      in.Status,
+		Reason:      in.Reason,
+		Created:     timestamppb.New(in.Created),
+		Pid:         int64(in.PID),
+		InFlight:    uint32(in.InFlight),
+		Channel:     in.Channel,
+		Connected:   in.Connected,
+		Pod:         in.Pod,
+		Restarts:    uint32(in.Restarts),
+		LastError:   in.LastError,
+		LastErrorAt: timestamp(in.LastErrorAt),
+		Ejected:     in.Ejected,
 		Stats: &agentpb.ChannelStats{
 			MessagesSent:     in.Stats.MessagesSent,
 			MessagesReceived: in.Stats.MessagesReceived,
@@ -160,9 +188,18 @@ func instancePB(in api.Instance) *agentpb.InstanceInfo {
 			Connects:         in.Stats.Connects,
 			Disconnects:      in.Stats.Disconnects,
 		},
+		LastHealthCheck: timestamp(in.LastHealthCheck),
 	}
-	if !in.LastHealthCheck.IsZero() {
-		pb.LastHealthCheck = timestamppb.New(in.LastHealthCheck)
+	if in.Stats.HeartbeatRTT > 0 {
+		pb.Stats.HeartbeatRtt = durationpb.New(in.Stats.HeartbeatRTT)
 	}
 	return pb
+}
+
+// timestamp converts t, leaving a zero time unset.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

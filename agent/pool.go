@@ -54,6 +54,11 @@ type pool struct {
 	stopped  []runtime.Instance // recently stopped, oldest first, at most keepStopped
 	changed  chan struct{}
 	failures int // consecutive unasked stops, for the backoff
+	// For status: restarts scheduled, and the last failed start or
+	// unasked stop.
+	restarts      int
+	lastFailure   string
+	lastFailureAt time.Time
 }
 
 // member is a live instance of the pool.
@@ -61,8 +66,10 @@ type member struct {
 	inst    runtime.Instance
 	started time.Time
 	// Guarded by pool.mu.
-	inflight int
-	leaving  bool // being stopped on purpose: never picked, never restarted
+	inflight  int
+	leaving   bool // being stopped on purpose: never picked, never restarted
+	lastErr   string
+	lastErrAt time.Time
 }
 
 // attempt is one instance start; done is closed when inst and err are set.
@@ -95,12 +102,14 @@ func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metri
 func (p *pool) acquire(ctx context.Context) (*member, error) {
 	var own *attempt // the start this caller asked for, if any
 	waiting := false // counted in p.waiting
+	var cold *coldStart
 	defer func() {
 		if waiting {
 			p.mu.Lock()
 			p.waiting--
 			p.mu.Unlock()
 		}
+		cold.end(own)
 	}()
 	for {
 		p.mu.Lock()
@@ -119,6 +128,7 @@ func (p *pool) acquire(ctx context.Context) (*member, error) {
 		}
 		if own == nil && len(p.members)+p.pending < p.fn.MaxInstances && p.pending*p.fn.MaxConcurrency < p.waiting {
 			own = p.startLocked(0, false)
+			cold = p.met.coldStart(ctx, p.fn.Name, p.rt.Type())
 		}
 		changed, live, reconnecting := p.changed, len(p.members), p.reconnectingLocked()
 		p.mu.Unlock()
@@ -147,6 +157,7 @@ func (p *pool) acquire(ctx context.Context) (*member, error) {
 				ErrNoInstance, p.fn.Name, live, p.fn.MaxInstances, p.fn.MaxConcurrency)
 		}
 		if own != nil && closed(own.done) {
+			cold.end(own)
 			if own.err != nil {
 				return nil, fmt.Errorf("%w: function %s: %w", ErrNoInstance, p.fn.Name, own.err)
 			}
@@ -226,14 +237,18 @@ func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
 				return
 			}
 		}
+		begun := time.Now()
 		id, inst, err := p.startNamed()
 		if err == nil {
-			p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
+			p.met.started(p.fn.Name, p.rt.Type(), time.Since(begun))
 			p.log.Info("instance started", "instance", id.String())
 			p.finish(a, inst, nil)
 			return
 		}
 		p.met.starts.WithLabelValues(p.fn.Name, "error").Inc()
+		p.mu.Lock()
+		p.lastFailure, p.lastFailureAt = "start failed: "+err.Error(), time.Now()
+		p.mu.Unlock()
 		if !retry || p.ctx.Err() != nil {
 			p.log.Warn("instance start failed", "instance", id.String(), "err", err)
 			p.finish(a, nil, err)
@@ -301,10 +316,14 @@ func (p *pool) watch(m *member) {
 		p.stopped = slices.Delete(p.stopped, 0, len(p.stopped)-keepStopped)
 	}
 	unasked := !m.leaving && !p.closed
+	if unasked {
+		p.lastFailure, p.lastFailureAt = "stopped unasked: "+info.Reason, time.Now()
+	}
 	var delay time.Duration
 	restart := unasked && p.fn.Restart.Policy == RestartOnFailure
 	switch {
 	case restart:
+		p.restarts++
 		if time.Since(m.started) >= p.fn.Restart.MaxBackoff.D() {
 			p.failures = 0 // it ran well for a while: this is a fresh failure
 		}
@@ -398,20 +417,57 @@ func (p *pool) remove(ctx context.Context, id spear.InstanceID) (bool, error) {
 	return true, p.rt.Stop(ctx, target.inst)
 }
 
-// snapshot returns the live members with their in-flight counts, and the
-// stopped instances.
-func (p *pool) snapshot() (live []memberState, stopped []runtime.Instance) {
+// noteError records the error an invocation on m ended with, for status.
+func (p *pool) noteError(m *member, err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range p.members {
-		live = append(live, memberState{inst: m.inst, inflight: m.inflight})
-	}
-	return live, slices.Clone(p.stopped)
+	m.lastErr, m.lastErrAt = err.Error(), time.Now()
+	p.mu.Unlock()
 }
 
-type memberState struct {
-	inst     runtime.Instance
-	inflight int
+// poolStatus is a copy of a pool's state, read by the API, health, metrics
+// and the dashboard. New pool state (balancing's ejections, crash-loop
+// detection) belongs here, so that every reader sees it.
+type poolStatus struct {
+	Live    []memberStatus     // oldest first
+	Stopped []runtime.Instance // oldest first
+	// Pending counts starts in progress or waiting out a backoff;
+	// Waiting the acquire calls waiting for a free instance.
+	Pending, Waiting int
+	// Failures counts consecutive unasked stops (the restart backoff's
+	// exponent); Restarts the restarts scheduled since the agent started.
+	Failures, Restarts int
+	// LastFailure says why the last start failed or the last instance
+	// stopped unasked, and when.
+	LastFailure   string
+	LastFailureAt time.Time
+}
+
+// memberStatus is a live instance's state in a poolStatus.
+type memberStatus struct {
+	inst      runtime.Instance
+	started   time.Time
+	inflight  int
+	leaving   bool
+	ejected   bool // taken out of balancing (set once balancing lands)
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// status returns a copy of the pool's state.
+func (p *pool) status() poolStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := poolStatus{
+		Stopped: slices.Clone(p.stopped),
+		Pending: p.pending, Waiting: p.waiting,
+		Failures: p.failures, Restarts: p.restarts,
+		LastFailure: p.lastFailure, LastFailureAt: p.lastFailureAt,
+	}
+	for _, m := range p.members {
+		st.Live = append(st.Live, memberStatus{inst: m.inst, started: m.started, inflight: m.inflight,
+			leaving: m.leaving, lastErr: m.lastErr, lastErrAt: m.lastErrAt})
+	}
+	return st
 }
 
 // shutdown stops taking invocations, aborts starts, and stops every live

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/session"
@@ -196,6 +197,12 @@ func (c *Channel) Disconnected() <-chan struct{} {
 
 // Stats returns the channel's statistics.
 func (c *Channel) Stats() stats.Snapshot { return c.stats.Snapshot() }
+
+// LatencyHistogram returns the channel's request latencies counted under
+// each of bounds (sorted ascending), for exporting as a histogram.
+func (c *Channel) LatencyHistogram(bounds []time.Duration) stats.Histogram {
+	return c.stats.LatencyHistogram(bounds)
+}
 
 // Close closes the channel: pending requests fail at once with
 // spear.ErrChannelClosed, the instance's connection and listening address

@@ -16,10 +16,37 @@ type Function struct {
 	MinInstances   int    `json:"min_instances"`
 	MaxInstances   int    `json:"max_instances"`
 	MaxConcurrency int    `json:"max_concurrency"`
-	// Instances counts the live instances, InFlight the invocations
-	// running on them.
+	// Readiness is required or optional: whether the function holds
+	// back the agent's readiness until min_instances run.
+	Readiness string `json:"readiness"`
+	// Instances counts the live instances, Running those running and
+	// connected, InFlight the invocations running on them.
 	Instances int `json:"instances"`
+	Running   int `json:"running"`
 	InFlight  int `json:"in_flight"`
+	// Health is serving, degraded, crash_looping or no_instances, and
+	// HealthReason says why when it is not serving
+	// (docs/observability.md).
+	Health       string `json:"health"`
+	HealthReason string `json:"health_reason,omitempty"`
+	// Ready is false while the function holds back the agent's readiness.
+	Ready bool `json:"ready"`
+	// Restarts counts the restarts scheduled since the agent started;
+	// LastFailure says why the last start failed or the last instance
+	// stopped unasked.
+	Restarts      int       `json:"restarts"`
+	LastFailure   string    `json:"last_failure,omitempty"`
+	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
+}
+
+// FunctionHealth names a function that holds back readiness, in a
+// not-ready answer of GET /readyz.
+type FunctionHealth struct {
+	Function     string `json:"function"`
+	Health       string `json:"health"`
+	Reason       string `json:"reason,omitempty"`
+	Running      int    `json:"running"`
+	MinInstances int    `json:"min_instances"`
 }
 
 // Instance describes an instance (GET /v1/instances).
@@ -35,7 +62,18 @@ type Instance struct {
 	Created         time.Time `json:"created"`
 	LastHealthCheck time.Time `json:"last_health_check,omitzero"`
 	PID             int       `json:"pid,omitempty"`
-	InFlight        int       `json:"in_flight"`
+	// Pod is "namespace/name" of a kubernetes instance's pod.
+	Pod      string `json:"pod,omitempty"`
+	InFlight int    `json:"in_flight"`
+	// Restarts counts the times the instance connected again after its
+	// first connection (a lost connection, a wasm instance's reset).
+	Restarts int `json:"restarts"`
+	// Ejected is true while balancing keeps the instance out of the pool.
+	Ejected bool `json:"ejected,omitempty"`
+	// LastError is the last error an invocation on the instance ended
+	// with; for a stopped instance, why it stopped.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Channel is the channel type; Connected whether the instance is
 	// connected to it now.
 	Channel   string         `json:"channel"`
@@ -64,10 +102,13 @@ type Logs struct {
 	Lines []string `json:"lines"`
 }
 
-// Health is the body of GET /healthz.
+// Health is the body of GET /healthz, /livez and /readyz.
 type Health struct {
-	// Status is "ok", or "shutting_down" (with HTTP status 503).
+	// Status is "ok" (/healthz, /livez), "ready" or "not_ready" (/readyz),
+	// or "shutting_down" (503 from /healthz and /readyz).
 	Status string `json:"status"`
+	// Waiting lists the functions that hold back readiness.
+	Waiting []FunctionHealth `json:"waiting,omitempty"`
 }
 
 // Error is the body of every error response.

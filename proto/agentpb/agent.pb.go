@@ -116,8 +116,23 @@ type FunctionInfo struct {
 	MaxInstances   uint32 `protobuf:"varint,4,opt,name=max_instances,json=maxInstances,proto3" json:"max_instances,omitempty"`
 	MaxConcurrency uint32 `protobuf:"varint,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	// instances counts the live instances, in_flight the running invocations.
-	Instances     uint32 `protobuf:"varint,6,opt,name=instances,proto3" json:"instances,omitempty"`
-	InFlight      uint32 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	Instances uint32 `protobuf:"varint,6,opt,name=instances,proto3" json:"instances,omitempty"`
+	InFlight  uint32 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// health is serving, degraded, crash_looping or no_instances;
+	// health_reason says why when it is not serving (docs/observability.md).
+	Health       string `protobuf:"bytes,8,opt,name=health,proto3" json:"health,omitempty"`
+	HealthReason string `protobuf:"bytes,9,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	// running counts the instances running and connected.
+	Running uint32 `protobuf:"varint,10,opt,name=running,proto3" json:"running,omitempty"`
+	// ready is false while the function holds back the agent's readiness;
+	// readiness is required or optional.
+	Ready     bool   `protobuf:"varint,11,opt,name=ready,proto3" json:"ready,omitempty"`
+	Readiness string `protobuf:"bytes,12,opt,name=readiness,proto3" json:"readiness,omitempty"`
+	// restarts counts the restarts scheduled since the agent started;
+	// last_failure says why the last start failed or instance stopped unasked.
+	Restarts      uint32                 `protobuf:"varint,13,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastFailure   string                 `protobuf:"bytes,14,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+	LastFailureAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_failure_at,json=lastFailureAt,proto3" json:"last_failure_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +214,62 @@ func (x *FunctionInfo) GetInFlight() uint32 {
 		return x.InFlight
 	}
 	return 0
+}
+
+func (x *FunctionInfo) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetRunning() uint32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *FunctionInfo) GetReadiness() string {
+	if x != nil {
+		return x.Readiness
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetLastFailureAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureAt
+	}
+	return nil
 }
 
 type ListInstancesRequest struct {
@@ -305,9 +376,20 @@ type InstanceInfo struct {
 	Pid             int64                  `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
 	InFlight        uint32                 `protobuf:"varint,9,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	// channel is the channel type: unix, tcp, grpc or memory.
-	Channel       string        `protobuf:"bytes,10,opt,name=channel,proto3" json:"channel,omitempty"`
-	Connected     bool          `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
-	Stats         *ChannelStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
+	Channel   string        `protobuf:"bytes,10,opt,name=channel,proto3" json:"channel,omitempty"`
+	Connected bool          `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
+	Stats     *ChannelStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
+	// pod is "namespace/name" of a kubernetes instance's pod.
+	Pod string `protobuf:"bytes,13,opt,name=pod,proto3" json:"pod,omitempty"`
+	// restarts counts the instance's reconnections after its first
+	// connection (a wasm instance's resets included).
+	Restarts uint32 `protobuf:"varint,14,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// last_error is the last error an invocation on the instance ended with;
+	// for a stopped instance, why it stopped.
+	LastError   string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
+	// ejected is true while balancing keeps the instance out of the pool.
+	Ejected       bool `protobuf:"varint,17,opt,name=ejected,proto3" json:"ejected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +508,41 @@ func (x *InstanceInfo) GetStats() *ChannelStats {
 	return nil
 }
 
+func (x *InstanceInfo) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *InstanceInfo) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetLastErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorAt
+	}
+	return nil
+}
+
+func (x *InstanceInfo) GetEjected() bool {
+	if x != nil {
+		return x.Ejected
+	}
+	return false
+}
+
 // ChannelStats are an instance channel's counters.
 type ChannelStats struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -441,8 +558,11 @@ type ChannelStats struct {
 	Uptime           *durationpb.Duration   `protobuf:"bytes,10,opt,name=uptime,proto3" json:"uptime,omitempty"`
 	Connects         uint64                 `protobuf:"varint,11,opt,name=connects,proto3" json:"connects,omitempty"`
 	Disconnects      uint64                 `protobuf:"varint,12,opt,name=disconnects,proto3" json:"disconnects,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// heartbeat_rtt is the round trip of the last heartbeat probe the agent
+	// sent on the idle channel (unset until one was measured).
+	HeartbeatRtt  *durationpb.Duration `protobuf:"bytes,13,opt,name=heartbeat_rtt,json=heartbeatRtt,proto3" json:"heartbeat_rtt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelStats) Reset() {
@@ -557,6 +677,13 @@ func (x *ChannelStats) GetDisconnects() uint64 {
 		return x.Disconnects
 	}
 	return 0
+}
+
+func (x *ChannelStats) GetHeartbeatRtt() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatRtt
+	}
+	return nil
 }
 
 type CreateInstanceRequest struct {
@@ -780,6 +907,51 @@ func (x *InstanceLogsResponse) GetLines() []string {
 	return nil
 }
 
+// InstanceLogLine is one line of an instance's output.
+type InstanceLogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Line          string                 `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceLogLine) Reset() {
+	*x = InstanceLogLine{}
+	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceLogLine) ProtoMessage() {}
+
+func (x *InstanceLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceLogLine.ProtoReflect.Descriptor instead.
+func (*InstanceLogLine) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InstanceLogLine) GetLine() string {
+	if x != nil {
+		return x.Line
+	}
+	return ""
+}
+
 type InvokeRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Function string                 `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
@@ -796,7 +968,7 @@ type InvokeRequest struct {
 
 func (x *InvokeRequest) Reset() {
 	*x = InvokeRequest{}
-	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	mi := &file_spear_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +980,7 @@ func (x *InvokeRequest) String() string {
 func (*InvokeRequest) ProtoMessage() {}
 
 func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	mi := &file_spear_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +993,7 @@ func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeRequest.ProtoReflect.Descriptor instead.
 func (*InvokeRequest) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InvokeRequest) GetFunction() string {
@@ -870,7 +1042,7 @@ type InvokeResponse struct {
 
 func (x *InvokeResponse) Reset() {
 	*x = InvokeResponse{}
-	mi := &file_spear_v1_agent_proto_msgTypes[13]
+	mi := &file_spear_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1054,7 @@ func (x *InvokeResponse) String() string {
 func (*InvokeResponse) ProtoMessage() {}
 
 func (x *InvokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[13]
+	mi := &file_spear_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1067,7 @@ func (x *InvokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeResponse.ProtoReflect.Descriptor instead.
 func (*InvokeResponse) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InvokeResponse) GetPayload() []byte {
@@ -924,7 +1096,7 @@ type InvokeChunk struct {
 
 func (x *InvokeChunk) Reset() {
 	*x = InvokeChunk{}
-	mi := &file_spear_v1_agent_proto_msgTypes[14]
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1108,7 @@ func (x *InvokeChunk) String() string {
 func (*InvokeChunk) ProtoMessage() {}
 
 func (x *InvokeChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[14]
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1121,7 @@ func (x *InvokeChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeChunk.ProtoReflect.Descriptor instead.
 func (*InvokeChunk) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InvokeChunk) GetData() []byte {
@@ -973,7 +1145,7 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x14spear/v1/agent.proto\x12\bspear.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
 	"\x14ListFunctionsRequest\"M\n" +
 	"\x15ListFunctionsResponse\x124\n" +
-	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xea\x01\n" +
+	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xf8\x03\n" +
 	"\fFunctionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aruntime\x18\x02 \x01(\tR\aruntime\x12#\n" +
@@ -981,11 +1153,20 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\rmax_instances\x18\x04 \x01(\rR\fmaxInstances\x12'\n" +
 	"\x0fmax_concurrency\x18\x05 \x01(\rR\x0emaxConcurrency\x12\x1c\n" +
 	"\tinstances\x18\x06 \x01(\rR\tinstances\x12\x1b\n" +
-	"\tin_flight\x18\a \x01(\rR\binFlight\"2\n" +
+	"\tin_flight\x18\a \x01(\rR\binFlight\x12\x16\n" +
+	"\x06health\x18\b \x01(\tR\x06health\x12#\n" +
+	"\rhealth_reason\x18\t \x01(\tR\fhealthReason\x12\x18\n" +
+	"\arunning\x18\n" +
+	" \x01(\rR\arunning\x12\x14\n" +
+	"\x05ready\x18\v \x01(\bR\x05ready\x12\x1c\n" +
+	"\treadiness\x18\f \x01(\tR\treadiness\x12\x1a\n" +
+	"\brestarts\x18\r \x01(\rR\brestarts\x12!\n" +
+	"\flast_failure\x18\x0e \x01(\tR\vlastFailure\x12B\n" +
+	"\x0flast_failure_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rlastFailureAt\"2\n" +
 	"\x14ListInstancesRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\"M\n" +
 	"\x15ListInstancesResponse\x124\n" +
-	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\x97\x03\n" +
+	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\xbe\x04\n" +
 	"\fInstanceInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x18\n" +
@@ -999,7 +1180,13 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\achannel\x18\n" +
 	" \x01(\tR\achannel\x12\x1c\n" +
 	"\tconnected\x18\v \x01(\bR\tconnected\x12,\n" +
-	"\x05stats\x18\f \x01(\v2\x16.spear.v1.ChannelStatsR\x05stats\"\xe0\x04\n" +
+	"\x05stats\x18\f \x01(\v2\x16.spear.v1.ChannelStatsR\x05stats\x12\x10\n" +
+	"\x03pod\x18\r \x01(\tR\x03pod\x12\x1a\n" +
+	"\brestarts\x18\x0e \x01(\rR\brestarts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0f \x01(\tR\tlastError\x12>\n" +
+	"\rlast_error_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x12\x18\n" +
+	"\aejected\x18\x11 \x01(\bR\aejected\"\xa0\x05\n" +
 	"\fChannelStats\x12#\n" +
 	"\rmessages_sent\x18\x01 \x01(\x04R\fmessagesSent\x12+\n" +
 	"\x11messages_received\x18\x02 \x01(\x04R\x10messagesReceived\x12\x1d\n" +
@@ -1016,7 +1203,8 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x06uptime\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12\x1a\n" +
 	"\bconnects\x18\v \x01(\x04R\bconnects\x12 \n" +
-	"\vdisconnects\x18\f \x01(\x04R\vdisconnects\x1a9\n" +
+	"\vdisconnects\x18\f \x01(\x04R\vdisconnects\x12>\n" +
+	"\rheartbeat_rtt\x18\r \x01(\v2\x19.google.protobuf.DurationR\fheartbeatRtt\x1a9\n" +
 	"\vErrorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"3\n" +
@@ -1029,7 +1217,9 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05lines\x18\x02 \x01(\rR\x05lines\",\n" +
 	"\x14InstanceLogsResponse\x12\x14\n" +
-	"\x05lines\x18\x01 \x03(\tR\x05lines\"\x92\x02\n" +
+	"\x05lines\x18\x01 \x03(\tR\x05lines\"%\n" +
+	"\x0fInstanceLogLine\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\tR\x04line\"\x92\x02\n" +
 	"\rInvokeRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
@@ -1044,13 +1234,14 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\binstance\x18\x02 \x01(\tR\binstance\"=\n" +
 	"\vInvokeChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1a\n" +
-	"\binstance\x18\x02 \x01(\tR\binstance2\x99\x04\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance2\xeb\x04\n" +
 	"\x05Agent\x12P\n" +
 	"\rListFunctions\x12\x1e.spear.v1.ListFunctionsRequest\x1a\x1f.spear.v1.ListFunctionsResponse\x12P\n" +
 	"\rListInstances\x12\x1e.spear.v1.ListInstancesRequest\x1a\x1f.spear.v1.ListInstancesResponse\x12I\n" +
 	"\x0eCreateInstance\x12\x1f.spear.v1.CreateInstanceRequest\x1a\x16.spear.v1.InstanceInfo\x12S\n" +
 	"\x0eDeleteInstance\x12\x1f.spear.v1.DeleteInstanceRequest\x1a .spear.v1.DeleteInstanceResponse\x12M\n" +
-	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12;\n" +
+	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12P\n" +
+	"\x12FollowInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x19.spear.v1.InstanceLogLine0\x01\x12;\n" +
 	"\x06Invoke\x12\x17.spear.v1.InvokeRequest\x1a\x18.spear.v1.InvokeResponse\x12@\n" +
 	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01B1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
 
@@ -1066,7 +1257,7 @@ func file_spear_v1_agent_proto_rawDescGZIP() []byte {
 	return file_spear_v1_agent_proto_rawDescData
 }
 
-var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_spear_v1_agent_proto_goTypes = []any{
 	(*ListFunctionsRequest)(nil),   // 0: spear.v1.ListFunctionsRequest
 	(*ListFunctionsResponse)(nil),  // 1: spear.v1.ListFunctionsResponse
@@ -1080,46 +1271,52 @@ var file_spear_v1_agent_proto_goTypes = []any{
 	(*DeleteInstanceResponse)(nil), // 9: spear.v1.DeleteInstanceResponse
 	(*InstanceLogsRequest)(nil),    // 10: spear.v1.InstanceLogsRequest
 	(*InstanceLogsResponse)(nil),   // 11: spear.v1.InstanceLogsResponse
-	(*InvokeRequest)(nil),          // 12: spear.v1.InvokeRequest
-	(*InvokeResponse)(nil),         // 13: spear.v1.InvokeResponse
-	(*InvokeChunk)(nil),            // 14: spear.v1.InvokeChunk
-	nil,                            // 15: spear.v1.ChannelStats.ErrorsEntry
-	nil,                            // 16: spear.v1.InvokeRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*InstanceLogLine)(nil),        // 12: spear.v1.InstanceLogLine
+	(*InvokeRequest)(nil),          // 13: spear.v1.InvokeRequest
+	(*InvokeResponse)(nil),         // 14: spear.v1.InvokeResponse
+	(*InvokeChunk)(nil),            // 15: spear.v1.InvokeChunk
+	nil,                            // 16: spear.v1.ChannelStats.ErrorsEntry
+	nil,                            // 17: spear.v1.InvokeRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
 }
 var file_spear_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: spear.v1.ListFunctionsResponse.functions:type_name -> spear.v1.FunctionInfo
-	5,  // 1: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
-	17, // 2: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
-	17, // 3: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
-	6,  // 4: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
-	15, // 5: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
-	18, // 6: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
-	18, // 7: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
-	18, // 8: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
-	18, // 9: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
-	16, // 10: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
-	18, // 11: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
-	0,  // 12: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
-	3,  // 13: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
-	7,  // 14: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
-	8,  // 15: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
-	10, // 16: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
-	12, // 17: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
-	12, // 18: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
-	1,  // 19: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
-	4,  // 20: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
-	5,  // 21: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
-	9,  // 22: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
-	11, // 23: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
-	13, // 24: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
-	14, // 25: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 1: spear.v1.FunctionInfo.last_failure_at:type_name -> google.protobuf.Timestamp
+	5,  // 2: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
+	18, // 3: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
+	18, // 4: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
+	6,  // 5: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
+	18, // 6: spear.v1.InstanceInfo.last_error_at:type_name -> google.protobuf.Timestamp
+	16, // 7: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
+	19, // 8: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
+	19, // 9: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
+	19, // 10: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
+	19, // 11: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
+	19, // 12: spear.v1.ChannelStats.heartbeat_rtt:type_name -> google.protobuf.Duration
+	17, // 13: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
+	19, // 14: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 15: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
+	3,  // 16: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
+	7,  // 17: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
+	8,  // 18: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
+	10, // 19: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
+	10, // 20: spear.v1.Agent.FollowInstanceLogs:input_type -> spear.v1.InstanceLogsRequest
+	13, // 21: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
+	13, // 22: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
+	1,  // 23: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
+	4,  // 24: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
+	5,  // 25: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
+	9,  // 26: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
+	11, // 27: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
+	12, // 28: spear.v1.Agent.FollowInstanceLogs:output_type -> spear.v1.InstanceLogLine
+	14, // 29: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
+	15, // 30: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_spear_v1_agent_proto_init() }
@@ -1133,7 +1330,7 @@ func file_spear_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_agent_proto_rawDesc), len(file_spear_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

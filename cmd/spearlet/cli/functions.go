@@ -19,10 +19,10 @@ func newFunctionsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), fns, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "NAME\tRUNTIME\tINSTANCES\tIN-FLIGHT\tMIN\tMAX\tCONCURRENCY")
+				fmt.Fprintln(tw, "NAME\tRUNTIME\tHEALTH\tINSTANCES\tIN-FLIGHT\tMIN\tMAX\tCONCURRENCY\tRESTARTS\tREASON")
 				for _, f := range fns {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", f.Name, f.Runtime, f.Instances, f.InFlight,
-						f.MinInstances, f.MaxInstances, f.MaxConcurrency)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.Runtime, f.Health, f.Running, f.Instances,
+						f.InFlight, f.MinInstances, f.MaxInstances, f.MaxConcurrency, f.Restarts, orDash(f.HealthReason))
 				}
 			})
 		},

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -10,19 +14,36 @@ import (
 func newInstancesCmd(g *globals) *cobra.Command {
 	var function string
 	list := func(cmd *cobra.Command, _ []string) error {
-		insts, err := g.client().Instances(cmd.Context(), function)
+		c := g.client()
+		insts, err := c.Instances(cmd.Context(), function)
 		if err != nil {
 			return err
 		}
+		// The function's health heads its instances in the table.
+		health := map[string]string{}
+		if g.output != "json" {
+			fns, err := c.Functions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, f := range fns {
+				health[f.Name] = f.Health
+			}
+		}
 		return g.print(cmd.OutOrStdout(), insts, func(tw *tabwriter.Writer) {
-			fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tPID\tCHANNEL\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
+			fmt.Fprintln(tw, "ID\tFUNCTION\tHEALTH\tSTATUS\tPID/POD\tCHANNEL\tIN-FLIGHT\tREQUESTS\tP50\tP99\tRESTARTS\tAGE\tLAST ERROR")
 			for _, in := range insts {
-				pid := "-"
-				if in.PID != 0 {
-					pid = fmt.Sprint(in.PID)
+				where := "-"
+				switch {
+				case in.PID != 0:
+					where = fmt.Sprint(in.PID)
+				case in.Pod != "":
+					where = in.Pod
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, pid,
-					in.Channel, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(in.Reason))
+				lat := in.Stats.Latency
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Function, orDash(health[in.Function]),
+					in.Status, where, in.Channel, in.InFlight, lat.Count, latency(lat.Count, lat.P50), latency(lat.Count, lat.P99),
+					in.Restarts, ago(in.Created), orDash(oneLine(in.LastError)))
 			}
 		})
 	}
@@ -59,11 +80,26 @@ func newInstancesCmd(g *globals) *cobra.Command {
 		},
 	}
 	var lines int
+	var follow bool
 	logs := &cobra.Command{
 		Use:   "logs ID",
-		Short: "Print an instance's latest output lines",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print an instance's latest output lines, or follow them (-f)",
+		Long: `Print an instance's latest output lines. With -f, keep printing each new
+line as the instance writes it, until the instance stops (exit 0) or the
+command is interrupted.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if follow {
+				w := cmd.OutOrStdout()
+				err := g.client().FollowLogs(cmd.Context(), args[0], lines, func(line string) error {
+					_, err := fmt.Fprintln(w, line)
+					return err
+				})
+				if errors.Is(err, context.Canceled) {
+					return nil // interrupted
+				}
+				return err
+			}
 			out, err := g.client().Logs(cmd.Context(), args[0], lines)
 			if err != nil {
 				return err
@@ -76,6 +112,25 @@ func newInstancesCmd(g *globals) *cobra.Command {
 		},
 	}
 	logs.Flags().IntVarP(&lines, "lines", "n", 100, "how many of the latest lines")
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the instance stops")
 	cmd.AddCommand(listCmd, create, del, logs)
 	return cmd
+}
+
+// latency formats a latency percentile for tables: "-" before any request.
+func latency(count uint64, d time.Duration) string {
+	if count == 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+// oneLine keeps a message to one line of a table.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	const max = 60
+	if len(s) > max {
+		s = s[:max-1] + "…"
+	}
+	return s
 }
