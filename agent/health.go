@@ -159,8 +159,8 @@ func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
 
 // updateGRPCHealth sets the gRPC health statuses: "" follows Ready, and
 // spear.function.<name> is SERVING while the function can take
-// invocations (serving or degraded; with no instances, when min_instances
-// is 0 and an invocation can start one). grpc's health server tells
+// invocations: an instance runs, or none is needed (no_instances with
+// min_instances 0: an invocation starts one). grpc's health server tells
 // watchers only of changes.
 func (a *Agent) updateGRPCHealth(s *health.Server) {
 	if a.isDraining() {
@@ -176,7 +176,7 @@ func (a *Agent) updateGRPCHealth(s *health.Server) {
 	for _, name := range a.order {
 		p := a.pools[name]
 		h := functionHealth(p.fn, p.status(), now)
-		ok := h.State == HealthServing || h.State == HealthDegraded || (h.State == HealthNoInstances && p.fn.MinInstances == 0)
+		ok := h.Running > 0 || (h.State == HealthNoInstances && p.fn.MinInstances == 0)
 		s.SetServingStatus(GRPCHealthPrefix+name, status(ok))
 	}
 	ready, _ := a.Ready()
