@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -314,4 +314,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(traceChildEnv) != "" { // the test binary as a process instance
+		os.Exit(runTraceChild())
+	}
+	goleak.VerifyTestMain(m)
+}
