@@ -357,8 +357,10 @@ func (a *Agent) observe(function string, started time.Time, err error) {
 	if _, ok := a.pools[function]; !ok {
 		return
 	}
+	took := time.Since(started)
 	a.met.invocations.WithLabelValues(function, outcome(err)).Inc()
-	a.met.duration.WithLabelValues(function).Observe(time.Since(started).Seconds())
+	a.met.duration.WithLabelValues(function).Observe(took.Seconds())
+	a.met.latency[function].Latency(took)
 	if err != nil && HTTPStatus(err) >= 500 {
 		a.log.Debug("invocation failed", "function", function, "err", err)
 	}

@@ -53,6 +53,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/instances", a.handleCreateInstance)
 	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleDeleteInstance)
 	mux.HandleFunc("GET /v1/instances/{id}/logs", a.handleLogs)
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	mux.Handle("GET /ui/", uiHandler())
+	mux.HandleFunc("GET /ui/events", a.handleUIEvents)
 	return mux
 }
 

@@ -36,6 +36,10 @@ type metrics struct {
 	wait          *prometheus.HistogramVec // function
 	coldStarts    *prometheus.CounterVec   // function
 
+	// latency holds each function's invocation latencies in a fine
+	// histogram, for the dashboard's per-function chart. Immutable map.
+	latency map[string]*stats.Counters
+
 	tracer trace.Tracer // nil when tracing is off
 }
 
@@ -72,6 +76,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent, build buildinfo.Info, perIn
 			Name: "spearlet_cold_starts_total",
 			Help: "Instance starts asked for by an invocation that found no free instance.",
 		}, []string{"function"}),
+		latency: map[string]*stats.Counters{},
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "spearlet_build_info",
@@ -98,6 +103,7 @@ func (m *metrics) init(function string, rt spear.RuntimeType) {
 	m.startDuration.WithLabelValues(function, rt.String())
 	m.wait.WithLabelValues(function)
 	m.coldStarts.WithLabelValues(function)
+	m.latency[function] = stats.New()
 }
 
 // started records a successful instance start that took d.
