@@ -85,7 +85,9 @@ type daemon struct {
 	log       bytes.Buffer // its stderr
 }
 
-var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S+)`)
+// servingLine finds the API's addresses in the daemon's log, text or
+// JSON (--log-format json).
+var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S+)|"msg":"spearlet serving","http":"([^"]+)","grpc":"([^"]+)"`)
 
 // startDaemon runs "spearlet serve" on free ports with a private socket
 // directory, plus args, and waits until it serves.
@@ -124,7 +126,10 @@ func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 			d.log.WriteString(line + "\n")
 			d.mu.Unlock()
 			if m := servingLine.FindStringSubmatch(line); m != nil {
-				ready <- m[1:]
+				if m[1] == "" {
+					m = m[2:] // the JSON form's groups
+				}
+				ready <- m[1:3]
 			}
 		}
 	}()
