@@ -111,8 +111,8 @@ function perSecond(v) {
 
 // chart draws a function's p50 and p99 over the last HISTORY snapshots.
 function chart(points) {
-  const w = 220;
-  const h = 44;
+  const w = 280;
+  const h = 48;
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "chart");
@@ -158,10 +158,8 @@ function renderFunctions(snap, dt) {
     const latest = hist.findLast(Boolean); // the last second with invocations
     const health = el("td", { "data-field": "health" }, badge(f.health));
     if (f.health_reason) health.append(el("span", { class: "reason" }, f.health_reason));
-    const chartCell = el("td", { "data-field": "chart" }, chart(hist));
-    chartCell.append(
-      el("span", { class: "muted" }, el("span", { class: "legend-p50" }, "p50"), " ", el("span", { class: "legend-p99" }, "p99")),
-    );
+    const legend = el("span", { class: "legend" }, el("span", { class: "legend-p99" }, "p99"), el("span", { class: "legend-p50" }, "p50"));
+    const chartCell = el("td", { "data-field": "chart" }, el("div", { class: "chartbox" }, chart(hist), legend));
     return el(
       "tr",
       { "data-function": f.name, "data-health": f.health },
