@@ -27,8 +27,8 @@ type Output struct {
 
 	mu      sync.Mutex // guards the fields below
 	log     *slog.Logger
-	lines   []string   // line k (counting from 0) is at lines[k%limit]
-	total   uint64     // lines added so far
+	lines   []string // line k (counting from 0) is at lines[k%limit]
+	total   uint64   // lines added so far
 	changed chan struct{}
 	closed  bool
 }

@@ -9,8 +9,8 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/spear-go/spear"
