@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http/httptest"
 	goruntime "runtime"
 	"slices"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -313,19 +310,7 @@ func TestFollowLogsOverHTTPAndGRPC(t *testing.T) {
 	id := res.Instance.String()
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	a.RegisterGRPC(gs)
-	go gs.Serve(ln)
-	defer gs.Stop()
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	gc := newGRPCClient(t, a)
 	ctx := testCtx(t)
 
 	var wg sync.WaitGroup
@@ -342,7 +327,7 @@ func TestFollowLogsOverHTTPAndGRPC(t *testing.T) {
 		})
 	})
 	wg.Go(func() {
-		st, err := agentpb.NewAgentClient(conn).FollowInstanceLogs(ctx, &agentpb.InstanceLogsRequest{Id: id, Lines: 10})
+		st, err := gc.FollowInstanceLogs(ctx, &agentpb.InstanceLogsRequest{Id: id, Lines: 10})
 		if err != nil {
 			grpcErr = err
 			close(grpcSeen)
