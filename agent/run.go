@@ -129,6 +129,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxPayload + 64<<10))
 	a.RegisterGRPC(grpcSrv)
 	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until ready
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
 	// Per-function health (spear.function.<name>) and readiness (""),

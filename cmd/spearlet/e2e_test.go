@@ -317,9 +317,24 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	defer conn.Close()
 	ctx := testCtx(t)
-	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
-		t.Errorf("health: %v, %v", h, err)
+	// "" is the agent's readiness: SERVING once both functions have their
+	// min_instances; each function has its own service.
+	hc := healthpb.NewHealthClient(conn)
+	serving := func(service string) healthpb.HealthCheckResponse_ServingStatus {
+		h, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatalf("health of %q: %v", service, err)
+		}
+		return h.Status
+	}
+	eventually(t, "gRPC health SERVING", func() bool { return serving("") == healthpb.HealthCheckResponse_SERVING })
+	for _, fn := range []string{"echo", "wasm-echo"} {
+		if s := serving("spear.function." + fn); s != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %s: %v", fn, s)
+		}
+	}
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "spear.function.nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("health of an unknown function: %v, want NotFound", err)
 	}
 	c := agentpb.NewAgentClient(conn)
 	res, err := c.Invoke(ctx, &agentpb.InvokeRequest{Function: "echo", Payload: []byte("grpc")})
