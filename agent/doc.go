@@ -1,6 +1,7 @@
 // Package agent is the spearlet daemon as a library: its configuration,
 // the per-function pools of runtime instances, invocation, and the API
-// servers (HTTP/JSON and gRPC) with Prometheus metrics.
+// servers (HTTP/JSON and gRPC) with metrics, traces, health and the
+// dashboard.
 //
 // The pieces, from the inside out:
 //
@@ -20,6 +21,19 @@
 //     runtimes its caller offers ([RunOptions.Runtimes]; cmd/spearlet
 //     chooses them), the agent and both servers, and shuts down gracefully
 //     when its context ends.
+//   - Observability (docs/observability.md): Prometheus series per
+//     function and per live instance, read at scrape time from the pools'
+//     status and the channels' statistics (metrics.go); OpenTelemetry
+//     spans when [Options.TracerProvider] is set (tracing.go); each
+//     function's health, /livez, /readyz and gRPC health per function
+//     (health.go); instances' output followed over server-sent events and
+//     gRPC; and the dashboard at /ui (ui.go, assets in agent/ui).
+//
+// Goroutines: besides the pools' (pool.go), Run keeps the gRPC health
+// statuses current with one goroutine, ended at shutdown; each followed
+// log stream runs its follower on a goroutine of its own, ended when the
+// client leaves or the instance stops; the dashboard's event stream runs
+// on its request's goroutine.
 //
 // Errors are categorised by the sentinels in errors.go; [HTTPStatus] and
 // [GRPCCode] map them to the wire.
