@@ -445,9 +445,6 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		Connected:       ch.IsConnected(),
 		Stats:           s,
 	}
-	if info.Status == runtime.StatusStopped {
-		in.LastError = info.Reason
-	}
 	return in
 }
 

@@ -71,7 +71,7 @@ type Instance struct {
 	// Ejected is true while balancing keeps the instance out of the pool.
 	Ejected bool `json:"ejected,omitempty"`
 	// LastError is the last error an invocation on the instance ended
-	// with; for a stopped instance, why it stopped.
+	// with (a stopped instance's Reason says why it stopped).
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Channel is the channel type; Connected whether the instance is

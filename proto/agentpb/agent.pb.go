@@ -384,8 +384,8 @@ type InstanceInfo struct {
 	// restarts counts the instance's reconnections after its first
 	// connection (a wasm instance's resets included).
 	Restarts uint32 `protobuf:"varint,14,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	// last_error is the last error an invocation on the instance ended with;
-	// for a stopped instance, why it stopped.
+	// last_error is the last error an invocation on the instance ended with
+	// (a stopped instance's reason says why it stopped).
 	LastError   string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	LastErrorAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
 	// ejected is true while balancing keeps the instance out of the pool.
