@@ -31,7 +31,7 @@ func newInstancesCmd(g *globals) *cobra.Command {
 			}
 		}
 		return g.print(cmd.OutOrStdout(), insts, func(tw *tabwriter.Writer) {
-			fmt.Fprintln(tw, "ID\tFUNCTION\tHEALTH\tSTATUS\tPID/POD\tCHANNEL\tIN-FLIGHT\tREQUESTS\tP50\tP99\tRESTARTS\tAGE\tLAST ERROR")
+			fmt.Fprintln(tw, "ID\tFUNCTION\tHEALTH\tSTATUS\tPID/POD\tCHANNEL\tIN-FLIGHT\tREQUESTS\tP50\tP99\tRESTARTS\tAGE\tREASON\tLAST ERROR")
 			for _, in := range insts {
 				where := "-"
 				switch {
@@ -41,9 +41,9 @@ func newInstancesCmd(g *globals) *cobra.Command {
 					where = in.Pod
 				}
 				lat := in.Stats.Latency
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Function, orDash(health[in.Function]),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", in.ID, in.Function, orDash(health[in.Function]),
 					in.Status, where, in.Channel, in.InFlight, lat.Count, latency(lat.Count, lat.P50), latency(lat.Count, lat.P99),
-					in.Restarts, ago(in.Created), orDash(oneLine(in.LastError)))
+					in.Restarts, ago(in.Created), orDash(oneLine(in.Reason)), orDash(oneLine(in.LastError)))
 			}
 		})
 	}
