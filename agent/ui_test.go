@@ -69,14 +69,7 @@ func readSnapshot(t *testing.T, br *bufio.Reader) dashboardSnapshot {
 func TestUIEvents(t *testing.T) {
 	a, _, srv := newTestServer(t, testConfig(func(f *FunctionConfig) { f.MinInstances = 1 }))
 	eventually(t, "an instance", func() bool { return a.Functions()[0].Running == 1 })
-	req, err := http.NewRequestWithContext(testCtx(t), "GET", srv.URL+"/ui/events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := send(t, "GET", srv.URL+"/ui/events", nil)
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("Content-Type %q", ct)
