@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -40,6 +41,11 @@ type RunOptions struct {
 	// Ready, when set, is called with the API's bound addresses once both
 	// servers accept connections.
 	Ready func(httpAddr, grpcAddr net.Addr)
+	// TracerProvider turns tracing on (Options.TracerProvider); the
+	// caller owns it and shuts it down after Run returns.
+	TracerProvider trace.TracerProvider
+	// Version is the daemon's version (Options.Version).
+	Version string
 }
 
 // NewRuntime builds one runtime for Run. Run owns what it returns and
@@ -93,7 +99,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	a, err := New(cfg, Options{Runtimes: runtimes, Logger: log})
+	a, err := New(cfg, Options{Runtimes: runtimes, Logger: log, TracerProvider: opts.TracerProvider, Version: opts.Version})
 	if err != nil {
 		for _, rt := range runtimes {
 			_ = rt.Close(context.Background())
@@ -123,8 +129,14 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxPayload + 64<<10))
 	a.RegisterGRPC(grpcSrv)
 	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until ready
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
+	// Per-function health (spear.function.<name>) and readiness (""),
+	// kept current until the shutdown begins.
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); a.watchHealth(healthCtx, healthSrv) }()
 
 	var g errgroup.Group
 	g.Go(func() error {
@@ -155,6 +167,8 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 
 	log.Info("shutting down", "grace", cfg.ShutdownGrace.D().String())
+	stopHealth()
+	<-healthDone
 	healthSrv.Shutdown() // NOT_SERVING from now on
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace.D())
 	if err := a.Drain(drainCtx); err != nil {

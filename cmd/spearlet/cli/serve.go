@@ -1,20 +1,25 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/buildinfo"
+	"github.com/spear-go/spear/internal/telemetry"
 )
 
 // serveFlags are serve's flags; set ones win over the config file and the
 // environment.
 type serveFlags struct {
 	config                       string
-	logLevel                     string
+	logLevel, logFormat          string
 	printConfig                  bool
 	httpAddr, apiGRPCAddr        string
 	socketDir, tcpAddr, grpcAddr string
@@ -43,6 +48,7 @@ override the file, and flags override both.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "YAML config file (default $SPEARLET_CONFIG, else the embedded default)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error (also $SPEARLET_LOG_LEVEL)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text (logfmt) or json, one record per line (also $SPEARLET_LOG_FORMAT)")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the effective configuration (defaults filled in) as JSON, which is valid YAML, and exit")
 	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP API address (default "+agent.DefaultHTTPAddr+")")
 	fl.StringVar(&f.apiGRPCAddr, "api-grpc-addr", "", "gRPC API address (default "+agent.DefaultGRPCAddr+")")
@@ -104,9 +110,33 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+	format := f.logFormat
+	if v := os.Getenv("SPEARLET_LOG_FORMAT"); v != "" && !fl.Changed("log-format") {
+		format = v
+	}
+	log, err := newLogger(cmd.ErrOrStderr(), format, lv)
+	if err != nil {
+		return err
+	}
 
 	ctx := cmd.Context()
+	// Traces, when the OTEL_* variables ask for them (docs/observability.md).
+	tp, err := telemetry.NewTracerProvider(ctx, os.Getenv, "spearlet", buildinfo.Read(Version).Version)
+	if err != nil {
+		return err
+	}
+	opts := agent.RunOptions{Logger: log, Runtimes: runtimes, Version: Version}
+	if tp != nil {
+		opts.TracerProvider = tp
+		log.Info("tracing on: exporting spans over OTLP")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				log.Warn("flushing the last spans failed", "err", err)
+			}
+		}()
+	}
 	go func() {
 		// A second signal during the shutdown kills the process.
 		<-ctx.Done()
@@ -114,7 +144,20 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			stopSignals()
 		}
 	}()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes})
+	return agent.Run(ctx, cfg, opts)
+}
+
+// newLogger returns the daemon's logger: text (logfmt) or json records on
+// w, at level and above.
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // loadConfig reads the config file at path, or the default config when

@@ -3,9 +3,10 @@ package cli
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/spear-go/spear/internal/buildinfo"
 )
 
 // Version is the spearlet version, set at build time with
@@ -19,25 +20,12 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			v, rev := Version, ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				if v == "" {
-					v = bi.Main.Version
-				}
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						rev = s.Value
-					}
-				}
+			bi := buildinfo.Read(Version)
+			fmt.Fprintf(cmd.OutOrStdout(), "spearlet %s", bi.Version)
+			if bi.Revision != "unknown" {
+				fmt.Fprintf(cmd.OutOrStdout(), " (%.12s)", bi.Revision)
 			}
-			if v == "" {
-				v = "(devel)"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "spearlet %s", v)
-			if rev != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), " (%.12s)", rev)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), " %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(cmd.OutOrStdout(), " %s %s/%s\n", bi.GoVersion, runtime.GOOS, runtime.GOARCH)
 		},
 	}
 }
