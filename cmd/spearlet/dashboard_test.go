@@ -164,3 +164,80 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
 }
+
+// TestDashboardShowsPoolState loads /ui of a daemon with a function whose
+// starts fail and one with an instance that outlier ejection took out,
+// and checks that the page shows the pool state as the API has it: the
+// crash loop with its reason, next retry and last error, the ejected
+// count, and the ejected instance's standing and why.
+func TestDashboardShowsPoolState(t *testing.T) {
+	exe := browser(t)
+	d := startDaemon(t, "--config", writeConfig(t, `
+functions:
+  - name: echo
+    runtime: process
+    command: "@self"
+    args: [worker]
+    min_instances: 2
+    max_instances: 2
+    balancer: round-robin
+    outlier: {consecutive_errors: 2, base_ejection: 10m}
+  - name: broken
+    runtime: process
+    command: /bin/false
+    min_instances: 1
+    readiness: optional
+    restart: {initial_backoff: 1m, max_backoff: 1m}
+`))
+	eventually(t, "two echo instances", func() bool { return len(instances(t, d, "echo")) == 2 })
+	// Round robin: each instance fails twice, and the first to do so is
+	// ejected; the other is then the last ready one, and stays.
+	for range 4 {
+		_, _ = d.client.Invoke(testCtx(t), "echo", []byte("boom"), client.InvokeOptions{Method: "fail"})
+	}
+	var ejected string
+	for _, in := range instances(t, d, "echo") {
+		if in.Health == "ejected" {
+			ejected = in.ID
+		}
+	}
+	if ejected == "" {
+		t.Fatalf("no echo instance ejected: %+v", instances(t, d, "echo"))
+	}
+
+	ctx := newBrowser(t, exe)
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('`+sel+`') || {}).textContent || ""`))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", sel, err)
+		}
+		return v
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+d.addr+"/ui"),
+		chromedp.WaitVisible(`#functions tr[data-function="broken"][data-health="crash_looping"]`),
+		chromedp.WaitVisible(`#functions tr[data-function="echo"][data-health="degraded"]`),
+		chromedp.WaitVisible(`#instances tr[data-instance="`+ejected+`"]`),
+	); err != nil {
+		t.Fatalf("the dashboard did not show the crash loop and the ejection: %v", err)
+	}
+	broken := `#functions tr[data-function="broken"] td[data-field=`
+	if h := text(broken + `"health"]`); !strings.Contains(h, "starts failed in a row") || !strings.Contains(h, "next retry") {
+		t.Errorf("broken's health cell %q, want the crash loop and its next retry", h)
+	}
+	if e := text(broken + `"last_error"]`); !strings.Contains(e, "start failed: ") || !strings.Contains(e, "/bin/false") && !strings.Contains(e, "exit status 1") {
+		t.Errorf("broken's last error %q, want the failed start", e)
+	}
+	echo := `#functions tr[data-function="echo"] td[data-field=`
+	if h := text(echo + `"health"]`); !strings.Contains(h, ejected+" ejected") {
+		t.Errorf("echo's health cell %q, want the ejected instance named", h)
+	}
+	if n := text(echo + `"instances"]`); n != "1/21 ejected" {
+		t.Errorf("echo's instances cell %q, want 1/2 and 1 ejected", n)
+	}
+	if h := text(`#instances tr[data-instance="` + ejected + `"] td[data-field="health"]`); !strings.HasPrefix(h, "ejected") ||
+		!strings.Contains(h, "2 instance-side failures in a row") {
+		t.Errorf("the ejected instance's health cell %q", h)
+	}
+}

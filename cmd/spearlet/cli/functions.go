@@ -27,7 +27,7 @@ func newFunctionsCmd(g *globals) *cobra.Command {
 				for _, f := range fns {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", f.Name, f.Runtime, f.Health, f.Ready, f.Instances,
 						desired(f), f.MinInstances, f.MaxInstances, f.InFlight, f.Queued, f.MaxConcurrency, orDash(f.Balancer), f.Restarts,
-						until(f.NextRetry), orDash(f.HealthReason), lastError(f.LastError, f.LastErrorAt))
+						until(f.NextRetry), orDash(oneLine(f.HealthReason)), lastError(f.LastError, f.LastErrorAt))
 				}
 			})
 		},
