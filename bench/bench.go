@@ -95,6 +95,8 @@ var comparisons = []comparison{
 	{name: "grpcapi64", setup: grpcAPIPair},
 	{name: "python64", setup: foreignPair(python, 64)},
 	{name: "typescript64", setup: foreignPair(typescript, 64)},
+	{name: "invoke64", setup: invokePair(false)},
+	{name: "traced64", setup: invokePair(true)},
 	{name: "idle10k", run: runIdle},
 	{name: "start", run: runStart},
 	{name: "coldstart", run: runColdStart},

@@ -228,3 +228,10 @@ func BenchmarkWasm64(b *testing.B) {
 }
 
 func BenchmarkHTTP64(b *testing.B) { benchPair(b, httpPair(64)) }
+
+// BenchmarkInvoke64 is Agent.Invoke (spear) against channel.Execute
+// (base); BenchmarkTraced64 Agent.Invoke traced (spear) against untraced
+// (base). -benchmem shows the allocations tracing adds when on, and that
+// off adds none.
+func BenchmarkInvoke64(b *testing.B) { benchPair(b, invokePair(false)) }
+func BenchmarkTraced64(b *testing.B) { benchPair(b, invokePair(true)) }

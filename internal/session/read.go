@@ -297,12 +297,8 @@ func (s *Session) dispatch(f wire.Frame) error {
 	case wire.TypeHeartbeat:
 		if f.Flags&wire.FlagAck == 0 {
 			_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
-		} else {
-			s.mu.Lock()
-			if !s.hbProbe.IsZero() {
-				s.hbRTT, s.hbProbe = time.Since(s.hbProbe), time.Time{}
-			}
-			s.mu.Unlock()
+		} else if rtt, ok := probeRTT(f.Payload); ok {
+			s.stats.HeartbeatRTT(rtt)
 		}
 		f.Release()
 	case wire.TypeMessage:
