@@ -26,12 +26,12 @@ import (
 // *spear.InstanceError values naming it, wrapping a spear category.
 type Channel struct {
 	// Immutable after construction.
-	id        spear.InstanceID
-	typ       Type
-	cfg       Config
-	secret    spear.Secret
-	addr      string
-	tls       chantls.Instance   // what the instance is told of the agent's TLS; zero without
+	id     spear.InstanceID
+	typ    Type
+	cfg    Config
+	secret spear.Secret
+	addr   string
+	tls    chantls.Instance // what the instance is told of the agent's TLS; zero without
 
 	ln        transport.Listener // this instance's own listener, or nil on a shared one
 	factory   *Factory
