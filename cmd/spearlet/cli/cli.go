@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/client"
+	"github.com/spear-go/spear/internal/statedir"
 )
 
 // Run runs the command line args. ctx ends on SIGINT or SIGTERM; stopSignals
@@ -29,8 +30,9 @@ func Run(ctx context.Context, args []string, stopSignals func()) error {
 
 // globals are the flags every client command shares.
 type globals struct {
-	addr   string
-	output string
+	addr     string
+	stateDir string
+	output   string
 }
 
 func newRoot(stopSignals func()) *cobra.Command {
@@ -42,7 +44,9 @@ func newRoot(stopSignals func()) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", "",
-		"daemon API address (host:port or URL; default $"+client.EnvAddr+" or "+client.DefaultAddr+")")
+		"daemon API address: host:port, URL or unix:PATH (default $"+client.EnvAddr+", else the socket in the state directory, else "+client.DefaultAddr+")")
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "",
+		"the daemon's state directory, where its API socket and token are (default $"+client.EnvStateDir+", else "+statedir.Default()+")")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of listings: table or json")
 	root.AddCommand(
 		newServeCmd(stopSignals),
@@ -58,7 +62,13 @@ func newRoot(stopSignals func()) *cobra.Command {
 	return root
 }
 
-func (g *globals) client() *client.Client { return client.FromEnv(g.addr) }
+func (g *globals) client() *client.Client {
+	c := client.FromEnv(g.addr)
+	if g.stateDir != "" {
+		c.StateDir = g.stateDir
+	}
+	return c
+}
 
 // print writes v as JSON with -o json, else calls table with a tabwriter.
 func (g *globals) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {

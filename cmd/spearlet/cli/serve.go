@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/statedir"
 )
 
 // serveFlags are serve's flags; set ones win over the config file and the
@@ -21,6 +22,7 @@ type serveFlags struct {
 	advertiseTCP, advertiseGRPC  string
 	kubeconfig, kubeNamespace    string
 	nodeName, wasmCacheDir       string
+	stateDir, apiSocket          string
 }
 
 func newServeCmd(stopSignals func()) *cobra.Command {
@@ -44,7 +46,9 @@ override the file, and flags override both.`,
 	fl.StringVarP(&f.config, "config", "c", "", "YAML config file (default $SPEARLET_CONFIG, else the embedded default)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error (also $SPEARLET_LOG_LEVEL)")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print the effective configuration (defaults filled in) as JSON, which is valid YAML, and exit")
-	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP API address (default "+agent.DefaultHTTPAddr+")")
+	fl.StringVar(&f.stateDir, "state-dir", "", "private state directory: API socket and token, TLS keys, lock (default "+statedir.Default()+")")
+	fl.StringVar(&f.apiSocket, "api-socket", "", "the API's unix socket (default api.sock in the state directory; off: none)")
+	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP API address (default "+agent.DefaultHTTPAddr+"; off: the socket only)")
 	fl.StringVar(&f.apiGRPCAddr, "api-grpc-addr", "", "gRPC API address (default "+agent.DefaultGRPCAddr+")")
 	fl.StringVar(&f.socketDir, "socket-dir", "", "directory for the instances' unix sockets (default the temp dir)")
 	fl.StringVar(&f.tcpAddr, "tcp-addr", "", "listener for instances' tcp channels (default 127.0.0.1:0)")
@@ -74,6 +78,8 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 		dst  *string
 		val  string
 	}{
+		{"state-dir", &cfg.StateDir, f.stateDir},
+		{"api-socket", &cfg.API.Socket, f.apiSocket},
 		{"http-addr", &cfg.API.HTTPAddr, f.httpAddr},
 		{"api-grpc-addr", &cfg.API.GRPCAddr, f.apiGRPCAddr},
 		{"socket-dir", &cfg.Channels.SocketDir, f.socketDir},
@@ -106,6 +112,14 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
 
+	// The state directory first: a second agent on it stops here, before
+	// it binds or starts anything.
+	state, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+
 	ctx := cmd.Context()
 	go func() {
 		// A second signal during the shutdown kills the process.
@@ -114,7 +128,7 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			stopSignals()
 		}
 	}()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes})
+	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes, State: state})
 }
 
 // loadConfig reads the config file at path, or the default config when
