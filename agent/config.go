@@ -73,13 +73,13 @@ type Config struct {
 // (docs/agent.md, "Authentication").
 type APIConfig struct {
 	// HTTPAddr is the HTTP/JSON API's address (default 127.0.0.1:7480);
-	// "off" serves HTTP on the unix socket only.
+	// "none" serves HTTP on the unix socket only.
 	HTTPAddr string `json:"http_addr,omitempty"`
-	// GRPCAddr is the gRPC API's address (default 127.0.0.1:7481); "off"
+	// GRPCAddr is the gRPC API's address (default 127.0.0.1:7481); "none"
 	// turns the gRPC API off.
 	GRPCAddr string `json:"grpc_addr,omitempty"`
 	// Socket is the HTTP API's unix socket (default api.sock in the state
-	// directory; "off": none). Whoever may open it may use the API: it is
+	// directory; "none": no socket). Whoever may open it may use the API: it is
 	// the agent user's alone (0600), or also SocketGroup's.
 	Socket string `json:"socket,omitempty"`
 	// SocketGroup, a group name or id, may use the socket too (0660).
@@ -107,8 +107,9 @@ type APITLSConfig struct {
 	ClientCAFile string `json:"client_ca_file,omitempty"`
 }
 
-// addrOff is the value of an API address that turns the listener off.
-const addrOff = "off"
+// addrNone is the value of an API address that turns the listener off
+// ("off" would be a boolean in YAML).
+const addrNone = "none"
 
 // ChannelsConfig configures the channel factory (channel.Options) and the
 // channels' defaults.
@@ -131,7 +132,7 @@ type ChannelsConfig struct {
 // ChannelTLSConfig is the TLS of the network channels (docs/agent.md,
 // "TLS on the network channels").
 type ChannelTLSConfig struct {
-	// Mode is off (default), on (instances check the agent's
+	// Mode is none (default), server (instances check the agent's
 	// certificate) or mutual (the agent checks theirs too).
 	Mode string `json:"mode,omitempty"`
 	// CertFile and KeyFile are the agent's certificate and key (PEM);
@@ -410,7 +411,7 @@ func (c Config) withDefaults() Config {
 	c.API.GRPCAddr = cmp.Or(c.API.GRPCAddr, DefaultGRPCAddr)
 	c.API.AuthTimeout = cmp.Or(c.API.AuthTimeout, Duration(DefaultAuthTimeout))
 	c.Channels.AuthTimeout = cmp.Or(c.Channels.AuthTimeout, Duration(DefaultAuthTimeout))
-	c.Channels.TLS.Mode = cmp.Or(c.Channels.TLS.Mode, TLSOff)
+	c.Channels.TLS.Mode = cmp.Or(c.Channels.TLS.Mode, TLSNone)
 	c.InvokeTimeout = cmp.Or(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(DefaultShutdownGrace))
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
@@ -461,12 +462,12 @@ func (c Config) Validate() error {
 	if t := c.API.TLS; (t.CertFile == "") != (t.KeyFile == "") || t.ClientCAFile != "" && t.CertFile == "" {
 		bad("api.tls: cert_file and key_file go together, and client_ca_file needs them")
 	}
-	if c.API.HTTPAddr == addrOff && c.API.Socket == addrOff {
-		bad("api: http_addr and socket are both off: nothing would serve the API")
+	if c.API.HTTPAddr == addrNone && c.API.Socket == addrNone {
+		bad("api: http_addr and socket are both none: nothing would serve the API")
 	}
 	switch t := c.Channels.TLS; {
-	case t.Mode != "" && t.Mode != TLSOff && t.Mode != TLSOn && t.Mode != TLSMutual:
-		bad("channels.tls.mode %q: want off, on or mutual", t.Mode)
+	case t.Mode != "" && t.Mode != TLSNone && t.Mode != TLSServer && t.Mode != TLSMutual:
+		bad("channels.tls.mode %q: want none, server or mutual", t.Mode)
 	case (t.CertFile == "") != (t.KeyFile == ""):
 		bad("channels.tls: cert_file and key_file go together")
 	case t.CAFile != "" && t.CertFile == "":
@@ -576,7 +577,7 @@ func flatten(err error) []error {
 
 // The modes of channels.tls.
 const (
-	TLSOff    = "off"    // network channels in plaintext (the handshake still authenticates)
-	TLSOn     = "on"     // instances check the agent's certificate
+	TLSNone   = "none"   // network channels in plaintext (the handshake still authenticates)
+	TLSServer = "server" // instances check the agent's certificate
 	TLSMutual = "mutual" // and the agent checks the instance's
 )

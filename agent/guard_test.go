@@ -348,7 +348,7 @@ func TestAPIPortsTaken(t *testing.T) {
 		t.Errorf("listen on a taken port: %v", err)
 	}
 	// The socket a live agent serves is not taken over either.
-	cfg = APIConfig{HTTPAddr: addrOff, GRPCAddr: addrOff, Socket: f.socket}
+	cfg = APIConfig{HTTPAddr: addrNone, GRPCAddr: addrNone, Socket: f.socket}
 	if _, err := listenAPI(cfg, state); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("listen on a live socket: %v", err)
 	}

@@ -66,7 +66,7 @@ func listenAPI(cfg APIConfig, state *statedir.Dir) (_ *apiServer, err error) {
 	if s.tls, err = apiTLS(cfg.TLS); err != nil {
 		return nil, err
 	}
-	if cfg.Socket != addrOff {
+	if cfg.Socket != addrNone {
 		path := cfg.Socket
 		if path == "" {
 			path = state.Join(api.SocketName)
@@ -75,7 +75,7 @@ func listenAPI(cfg APIConfig, state *statedir.Dir) (_ *apiServer, err error) {
 			return nil, fmt.Errorf("%w: api socket: %w", spear.ErrConfig, err)
 		}
 	}
-	if cfg.HTTPAddr != addrOff {
+	if cfg.HTTPAddr != addrNone {
 		if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("%w: http api: %w", spear.ErrConfig, err)
 		}
@@ -83,7 +83,7 @@ func listenAPI(cfg APIConfig, state *statedir.Dir) (_ *apiServer, err error) {
 			s.httpLn = tls.NewListener(s.httpLn, s.tls)
 		}
 	}
-	if cfg.GRPCAddr != addrOff {
+	if cfg.GRPCAddr != addrNone {
 		ln, err := net.Listen("tcp", cfg.GRPCAddr)
 		if err != nil {
 			return nil, fmt.Errorf("%w: grpc api: %w", spear.ErrConfig, err)

@@ -185,10 +185,10 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	return errors.Join(serveErr, closeErr)
 }
 
-// addrString is a for the log, "off" when nil.
+// addrString is a for the log, "none" when nil.
 func addrString(a net.Addr) string {
 	if a == nil {
-		return addrOff
+		return addrNone
 	}
 	return a.String()
 }

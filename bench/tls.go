@@ -17,8 +17,8 @@ import (
 // the others.
 func init() {
 	comparisons = append(comparisons,
-		comparison{name: "tcptls64", setup: func(ctx context.Context) (*pair, error) { return tlsPair(ctx, 64, chantls.On) }},
-		comparison{name: "tcptls64k", setup: func(ctx context.Context) (*pair, error) { return tlsPair(ctx, 64<<10, chantls.On) }},
+		comparison{name: "tcptls64", setup: func(ctx context.Context) (*pair, error) { return tlsPair(ctx, 64, chantls.Server) }},
+		comparison{name: "tcptls64k", setup: func(ctx context.Context) (*pair, error) { return tlsPair(ctx, 64<<10, chantls.Server) }},
 		comparison{name: "tcpmtls64", setup: func(ctx context.Context) (*pair, error) { return tlsPair(ctx, 64, chantls.Mutual) }},
 	)
 }

@@ -44,7 +44,7 @@ func shortCtx(t *testing.T) context.Context {
 // a plaintext peer gets nowhere. Channels of other transports stay
 // without TLS.
 func TestTLSChannels(t *testing.T) {
-	for _, mode := range []chantls.Mode{chantls.On, chantls.Mutual} {
+	for _, mode := range []chantls.Mode{chantls.Server, chantls.Mutual} {
 		for _, typ := range []channel.Type{channel.TCP, channel.GRPC} {
 			t.Run(string(mode)+"/"+string(typ), func(t *testing.T) {
 				f, a := tlsFactory(t, mode)
@@ -130,10 +130,10 @@ func TestMutualTLSBindsTheInstance(t *testing.T) {
 // An instance told another pin refuses the agent: it never sends its
 // proof to a certificate it does not trust.
 func TestPinnedAgentOnly(t *testing.T) {
-	f, _ := tlsFactory(t, chantls.On)
+	f, _ := tlsFactory(t, chantls.Server)
 	ch := newChannel(t, f, channel.TCP, channel.Config{})
 	cr := ch.Credentials()
-	_, other := tlsFactory(t, chantls.On)
+	_, other := tlsFactory(t, chantls.Server)
 	cr.TLS.Pin = other.Pin()
 	cfg, err := cr.TLS.ClientConfig(cr.Secret, cr.Address)
 	if err != nil {

@@ -65,7 +65,7 @@ type Options struct {
 	// agent).
 	Transports []channel.Type
 	// TLS runs the network transports (tcp, grpc) over TLS in this mode
-	// (chantls.On or chantls.Mutual; default off), with a certificate the
+	// (chantls.Server or chantls.Mutual; default none), with a certificate the
 	// runner generates: the instance must check it by the pin it is given
 	// and, in mutual mode, present the certificate issued for it.
 	TLS chantls.Mode

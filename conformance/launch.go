@@ -102,7 +102,7 @@ func newLauncher(opts *Options) (launcher, error) {
 // runnerTLS is the runner's TLS in mode, with a certificate generated in
 // dir; nil when mode is off.
 func runnerTLS(dir string, mode chantls.Mode) (*chantls.Agent, error) {
-	if mode == "" || mode == chantls.Off {
+	if mode == "" || mode == chantls.None {
 		return nil, nil
 	}
 	state, err := statedir.Open(filepath.Join(dir, "state"))

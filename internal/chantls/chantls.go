@@ -44,8 +44,8 @@ type Mode string
 
 // The modes.
 const (
-	Off    Mode = "off"    // plaintext
-	On     Mode = "on"     // the instance checks the agent's certificate
+	None   Mode = "none"   // plaintext
+	Server Mode = "server" // the instance checks the agent's certificate
 	Mutual Mode = "mutual" // and the agent checks the instance's
 )
 
@@ -92,16 +92,16 @@ type Agent struct {
 	clientCAs  *x509.CertPool
 }
 
-// Load returns the agent's TLS for cfg, or nil when cfg.Mode is Off (or
+// Load returns the agent's TLS for cfg, or nil when cfg.Mode is None (or
 // empty). Generated keys and certificates are read from, or written to,
 // the state directory's tls/ (0600 files in a 0700 directory). Errors
 // match spear.ErrConfig.
 func Load(state *statedir.Dir, cfg Config) (*Agent, error) {
-	if cfg.Mode == "" || cfg.Mode == Off {
+	if cfg.Mode == "" || cfg.Mode == None {
 		return nil, nil
 	}
-	if cfg.Mode != On && cfg.Mode != Mutual {
-		return nil, fmt.Errorf("%w: channel TLS mode %q: want off, on or mutual", spear.ErrInvalidConfig, cfg.Mode)
+	if cfg.Mode != Server && cfg.Mode != Mutual {
+		return nil, fmt.Errorf("%w: channel TLS mode %q: want none, server or mutual", spear.ErrInvalidConfig, cfg.Mode)
 	}
 	a := &Agent{mode: cfg.Mode, serverName: cfg.ServerName}
 	var err error
@@ -143,7 +143,7 @@ func Load(state *statedir.Dir, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// Mode returns the agent's mode, On or Mutual.
+// Mode returns the agent's mode, Server or Mutual.
 func (a *Agent) Mode() Mode { return a.mode }
 
 // Pin returns the hex SHA-256 of the agent's certificate.
@@ -172,7 +172,7 @@ func (a *Agent) ServerConfig() *tls.Config {
 var ErrWrongCertificate = fmt.Errorf("%w: client certificate not issued for this instance", spear.ErrAuthFailed)
 
 // CheckPeer checks, in mutual mode, that the verified client certificate
-// of a connection (state) was issued for instance id. In mode On it
+// of a connection (state) was issued for instance id. In mode Server it
 // accepts any connection. Errors match ErrWrongCertificate.
 func (a *Agent) CheckPeer(state *tls.ConnectionState, id spear.InstanceID) error {
 	if a == nil || a.mode != Mutual {

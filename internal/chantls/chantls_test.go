@@ -84,7 +84,7 @@ func handshake(t *testing.T, server, client *tls.Config) (*tls.ConnectionState, 
 }
 
 func TestOffIsNil(t *testing.T) {
-	for _, m := range []chantls.Mode{"", chantls.Off} {
+	for _, m := range []chantls.Mode{"", chantls.None} {
 		a, err := chantls.Load(nil, chantls.Config{Mode: m})
 		if a != nil || err != nil {
 			t.Errorf("Load(mode %q) = %v, %v; want nil, nil", m, a, err)
@@ -103,7 +103,7 @@ func TestOffIsNil(t *testing.T) {
 
 func TestGeneratedPinned(t *testing.T) {
 	state := openState(t)
-	a, err := chantls.Load(state, chantls.Config{Mode: chantls.On})
+	a, err := chantls.Load(state, chantls.Config{Mode: chantls.Server})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestGeneratedPinned(t *testing.T) {
 	}
 
 	// Kept across restarts: the same pin from the same state directory.
-	again, err := chantls.Load(state, chantls.Config{Mode: chantls.On})
+	again, err := chantls.Load(state, chantls.Config{Mode: chantls.Server})
 	if err != nil || again.Pin() != a.Pin() {
 		t.Errorf("second Load: pin %s, %v; want %s", again.Pin(), err, a.Pin())
 	}
@@ -146,7 +146,7 @@ func TestGeneratedPinned(t *testing.T) {
 	}
 
 	// Another agent's certificate is refused by the pin.
-	other, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.On})
+	other, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.Server})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func writeCA(t *testing.T, name string) (caFile, certFile, keyFile string) {
 
 func TestConfiguredCA(t *testing.T) {
 	caFile, certFile, keyFile := writeCA(t, "agent.example")
-	a, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.On, CertFile: certFile, KeyFile: keyFile, CAFile: caFile})
+	a, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.Server, CertFile: certFile, KeyFile: keyFile, CAFile: caFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,14 +274,14 @@ func TestConfiguredCA(t *testing.T) {
 	}
 
 	// A configured certificate without a CA is pinned.
-	b, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.On, CertFile: certFile, KeyFile: keyFile})
+	b, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.Server, CertFile: certFile, KeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if in, _ := b.Issue(testID, nil); in.Pin == "" || in.CA != nil {
 		t.Errorf("configured cert without CA: %+v, want a pin", in)
 	}
-	if _, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.On, CertFile: certFile, KeyFile: certFile}); !errors.Is(err, spear.ErrConfig) {
+	if _, err := chantls.Load(openState(t), chantls.Config{Mode: chantls.Server, CertFile: certFile, KeyFile: certFile}); !errors.Is(err, spear.ErrConfig) {
 		t.Errorf("mismatched key file: %v", err)
 	}
 }

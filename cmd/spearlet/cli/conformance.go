@@ -102,7 +102,7 @@ check fails.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", []string{"unix", "tcp"}, "transports to check a process instance on: unix, tcp, grpc")
-	f.StringVar(&tlsMode, "tls", "off", "run tcp and grpc over TLS: off, on (the instance checks the runner's pinned certificate) or mutual (and presents its own)")
+	f.StringVar(&tlsMode, "tls", "none", "run tcp and grpc over TLS: none, server (the instance checks the runner's pinned certificate) or mutual (and presents its own)")
 	f.StringVar(&wasmFile, "wasm", "", "check a WASI module, run through the wasm runtime, instead of a command")
 	f.StringVar(&opts.Dir, "dir", "", "working directory of the instance")
 	f.StringArrayVar(&opts.Env, "env", nil, "KEY=VALUE added to the instance's environment (repeatable)")
