@@ -295,10 +295,20 @@ func TestClientKeyVector(t *testing.T) {
 		secret[i] = byte(i)
 	}
 	k := chantls.ClientKey(secret)
-	if got := hex.EncodeToString(k.Seed()); got != "b5636f9c45f8b477b50d20be9f4a667935e5060fa78c149012d901a900f9ef5d" {
-		t.Errorf("seed %s", got)
+	seed, pub := hex.EncodeToString(k.Seed()), hex.EncodeToString(k.Public().(ed25519.PublicKey))
+	if seed != "b5636f9c45f8b477b50d20be9f4a667935e5060fa78c149012d901a900f9ef5d" {
+		t.Errorf("seed %s", seed)
 	}
-	if got := hex.EncodeToString(k.Public().(ed25519.PublicKey)); got != "8657c19355be9f9eda93335916e424d77b55fc13537a59125d7969ef13bbf048" {
-		t.Errorf("public key %s", got)
+	if pub != "8657c19355be9f9eda93335916e424d77b55fc13537a59125d7969ef13bbf048" {
+		t.Errorf("public key %s", pub)
+	}
+	doc, err := os.ReadFile("../../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{seed, pub, "spear-tls-client-key-v1", "302e020100300506032b657004220420"} {
+		if !strings.Contains(string(doc), v) {
+			t.Errorf("docs/protocol.md no longer shows %s", v)
+		}
 	}
 }

@@ -21,8 +21,9 @@ invocations, else exit 1 with the reason (it is shutting down, or does not
 answer within 3s).
 
 This is the Kubernetes manifests' liveness and readiness probe: an exec
-probe inside the agent's pod reaches the API on the pod's loopback, so the
-API never has to listen where the network can reach it.`,
+probe inside the agent's pod reaches the API through its unix socket, found
+in the state directory, so the API never has to listen where the network
+can reach it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), healthTimeout)
