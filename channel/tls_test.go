@@ -2,6 +2,7 @@ package channel_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -31,12 +32,19 @@ func tlsFactory(t *testing.T, mode chantls.Mode) (*channel.Factory, *chantls.Age
 	return newFactory(t, channel.Options{TLS: a, Defaults: channel.Config{AuthTimeout: 300 * time.Millisecond}}), a
 }
 
-// shortCtx bounds a connection attempt that should fail: a grpc dial
-// retries until its context ends.
-func shortCtx(t *testing.T) context.Context {
+// tryAs dials addr over typ with TLS config cfg (nil: plaintext) and runs
+// the handshake as cr's instance, within a short time: a grpc dial that
+// cannot succeed retries until its context ends.
+func tryAs(t *testing.T, typ channel.Type, addr string, cfg *tls.Config, cr channel.Credentials) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	defer cancel()
+	conn, err := transport.Dial(ctx, string(typ), addr, transport.DialConfig{TLS: cfg})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = auth.Connect(ctx, conn, cr.ID, cr.Secret)
+	return err
 }
 
 // Network channels run over TLS: a child instance, told the pin (and in
@@ -59,12 +67,7 @@ func TestTLSChannels(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Plaintext, even with the right secret, is not served.
-				conn, err := transport.Dial(shortCtx(t), string(typ), cr.Address, transport.DialConfig{})
-				if err == nil {
-					_, err = auth.Connect(shortCtx(t), conn, cr.ID, cr.Secret)
-					conn.Close()
-				}
-				if err == nil {
+				if err := tryAs(t, typ, cr.Address, nil, cr); err == nil {
 					t.Error("a plaintext connection authenticated")
 				}
 				if err := echo(testCtx(t), ch, "still"); err != nil {
@@ -92,30 +95,21 @@ func TestMutualTLSBindsTheInstance(t *testing.T) {
 			waitConnected(t, victim)
 			crV, crT := victim.Credentials(), thief.Credentials()
 
-			// The thief's own certificate, the victim's id and secret.
+			// The thief's own certificate, the victim's id and secret: the
+			// TLS layer admits it, the check after the handshake does not.
 			cfg, err := crT.TLS.ClientConfig(crT.Secret, crT.Address)
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := transport.Dial(testCtx(t), string(typ), crV.Address, transport.DialConfig{TLS: cfg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_, err = auth.Connect(testCtx(t), conn, crV.ID, crV.Secret)
-			if !errors.Is(err, spear.ErrAuthFailed) {
+			if err := tryAs(t, typ, crV.Address, cfg, crV); !errors.Is(err, spear.ErrAuthFailed) {
 				t.Errorf("victim's secret over the thief's certificate: %v, want ErrAuthFailed", err)
 			}
 			// No certificate at all: the TLS handshake fails.
 			noCert := crV.TLS
 			noCert.Cert = nil
 			cfg, _ = noCert.ClientConfig(crV.Secret, crV.Address)
-			if conn, err := transport.Dial(shortCtx(t), string(typ), crV.Address, transport.DialConfig{TLS: cfg}); err == nil {
-				_, err = auth.Connect(shortCtx(t), conn, crV.ID, crV.Secret)
-				conn.Close()
-				if err == nil {
-					t.Error("the victim's secret without a certificate authenticated")
-				}
+			if err := tryAs(t, typ, crV.Address, cfg, crV); err == nil {
+				t.Error("the victim's secret without a certificate authenticated")
 			}
 			if err := echo(testCtx(t), victim, "unaffected"); err != nil {
 				t.Errorf("victim: %v", err)

@@ -108,9 +108,12 @@ type Conn struct {
 }
 
 // Admit marks c as proven: its deadline no longer applies.
-func (c *Conn) Admit() {
+func (c *Conn) Admit() { c.settle(&c.admitted) }
+
+// settle sets *state (admitted or closed) and ends c's deadline for good.
+func (c *Conn) settle(state *bool) {
 	c.mu.Lock()
-	c.admitted = true
+	*state = true
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -148,13 +151,7 @@ func (c *Conn) expire() {
 
 // Close closes the connection and stops its deadline.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.mu.Unlock()
-	c.l.forget(c)
+	c.settle(&c.closed)
 	return c.Conn.Close()
 }
 
