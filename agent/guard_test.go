@@ -296,7 +296,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 	_ = c.SetReadDeadline(time.Now().Add(d))
 	_, err := io.Copy(io.Discard, c)
 	var ne net.Error
-	return !(errors.As(err, &ne) && ne.Timeout())
+	return !errors.As(err, &ne) || !ne.Timeout()
 }
 
 // A connection that never sends anything is dropped at the auth deadline
