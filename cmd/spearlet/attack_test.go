@@ -188,9 +188,12 @@ func TestAttackStalledConnections(t *testing.T) {
 		last                   time.Duration
 	}
 	results := make(map[string]*outcome)
-	var mu sync.Mutex
-	for name, target := range targets {
+	for name := range targets {
 		results[name] = &outcome{}
+	}
+	var mu sync.Mutex // guards the outcomes
+	for name, target := range targets {
+		res := results[name]
 		for range stallPerListener {
 			wg.Add(1)
 			go func() {
@@ -198,7 +201,7 @@ func TestAttackStalledConnections(t *testing.T) {
 				c, err := net.DialTimeout(target[0], target[1], 30*time.Second)
 				if err != nil {
 					mu.Lock()
-					results[name].refused++
+					res.refused++
 					mu.Unlock()
 					return
 				}
@@ -211,10 +214,10 @@ func TestAttackStalledConnections(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				if kept {
-					results[name].kept++
+					res.kept++
 				} else {
-					results[name].dropped++
-					results[name].last = max(results[name].last, time.Since(start))
+					res.dropped++
+					res.last = max(res.last, time.Since(start))
 				}
 			}()
 		}
