@@ -587,7 +587,14 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 		} else {
 			conn.Close()
 		}
-		log.Warn("instance connection refused", "err", err)
+		// A peer that never completes the handshake is logged at debug
+		// level: a stall attack would otherwise write a line per
+		// connection. A handshake that fails is an operator's concern.
+		level := slog.LevelWarn
+		if errors.Is(err, spear.ErrTimeout) && c == nil {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "instance connection refused", "err", err)
 	}
 	timeout := f.defaults.AuthTimeout
 	if only != nil {
