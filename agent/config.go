@@ -15,6 +15,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/transport"
 )
@@ -407,6 +408,7 @@ func (c Config) WithDefaults() Config { return c.withDefaults() }
 
 // withDefaults returns c with its zero values replaced by the defaults.
 func (c Config) withDefaults() Config {
+	c.StateDir = cmp.Or(c.StateDir, statedir.Default())
 	c.API.HTTPAddr = cmp.Or(c.API.HTTPAddr, DefaultHTTPAddr)
 	c.API.GRPCAddr = cmp.Or(c.API.GRPCAddr, DefaultGRPCAddr)
 	c.API.AuthTimeout = cmp.Or(c.API.AuthTimeout, Duration(DefaultAuthTimeout))
