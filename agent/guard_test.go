@@ -42,7 +42,7 @@ type apiFixture struct {
 	unix                      *http.Client // over the socket
 }
 
-func startAPI(t *testing.T, mod func(*APIConfig)) *apiFixture {
+func serveAPI(t *testing.T, mod func(*APIConfig)) *apiFixture {
 	t.Helper()
 	cfg := testConfig(nil)
 	cfg.API = APIConfig{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Hostnames: []string{"spear.example"}}
@@ -134,7 +134,7 @@ const unauthenticatedBody = `{
 
 // Without credentials, every route answers 401 and says nothing else.
 func TestAPIUnauthenticatedHTTP(t *testing.T) {
-	f := startAPI(t, nil)
+	f := serveAPI(t, nil)
 	octet := map[string]string{"Content-Type": "application/octet-stream"}
 	for _, r := range []request{
 		{method: "GET", path: "/healthz"},
@@ -179,7 +179,7 @@ func TestAPIUnauthenticatedHTTP(t *testing.T) {
 // body, which a browser sends without asking. Refused, with the token or
 // without, and so is every other cross-origin request.
 func TestAPICrossOrigin(t *testing.T) {
-	f := startAPI(t, nil)
+	f := serveAPI(t, nil)
 	for _, auth := range []string{"", f.bearer()} {
 		for _, r := range []request{
 			{method: "POST", path: "/v1/instances", body: `{"function":"fn"}`,
@@ -229,7 +229,7 @@ func TestAPICrossOrigin(t *testing.T) {
 // 127.0.0.1, sends its own name as Host. Only the listener's own names
 // pass.
 func TestAPIHostHeader(t *testing.T) {
-	f := startAPI(t, nil)
+	f := serveAPI(t, nil)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(f.httpURL, "http://"))
 	hostname, _ := os.Hostname()
 	for host, want := range map[string]int{
@@ -254,7 +254,7 @@ func TestAPIHostHeader(t *testing.T) {
 }
 
 func TestAPIUnauthenticatedGRPC(t *testing.T) {
-	f := startAPI(t, nil)
+	f := serveAPI(t, nil)
 	conn, err := grpc.NewClient(f.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +303,7 @@ func closedWithin(c net.Conn, d time.Duration) bool {
 // on every API listener; one that keeps an authenticated gRPC connection
 // is not.
 func TestAPIStalledConnectionsDropped(t *testing.T) {
-	f := startAPI(t, func(c *APIConfig) { c.AuthTimeout = Duration(300 * time.Millisecond) })
+	f := serveAPI(t, func(c *APIConfig) { c.AuthTimeout = Duration(300 * time.Millisecond) })
 	for name, dial := range map[string]func() (net.Conn, error){
 		"http": func() (net.Conn, error) { return net.Dial("tcp", strings.TrimPrefix(f.httpURL, "http://")) },
 		"grpc": func() (net.Conn, error) { return net.Dial("tcp", f.grpcAddr) },
@@ -337,7 +337,7 @@ func TestAPIStalledConnectionsDropped(t *testing.T) {
 
 // listenAPI binds nothing twice: a second API on the same ports fails.
 func TestAPIPortsTaken(t *testing.T) {
-	f := startAPI(t, nil)
+	f := serveAPI(t, nil)
 	cfg := APIConfig{HTTPAddr: strings.TrimPrefix(f.httpURL, "http://"), GRPCAddr: "127.0.0.1:0", AuthTimeout: Duration(time.Second)}
 	state, err := statedir.Open(filepath.Join(t.TempDir(), "s"))
 	if err != nil {
@@ -392,7 +392,7 @@ func TestAPITokenFile(t *testing.T) {
 // gRPC as the token does; TLS without one still needs the token.
 func TestAPIMutualTLS(t *testing.T) {
 	pki := newTestPKI(t)
-	f := startAPI(t, func(c *APIConfig) {
+	f := serveAPI(t, func(c *APIConfig) {
 		c.TLS = APITLSConfig{CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.caFile}
 	})
 	base := strings.Replace(f.httpURL, "http://", "https://", 1)

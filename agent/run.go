@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -41,7 +42,18 @@ type RunOptions struct {
 	// Ready, when set, is called with the API's bound addresses once its
 	// servers accept connections; an address turned off is nil.
 	Ready func(httpAddr, grpcAddr net.Addr)
+	// Load reads the configuration again for a reload (the API's reload,
+	// and each value on Reload); nil: the daemon cannot reload. serve
+	// passes what it started with: the file, the environment and the
+	// flags.
+	Load func() (Config, error)
+	// Reload asks for a reload; serve sends on it at each SIGHUP.
+	Reload <-chan struct{}
 }
+
+// reloadTimeout bounds a reload that Reload asked for: the new instances'
+// starts and the old ones' drain.
+const reloadTimeout = 5 * time.Minute
 
 // NewRuntime builds one runtime for Run. Run owns what it returns and
 // closes it on shutdown.
@@ -66,7 +78,9 @@ type RuntimeEnv struct {
 // those in flight finish, within cfg.ShutdownGrace; then every instance
 // is stopped, the runtimes and the factory are closed (removing sockets
 // and temporary directories), and the servers stop. It returns nil after
-// a clean shutdown.
+// a clean shutdown. Each value on opts.Reload, and each POST /v1/reload,
+// reads the configuration again with opts.Load and applies it
+// (Agent.Reload).
 func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -118,12 +132,24 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
 
-	runtimes, err := newRuntimes(RuntimeEnv{Factory: factory, Config: cfg, Logger: log}, opts.Runtimes)
+	env := RuntimeEnv{Factory: factory, Config: cfg, Logger: log}
+	runtimes, err := newRuntimes(env, opts.Runtimes)
 	if err != nil {
 		srv.closeListeners()
 		return err
 	}
-	a, err := New(cfg, Options{Runtimes: runtimes, Logger: log})
+	a, err := New(cfg, Options{
+		Runtimes: runtimes,
+		Logger:   log,
+		Load:     opts.Load,
+		NewRuntime: func(t spear.RuntimeType) (runtime.Runtime, error) {
+			build, ok := opts.Runtimes[t]
+			if !ok {
+				return nil, fmt.Errorf("%w: this spearlet does not run the %s runtime", spear.ErrUnsupportedRuntime, t)
+			}
+			return build(env)
+		},
+	})
 	if err != nil {
 		srv.closeListeners()
 		for _, rt := range runtimes {
@@ -146,19 +172,35 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		opts.Ready(httpAddr, grpcAddr)
 	}
 
-	// Serve until asked to stop, or until a server fails.
+	// Serve until asked to stop, or until a server fails; reload when
+	// asked to.
 	failed := make(chan error, 1)
 	go func() { failed <- g.Wait() }()
 	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-failed:
-		log.Error("api server failed; shutting down", "err", serveErr)
+	var reloads sync.WaitGroup
+	defer reloads.Wait()
+serve:
+	for {
+		select {
+		case <-ctx.Done():
+			break serve
+		case serveErr = <-failed:
+			log.Error("api server failed; shutting down", "err", serveErr)
+			break serve
+		case <-opts.Reload:
+			log.Info("reloading the configuration")
+			reloads.Go(func() {
+				rctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+				defer cancel()
+				_, _ = a.ReloadConfig(rctx) // the agent logs the outcome
+			})
+		}
 	}
 
-	log.Info("shutting down", "grace", cfg.ShutdownGrace.D().String())
+	grace := a.Config().ShutdownGrace.D()
+	log.Info("shutting down", "grace", grace.String())
 	srv.health.Shutdown() // NOT_SERVING from now on
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace.D())
+	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
 	if err := a.Drain(drainCtx); err != nil {
 		log.Warn("shutdown grace over; stopping in-flight invocations", "err", err)
 	}

@@ -339,18 +339,18 @@ func TestAttackAPI(t *testing.T) {
 func TestSecondAgentFailsFast(t *testing.T) {
 	d := startDaemon(t, "--config", writeConfig(t, attackConfig))
 	run := func(args ...string) string {
-		cmd := execCommand(t, append([]string{"serve", "--config", writeConfig(t, attackConfig), "--socket-dir", t.TempDir()}, args...)...)
+		cmd := execCommand(t, append([]string{"serve", "--config", writeConfig(t, attackConfig), "--channels-socket-dir", t.TempDir()}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			t.Fatalf("second agent %v started:\n%s", args, out)
 		}
 		return string(out)
 	}
-	out := run("--state-dir", d.stateDir, "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0")
+	out := run("--state-dir", d.stateDir, "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0")
 	if !strings.Contains(out, "locked by pid "+strconv.Itoa(d.cmd.Process.Pid)) {
 		t.Errorf("same state directory:\n%s\nwant it locked by %d", out, d.cmd.Process.Pid)
 	}
-	out = run("--state-dir", t.TempDir()+"/state", "--http-addr", d.addr, "--api-grpc-addr", "127.0.0.1:0")
+	out = run("--state-dir", t.TempDir()+"/state", "--api-http-addr", d.addr, "--api-grpc-addr", "127.0.0.1:0")
 	if !strings.Contains(out, "address already in use") || strings.Contains(out, "instance started") || strings.Contains(out, "channel created") {
 		t.Errorf("same API port:\n%s\nwant it to fail before it starts anything", out)
 	}

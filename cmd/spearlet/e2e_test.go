@@ -103,8 +103,8 @@ func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 		t.Skip("end-to-end test: skipped with -short")
 	}
 	d := &daemon{socketDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state"), exited: make(chan struct{})}
-	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
-		"--socket-dir", d.socketDir, "--state-dir", d.stateDir}, args...)
+	args = append([]string{"serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
+		"--channels-socket-dir", d.socketDir, "--state-dir", d.stateDir}, args...)
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Env = append(append(os.Environ(), "SPEARLET_CONFIG="), env...) // no config from the environment
 	stderr, err := d.cmd.StderrPipe()
@@ -199,7 +199,8 @@ func (d *daemon) token(t *testing.T) string {
 // directory (the socket there), and returns its stdout.
 func (d *daemon) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(testCtx(t), binary, append([]string{"--state-dir", d.stateDir}, args...)...)
+	cmd := exec.CommandContext(testCtx(t), binary, args...)
+	cmd.Env = append(os.Environ(), client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -87,6 +87,9 @@ func childProcesses() []string {
 	return kids
 }
 
+// lastWordsRepeat sizes the "last-words" chunk: about 2 MiB.
+const lastWordsRepeat = 200_000
+
 func runChild(mode string) int {
 	switch mode {
 	case "exit3":
@@ -179,7 +182,9 @@ func startGrandchild() error {
 //   - method "" answers "<instance id>|<payload>" (the junk child prints
 //     "handled <payload>" first);
 //   - method "block" sends the one-way message "blocked", then waits for
-//     the request's end.
+//     the request's end;
+//   - method "last-words" streams one chunk of lastWordsRepeat times
+//     "last words " and exits the process.
 //
 // mod, which may be nil, adjusts the options.
 func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
@@ -192,6 +197,15 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 					fmt.Printf("handled %s\n", r.Payload)
 				}
 				return []byte(os.Getenv(spear.EnvInstanceID) + "|" + string(r.Payload)), nil
+			case "last-words":
+				// A chunk in the socket, then the process is gone: the
+				// agent must still deliver the chunk.
+				// Large, so that the end of it is still unread when the
+				// process exits.
+				if _, err := r.Write(bytes.Repeat([]byte("last words "), lastWordsRepeat)); err != nil {
+					return nil, err
+				}
+				os.Exit(0)
 			case "block":
 				if err := in.Send([]byte("blocked")); err != nil {
 					return nil, err

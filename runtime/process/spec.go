@@ -2,6 +2,8 @@ package process
 
 import (
 	"errors"
+	"path/filepath"
+	"strings"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/runtime"
@@ -22,8 +24,29 @@ type Spec struct {
 	// Env is added to the agent's environment; the channel's
 	// credentials, added last, win over it.
 	Env runtime.Env `json:"env,omitempty"`
-	// Dir is the working directory (default the agent's).
+	// Dir is the working directory (default the agent's; in a
+	// configuration file, the file's directory).
 	Dir string `json:"dir,omitempty"`
+}
+
+// Resolve makes a relative Command that names a file ("./fn", "bin/fn";
+// not a bare name, which is looked up in PATH) and a relative Dir
+// absolute against dir, the configuration file's directory, which is
+// also the default Dir. With dir "" it changes nothing.
+func (s Spec) Resolve(dir string) (runtime.Spec, error) {
+	if dir == "" {
+		return s, nil
+	}
+	if s.Command != SelfCommand && strings.ContainsRune(s.Command, filepath.Separator) && !filepath.IsAbs(s.Command) {
+		s.Command = filepath.Join(dir, s.Command)
+	}
+	switch {
+	case s.Dir == "":
+		s.Dir = dir
+	case !filepath.IsAbs(s.Dir):
+		s.Dir = filepath.Join(dir, s.Dir)
+	}
+	return s, nil
 }
 
 func init() {
