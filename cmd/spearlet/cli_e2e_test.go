@@ -62,6 +62,12 @@ func TestCLIExitStatuses(t *testing.T) {
 	if code != 4 || !strings.Contains(stderr, "boom") {
 		t.Errorf("failing invocation: exit %d\n%s", code, stderr)
 	}
+	// Without the token (another state directory): refused, exit 1, and
+	// the message says where the token is.
+	code, _, stderr = run(t, []string{"SPEARLET_ADDR=" + d.addr, "SPEARLET_STATE_DIR=" + t.TempDir()}, "invoke", "echo", "hello")
+	if code != 1 || !strings.Contains(stderr, "unauthenticated (401)") || !strings.Contains(stderr, "api-token") {
+		t.Errorf("no token: exit %d\n%s", code, stderr)
+	}
 	code, out, stderr := run(t, env, "invoke", "echo", "-m", "sleep", "-t", "5", "10ms")
 	if code != 0 || !strings.Contains(out, "slept 10ms") {
 		t.Errorf("-t 5: exit %d %q\n%s", code, out, stderr)
