@@ -56,11 +56,40 @@ func newGuard(token string, hostnames []string) *guard {
 // in constant time.
 func (g *guard) bearer(v string) bool {
 	scheme, tok, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	return ok && strings.EqualFold(scheme, "Bearer") && g.token(strings.TrimSpace(tok))
+}
+
+// token reports whether tok is the token, in constant time.
+func (g *guard) token(tok string) bool {
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], g.tokenSum[:]) == 1
+}
+
+// tokenCookie holds the token in a browser that opened the dashboard
+// with it (/ui/?token=...), as Jupyter's does: HttpOnly, and
+// SameSite=Strict, so that no page of another site makes the browser
+// send it; the Origin and content-type checks still apply.
+const tokenCookie = "spearlet-token"
+
+// dashboardLogin answers a GET of the dashboard whose query carries the
+// right token: it stores the token in the cookie and sends the browser
+// to the same page without it, so that it leaves the address bar. It
+// reports whether it answered.
+func (g *guard) dashboardLogin(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet || (r.URL.Path != "/ui" && r.URL.Path != "/ui/") {
 		return false
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], g.tokenSum[:]) == 1
+	q := r.URL.Query()
+	if !q.Has("token") || !g.token(q.Get("token")) {
+		return false
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: tokenCookie, Value: q.Get("token"), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+	})
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+	return true
 }
 
 // viaSocketKey marks a request's connection as one on the unix socket.
@@ -86,6 +115,7 @@ func (g *guard) HTTP(next http.Handler) http.Handler {
 			refuseHTTP(w, http.StatusForbidden, "forbidden", "host not allowed")
 		case foreignOrigin(r):
 			refuseHTTP(w, http.StatusForbidden, "forbidden", "cross-origin request refused")
+		case !local && g.dashboardLogin(w, r):
 		case !local && !g.authenticated(r):
 			// Nothing else is said; the connection is not kept for
 			// another try.
@@ -105,10 +135,14 @@ func refuseHTTP(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, api.Error{Error: api.ErrorDetail{Code: code, Message: msg}})
 }
 
-// authenticated reports whether a request over TCP carries the token or a
-// verified client certificate.
+// authenticated reports whether a request over TCP carries the token (in
+// its Authorization header, or the dashboard's cookie) or a verified
+// client certificate.
 func (g *guard) authenticated(r *http.Request) bool {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil && g.token(c.Value) {
 		return true
 	}
 	return g.bearer(r.Header.Get("Authorization"))

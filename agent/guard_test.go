@@ -483,3 +483,41 @@ func (p *testPKI) clientTLS(withCert bool) *tls.Config {
 	}
 	return cfg
 }
+
+// The dashboard's login: /ui/?token=T with the right token sets an
+// HttpOnly, SameSite=Strict cookie and sends the browser on without the
+// token; the cookie then authenticates, and is still refused
+// cross-origin. A wrong token gets 401 and no cookie.
+func TestAPIDashboardCookie(t *testing.T) {
+	f := serveAPI(t, nil)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, body := f.send(t, noRedirect, f.httpURL, request{method: "GET", path: "/ui/?token=wrong"})
+	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 {
+		t.Errorf("wrong token: %d %v %s; want 401 and no cookie", resp.StatusCode, resp.Cookies(), body)
+	}
+	resp, body = f.send(t, noRedirect, f.httpURL, request{method: "GET", path: "/v1/functions?token=" + f.token})
+	if resp.StatusCode != 401 {
+		t.Errorf("token in the query of an API route: %d %s; want 401 (only the dashboard's page takes it)", resp.StatusCode, body)
+	}
+	resp, body = f.send(t, noRedirect, f.httpURL, request{method: "GET", path: "/ui/?token=" + f.token})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("login: %d %q %s; want 303 to /ui/", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == tokenCookie {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/" {
+		t.Fatalf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/", cookie)
+	}
+	withCookie := map[string]string{"Cookie": tokenCookie + "=" + cookie.Value}
+	if resp, body := f.send(t, noRedirect, f.httpURL, request{method: "GET", path: "/v1/functions", header: withCookie}); resp.StatusCode != 200 {
+		t.Errorf("with the cookie: %d %s", resp.StatusCode, body)
+	}
+	withCookie["Origin"] = "http://evil.example"
+	if resp, body := f.send(t, noRedirect, f.httpURL, request{method: "GET", path: "/v1/functions", header: withCookie}); resp.StatusCode != 403 {
+		t.Errorf("the cookie cross-origin: %d %s; want 403", resp.StatusCode, body)
+	}
+}

@@ -24,19 +24,19 @@ func newTestServer(t *testing.T, cfg Config) (*Agent, *fakeRuntime, *httptest.Se
 	return a, rt, srv
 }
 
-// do sends a request with a body typed as the API wants it: JSON for
-// /v1/instances, else bytes.
-func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+// send makes a request with a body typed as the API wants it (JSON for
+// /v1/instances, else bytes); the caller reads and closes the body.
+func send(t *testing.T, method, url string, body []byte) *http.Response {
 	t.Helper()
 	ct := "application/octet-stream"
 	if strings.Contains(url, "/v1/instances") {
 		ct = "application/json"
 	}
-	return doType(t, method, url, ct, body)
+	return sendType(t, method, url, ct, body)
 }
 
-// doType sends a request with the given Content-Type ("": none).
-func doType(t *testing.T, method, url, contentType string, body []byte) (*http.Response, []byte) {
+// sendType makes a request with the given Content-Type ("": none).
+func sendType(t *testing.T, method, url, contentType string, body []byte) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(testCtx(t), method, url, bytes.NewReader(body))
 	if err != nil {
@@ -49,6 +49,26 @@ func doType(t *testing.T, method, url, contentType string, body []byte) (*http.R
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// do makes a request and reads the answer.
+func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp := send(t, method, url, body)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// doType makes a request with the given Content-Type and reads the
+// answer.
+func doType(t *testing.T, method, url, contentType string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp := sendType(t, method, url, contentType, body)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {

@@ -125,6 +125,7 @@ func (s *apiServer) start(a *Agent, log *slog.Logger, g interface{ Go(func() err
 	s.grpc = grpc.NewServer(opts...)
 	a.RegisterGRPC(s.grpc)
 	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until ready
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	if s.grpcLn != nil {

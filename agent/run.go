@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spear-go/spear"
@@ -49,6 +50,11 @@ type RunOptions struct {
 	Load func() (Config, error)
 	// Reload asks for a reload; serve sends on it at each SIGHUP.
 	Reload <-chan struct{}
+	// TracerProvider turns tracing on (Options.TracerProvider); the
+	// caller owns it and shuts it down after Run returns.
+	TracerProvider trace.TracerProvider
+	// Version is the daemon's version (Options.Version).
+	Version string
 }
 
 // reloadTimeout bounds a reload that Reload asked for: the new instances'
@@ -139,9 +145,11 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		return err
 	}
 	a, err := New(cfg, Options{
-		Runtimes: runtimes,
-		Logger:   log,
-		Load:     opts.Load,
+		Runtimes:       runtimes,
+		Logger:         log,
+		TracerProvider: opts.TracerProvider,
+		Version:        opts.Version,
+		Load:           opts.Load,
 		NewRuntime: func(t spear.RuntimeType) (runtime.Runtime, error) {
 			build, ok := opts.Runtimes[t]
 			if !ok {
@@ -165,6 +173,11 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 
 	var g errgroup.Group
 	srv.start(a, log, &g)
+	// Per-function health (spear.function.<name>) and readiness (""),
+	// kept current until the shutdown begins.
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); a.watchHealth(healthCtx, srv.health) }()
 	httpAddr, grpcAddr, socket := srv.addrs()
 	log.Info("spearlet serving", "http", addrString(httpAddr), "grpc", addrString(grpcAddr), "socket", addrString(socket),
 		"state_dir", state.Path(), "functions", len(cfg.Functions))
@@ -199,6 +212,8 @@ serve:
 
 	grace := a.Config().ShutdownGrace.D()
 	log.Info("shutting down", "grace", grace.String())
+	stopHealth()
+	<-healthDone
 	srv.health.Shutdown() // NOT_SERVING from now on
 	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
 	if err := a.Drain(drainCtx); err != nil {

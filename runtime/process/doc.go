@@ -17,9 +17,12 @@
 // and Stop escalates from a terminate signal over the channel to SIGTERM
 // and then SIGKILL for the whole group.
 //
-// Output lines from both streams are logged at Info, with the attributes
-// instance, pid and stream: the SDK itself logs to stderr, so stderr is not
-// a sign of trouble. The child's environment, which holds its secret, is
+// Output lines from both streams are logged with the attributes instance,
+// pid and stream (runtime.Output): a structured line (JSON or logfmt, as
+// log/slog writes) as a record with its own level, message and
+// attributes, any other line as it is, at Info — the SDK itself logs to
+// stderr, so stderr is not a sign of trouble. Instance.FollowLogs follows
+// the output until the process has exited. The child's environment, which holds its secret, is
 // never logged.
 //
 // Once the child is forked, its channel accepts connections only from its

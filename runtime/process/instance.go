@@ -49,7 +49,7 @@ type Instance struct {
 	grace    time.Duration
 	created  time.Time
 	ch       *channel.Channel
-	out      *ring
+	out      *runtime.Output
 	log      *slog.Logger
 
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
@@ -107,7 +107,13 @@ func (i *Instance) Info() runtime.Info {
 // Logs returns up to n of the latest lines the process wrote to stdout and
 // stderr, oldest first, in the order the agent read them. The runtime keeps
 // Options.LogLines lines per instance, also after it stopped.
-func (i *Instance) Logs(n int) []string { return i.out.last(n) }
+func (i *Instance) Logs(n int) []string { return i.out.Last(n) }
+
+// FollowLogs implements runtime.Follower: it ends once the process has
+// exited and its output pipes are drained.
+func (i *Instance) FollowLogs(ctx context.Context, tail int, fn func(line string) error) error {
+	return i.out.Follow(ctx, tail, fn)
+}
 
 // ExitState returns how the process ended, or nil while it runs.
 func (i *Instance) ExitState() *os.ProcessState {
@@ -144,9 +150,10 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	i.pid = pid
 	i.mu.Unlock()
 	i.log = i.log.With("pid", pid)
+	i.out.SetLogger(i.log)
 	outDone, errDone := make(chan struct{}), make(chan struct{})
-	go capture(outR, "stdout", i.out, i.log, outDone)
-	go capture(errR, "stderr", i.out, i.log, errDone)
+	go capture(outR, "stdout", i.out, outDone)
+	go capture(errR, "stderr", i.out, errDone)
 	started <- nil
 
 	peeked := peekExit(pid)
@@ -175,6 +182,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	timer.Stop()
 	outR.Close()
 	errR.Close()
+	i.out.Close()
 
 	i.finish(cmd.ProcessState, waitErr)
 }
