@@ -75,7 +75,7 @@ func TestCLIExitStatuses(t *testing.T) {
 	// SIGHUP reloads rather than kills.
 	d.signal(syscall.SIGHUP)
 	eventually(t, "the reload", func() bool { return strings.Contains(d.logText(), `msg="configuration reloaded"`) })
-	if code, _, stderr := run(t, env, "health", "--live"); code != 0 { // alive; readiness may still wait for wasm-echo's compile
-		t.Errorf("after SIGHUP: health exit %d\n%s", code, stderr)
+	if code, out, stderr := run(t, env, "health", "--live"); code != 0 || out != "live\n" {
+		t.Errorf("after SIGHUP: health --live exit %d %q\n%s", code, out, stderr)
 	}
 }
