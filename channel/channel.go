@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -68,17 +69,21 @@ type Credentials struct {
 	Type    Type
 	Address string
 	Secret  spear.Secret
+	// TLS says how the instance checks the agent on a network channel
+	// with TLS (and its client certificate in mutual mode); it is zero
+	// when the channel has no TLS. None of it is secret.
+	TLS chantls.Instance
 }
 
 // Env returns the credentials as the SPEAR_* environment variables of
 // docs/protocol.md.
 func (c Credentials) Env() []string {
-	return []string{
+	return append([]string{
 		spear.EnvInstanceID + "=" + c.ID.String(),
 		spear.EnvSecret + "=" + hex.EncodeToString(c.Secret),
 		spear.EnvChannel + "=" + string(c.Type),
 		spear.EnvAddress + "=" + c.Address,
-	}
+	}, c.TLS.Env()...)
 }
 
 // Config is a channel's per-instance configuration (the seed's

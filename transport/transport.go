@@ -8,6 +8,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -66,6 +67,9 @@ type Info struct {
 	// PeerPID and PeerUID are the peer's process id and user id from the
 	// kernel (SO_PEERCRED), for unix sockets on Linux; -1 when unknown.
 	PeerPID, PeerUID int
+	// TLS is the connection's TLS state once its handshake is done; nil
+	// on a connection without TLS, or before the handshake.
+	TLS *tls.ConnectionState
 }
 
 // Listener accepts connections from instances.

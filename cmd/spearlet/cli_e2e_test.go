@@ -57,10 +57,16 @@ func TestCLIExitStatuses(t *testing.T) {
 		t.Errorf("serve --addr: exit %d\n%s", code, stderr)
 	}
 	d := startDaemon(t)
-	env := []string{"SPEARLET_ADDR=" + d.addr}
+	env := []string{"SPEARLET_ADDR=" + d.addr, "SPEARLET_STATE_DIR=" + d.stateDir} // over TCP, the token found in the state directory
 	code, _, stderr = run(t, env, "invoke", "echo", "-m", "fail", "boom")
 	if code != 4 || !strings.Contains(stderr, "boom") {
 		t.Errorf("failing invocation: exit %d\n%s", code, stderr)
+	}
+	// Without the token (another state directory): refused, exit 1, and
+	// the message says where the token is.
+	code, _, stderr = run(t, []string{"SPEARLET_ADDR=" + d.addr, "SPEARLET_STATE_DIR=" + t.TempDir()}, "invoke", "echo", "hello")
+	if code != 1 || !strings.Contains(stderr, "unauthenticated (401)") || !strings.Contains(stderr, "api-token") {
+		t.Errorf("no token: exit %d\n%s", code, stderr)
 	}
 	code, out, stderr := run(t, env, "invoke", "echo", "-m", "sleep", "-t", "5", "10ms")
 	if code != 0 || !strings.Contains(out, "slept 10ms") {

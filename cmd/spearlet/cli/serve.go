@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/internal/buildinfo"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/internal/telemetry"
 )
 
@@ -39,7 +41,9 @@ type settingFlag struct {
 }
 
 var settingFlags = []settingFlag{
-	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + ")", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
+	{"state-dir", "", "private state directory: API socket and token, TLS keys, lock (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
+	{"api-socket", "", "the API's unix socket (default " + api.SocketName + " in the state directory; none: no socket)", func(c *agent.Config) *string { return &c.API.Socket }},
+	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + "; none: the socket only)", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
 	{"api-grpc-addr", "", "gRPC API address (default " + agent.DefaultGRPCAddr + ")", func(c *agent.Config) *string { return &c.API.GRPCAddr }},
 	{"channels-socket-dir", "socket-dir", "where instances' unix sockets go (default the temporary directory)", func(c *agent.Config) *string { return &c.Channels.SocketDir }},
 	{"channels-tcp-addr", "tcp-addr", "listener instances connect to over tcp (default " + agent.DefaultChannelAddr + ")", func(c *agent.Config) *string { return &c.Channels.TCPAddr }},
@@ -128,6 +132,15 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
+
+	// The state directory first: a second agent on it stops here, before
+	// it binds or starts anything.
+	state, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+
 	ctx := cmd.Context()
 	opts := agent.RunOptions{Logger: log, Runtimes: runtimes, Version: Version}
 	// Traces, when the OTEL_* variables ask for them (docs/observability.md).
@@ -165,7 +178,7 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			}
 		}
 	}()
-	opts.Load, opts.Reload = load, reload
+	opts.State, opts.Load, opts.Reload = state, load, reload
 	return agent.Run(ctx, cfg, opts)
 }
 
