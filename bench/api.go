@@ -3,12 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -46,19 +48,32 @@ type apiClients struct {
 }
 
 // apiConnect makes the API clients of the daemon listening on httpAddr and
-// grpcAddr, sharing hc for HTTP with the baseline, so both keep their
-// connections alive the same way.
-func apiConnect(httpAddr, grpcAddr net.Addr, hc *http.Client) (apiClients, error) {
-	cc, err := grpc.NewClient(grpcAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// grpcAddr, which authenticate with token, sharing hc for HTTP with the
+// baseline, so both keep their connections alive the same way.
+func apiConnect(httpAddr, grpcAddr net.Addr, token string, hc *http.Client) (apiClients, error) {
+	cc, err := grpc.NewClient(grpcAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(bearer(token)))
 	if err != nil {
 		return apiClients{}, err
 	}
 	return apiClients{
-		http: &client.Client{Addr: httpAddr.String(), HTTPClient: hc},
+		http: &client.Client{Addr: httpAddr.String(), Token: token, HTTPClient: hc},
 		grpc: agentpb.NewAgentClient(cc),
 		cc:   cc,
 	}, nil
 }
+
+// bearer sends the API token with every gRPC call, over loopback without
+// TLS as the daemon's default listener is.
+type bearer string
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials.
+func (bearer) RequireTransportSecurity() bool { return false }
 
 func (a apiClients) close() { a.cc.Close() }
 
@@ -74,10 +89,19 @@ func startDaemon(ctx context.Context, hc *http.Client) (*daemon, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	cfg, err := agent.ParseConfig(fmt.Appendf(nil, `api: {http_addr: "127.0.0.1:0", grpc_addr: "127.0.0.1:0"}
+	// A state directory and token of its own, so that the daemon neither
+	// takes nor needs a real spearlet's.
+	token := rand.Text() + rand.Text() // 52 characters; the daemon wants 32 or more
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cfg, err := agent.ParseConfig(fmt.Appendf(nil, `state_dir: %q
+api: {http_addr: "127.0.0.1:0", grpc_addr: "127.0.0.1:0", token_file: %q}
 functions:
   - {name: echo, runtime: process, command: %q, min_instances: 1, max_instances: 1}
-`, worker))
+`, filepath.Join(dir, "state"), tokenFile, worker))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -111,7 +135,7 @@ functions:
 		stop()
 		return nil, ctx.Err()
 	}
-	api, err := apiConnect(at.http, at.grpc, hc)
+	api, err := apiConnect(at.http, at.grpc, token, hc)
 	if err != nil {
 		stop()
 		return nil, err
