@@ -146,6 +146,13 @@ func TestBalancing(t *testing.T) {
 
 func TestRestartOnFailure(t *testing.T) {
 	a, rt := newTestAgent(t, testConfig(func(f *FunctionConfig) { f.MinInstances = 1 }))
+	// Invoked before the min_instances start is ready, the pool would
+	// start a second instance for the invocation, and the one in flight
+	// below might go there instead of to the instance the test crashes.
+	eventually(t, "the min_instances instance running", func() bool {
+		list, _ := a.Instances("fn")
+		return len(list) == 1 && list[0].Status == "running"
+	})
 	first, err := invoke(t, a, "", "x")
 	if err != nil {
 		t.Fatal(err)
