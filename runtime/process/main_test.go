@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -206,9 +207,26 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 	if mod != nil {
 		mod(&opts)
 	}
+	// The secret can be read once per process (its descriptor is closed
+	// after); a child that serves twice reuses what it read.
+	if err := creds.get(); err != nil {
+		return err
+	}
+	opts.ID, opts.Secret, opts.Channel, opts.Address = creds.ID, creds.Secret, creds.Channel, creds.Address
 	in, err := sdk.New(opts)
 	if err != nil {
 		return err
 	}
 	return in.Serve(ctx)
+}
+
+// creds are the child's connection settings, read from the environment
+// once.
+var creds struct {
+	sdk.Options
+	get func() error
+}
+
+func init() {
+	creds.get = sync.OnceValue(creds.FromEnv)
 }

@@ -211,10 +211,14 @@ func (i *Instance) fail(reason string) {
 func (i *Instance) launch(spec Spec) error {
 	cmd := exec.Command(spec.Command, spec.Args...)
 	cmd.Dir = spec.Dir
-	// The credentials come last, so that they win over anything of the
-	// same name before them. The environment is never logged: it holds
-	// the secret.
-	cmd.Env = slices.Concat(os.Environ(), spec.Env.List(), i.ch.Credentials().Env())
+	// The environment is never logged; its SPEAR_* variables come last, so
+	// that they win over anything of the same name before them.
+	cmd.Env = slices.Concat(os.Environ(), spec.Env.List())
+	release, err := i.ch.Credentials().HandOver(cmd, spec.Secret)
+	if err != nil {
+		return err
+	}
+	defer release() // once the child has its copy, or never started
 	// A nil Stdin is /dev/null.
 	cmd.SysProcAttr = sysProcAttr()
 	outR, outW, err := os.Pipe()

@@ -2,10 +2,15 @@ package process
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/runtime"
 )
+
+// reservedEnv are the variables the runtime sets; a Spec's Env may not.
+var reservedEnv = []string{spear.EnvInstanceID, spear.EnvChannel, spear.EnvAddress, spear.EnvSecretFD, spear.EnvSecretFile, spear.EnvSecret}
 
 // SelfCommand as a Spec's Command runs the agent's own executable
 // (Options.Self): the default configuration runs "spearlet worker" so.
@@ -24,6 +29,11 @@ type Spec struct {
 	Env runtime.Env `json:"env,omitempty"`
 	// Dir is the working directory (default the agent's).
 	Dir string `json:"dir,omitempty"`
+	// Secret is how the instance receives its secret: through an
+	// inherited descriptor (channel.SecretViaFD, the default), or in
+	// SPEAR_SECRET (channel.SecretViaEnv), for a program that can only
+	// read its environment; docs/security.md says what that risks.
+	Secret channel.SecretVia `json:"secret,omitempty"`
 }
 
 func init() {
@@ -39,6 +49,14 @@ func (s Spec) Validate() error {
 	var errs []error
 	if s.Command == "" {
 		errs = append(errs, runtime.BadField("command", "required for a process function"))
+	}
+	if s.Secret.Validate() != nil {
+		errs = append(errs, runtime.BadField("secret", "%q is not a way to hand over the secret: want %q (the default) or %q", string(s.Secret), channel.SecretViaFD, channel.SecretViaEnv))
+	}
+	for k := range s.Env {
+		if slices.Contains(reservedEnv, k) {
+			errs = append(errs, runtime.BadField("env."+k, "set by the runtime, not the function"))
+		}
 	}
 	return errors.Join(append(errs, s.Env.Validate())...)
 }
