@@ -189,7 +189,7 @@ type Config struct {
 	// peer's pid and uid from SO_PEERCRED) before the handshake, on the
 	// instance's own listener, or right after the handshake, on a shared
 	// one. An error refuses the connection as AUTH_FAILED. The process
-	// runtime uses it to admit only the instance's process group.
+	// runtime uses it to admit only the instance's session and user.
 	CheckPeer func(transport.Info) error
 }
 

@@ -48,8 +48,10 @@ type Instance struct {
 	out      *ring
 	log      *slog.Logger
 
+	uid      int             // the user the process runs as
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
 	markExit context.CancelFunc
+	forked   chan struct{} // closed once pid is set, or the start failed
 	done     chan struct{} // closed when the instance is fully gone
 
 	mu         sync.Mutex // guards the fields below
@@ -64,13 +66,25 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
-// peerCheck is the channel's peer check (channel.Config.CheckPeer): once
-// the child is forked, only its process group may connect.
+// peerCheck is the channel's peer check (channel.Config.CheckPeer): only a
+// process of the child's session, run by its user, may connect. A
+// connection that comes before the child's pid is known waits for it,
+// which takes no longer than the fork.
 func (i *Instance) peerCheck(info transport.Info) error {
+	if info.PeerPID < 0 {
+		return checkPeer(info, 0, 0) // nothing to check the peer against
+	}
+	select {
+	case <-i.forked:
+	case <-i.done:
+	}
 	i.mu.Lock()
 	pid := i.pid
 	i.mu.Unlock()
-	return checkPeer(info, pid)
+	if pid <= 0 {
+		return fmt.Errorf("%w: the instance's process never started", spear.ErrAuthFailed)
+	}
+	return checkPeer(info, pid, i.uid)
 }
 
 // ID returns the instance's id.
@@ -127,18 +141,17 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		close(i.forked)
 		outR.Close()
 		errR.Close()
 		started <- err
 		return
 	}
 	pid := cmd.Process.Pid
-	// A child fast enough to connect before this line is not checked
-	// against its pid (peerCheck); it still had to present the secret
-	// only it holds.
 	i.mu.Lock()
 	i.pid = pid
 	i.mu.Unlock()
+	close(i.forked) // peer checks waiting for the pid go on
 	i.log = i.log.With("pid", pid)
 	outDone, errDone := make(chan struct{}), make(chan struct{})
 	go capture(outR, "stdout", i.out, i.log, outDone)

@@ -180,6 +180,8 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 		created:  time.Now(),
 		out:      newRing(r.logLines),
 		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
+		uid:      os.Geteuid(),
+		forked:   make(chan struct{}),
 		done:     make(chan struct{}),
 		status:   runtime.StatusStarting,
 	}

@@ -6,9 +6,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sysProcAttr makes the child the leader of a new process group, so that
-// signals reach everything it starts, and has the kernel SIGKILL it when
-// its parent goes away.
+// sysProcAttr makes the child the leader of a new session, and so of a
+// new process group: signals to the group reach everything it starts, and
+// the session is what the peer check admits (peer.go). The kernel SIGKILLs
+// the child when its parent goes away.
 //
 // Pdeathsig fires when the OS thread that forked the child exits, not when
 // the agent process does. The Go runtime ends a thread when a goroutine
@@ -18,7 +19,7 @@ import (
 // reaped (see Instance.run): nobody else runs on that thread, and it is
 // blocked in wait for the child's life anyway.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // peekExit waits until the process pid has exited, without reaping it,

@@ -4,10 +4,11 @@ package process
 
 import "syscall"
 
-// sysProcAttr makes the child the leader of a new process group. There is
-// no parent-death signal here: a child outlives an agent that is killed.
+// sysProcAttr makes the child the leader of a new session, and so of a
+// new process group. There is no parent-death signal here: a child
+// outlives an agent that is killed.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+	return &syscall.SysProcAttr{Setsid: true}
 }
 
 // peekExit cannot wait without reaping here; the reaper then reaps first
