@@ -180,7 +180,9 @@ func startGrandchild() error {
 //   - method "" answers "<instance id>|<payload>" (the junk child prints
 //     "handled <payload>" first);
 //   - method "block" sends the one-way message "blocked", then waits for
-//     the request's end.
+//     the request's end;
+//   - method "environ" answers the environment the process started with
+//     (/proc/self/environ: NUL-separated), which the SDK cannot change.
 //
 // mod, which may be nil, adjusts the options.
 func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
@@ -199,6 +201,8 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 				}
 				<-ctx.Done()
 				return nil, ctx.Err()
+			case "environ":
+				return os.ReadFile("/proc/self/environ")
 			}
 			return nil, sdk.Error(spear.CodeNotFound, "no method "+r.Method)
 		}),

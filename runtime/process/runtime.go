@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"slices"
 	"sync"
 	"time"
 
@@ -213,9 +212,8 @@ func (i *Instance) fail(reason string) {
 func (i *Instance) launch(spec Spec) error {
 	cmd := exec.Command(spec.Command, spec.Args...)
 	cmd.Dir = spec.Dir
-	// The environment is never logged; its SPEAR_* variables come last, so
-	// that they win over anything of the same name before them.
-	cmd.Env = slices.Concat(os.Environ(), spec.Env.List())
+	// The environment is never logged. Its SPEAR_* variables come last.
+	cmd.Env = childEnv(os.Environ(), spec.InheritEnv, "", spec.Env)
 	release, err := i.ch.Credentials().HandOver(cmd, spec.Secret)
 	if err != nil {
 		return err

@@ -24,9 +24,15 @@ type Spec struct {
 	Command string `json:"command"`
 	// Args are the command's arguments.
 	Args []string `json:"args,omitempty"`
-	// Env is added to the agent's environment; the channel's
-	// credentials, added last, win over it.
+	// Env is the function's own environment. The child gets it, over
+	// PATH, LANG, TZ and HOME from the agent's environment and the
+	// variables InheritEnv names; the channel's SPEAR_* credentials come
+	// last.
 	Env runtime.Env `json:"env,omitempty"`
+	// InheritEnv names more of the agent's variables to pass on: a name,
+	// or a prefix ending in '*' ("OTEL_*"). Nothing else of the agent's
+	// environment reaches the child.
+	InheritEnv []string `json:"inherit_env,omitempty"`
 	// Dir is the working directory (default the agent's).
 	Dir string `json:"dir,omitempty"`
 	// Secret is how the instance receives its secret: through an
@@ -53,6 +59,7 @@ func (s Spec) Validate() error {
 	if s.Secret.Validate() != nil {
 		errs = append(errs, runtime.BadField("secret", "%q is not a way to hand over the secret: want %q (the default) or %q", string(s.Secret), channel.SecretViaFD, channel.SecretViaEnv))
 	}
+	errs = append(errs, validInherit(s.InheritEnv)...)
 	for k := range s.Env {
 		if slices.Contains(reservedEnv, k) {
 			errs = append(errs, runtime.BadField("env."+k, "set by the runtime, not the function"))
