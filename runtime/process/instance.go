@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -126,17 +125,13 @@ func (i *Instance) ExitState() *os.ProcessState {
 	return i.state
 }
 
-// run is the reaper: it starts cmd on a locked OS thread and reports the
-// result on started, then waits for the process and tears the instance
-// down. It owns the four pipe ends.
+// run is the reaper: it starts cmd and reports the result on started,
+// then waits for the process and tears the instance down. It owns the
+// four pipe ends. While it waits it is a parked goroutine: no OS thread
+// is held per instance (see forker and exitWatch).
 func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, errW *os.File) {
 	defer i.rt.wg.Done()
-	// Keep the forking thread, and so the child's parent-death signal
-	// (sys_linux.go), until the child is reaped.
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
-
-	err := cmd.Start()
+	err := startChild(cmd)
 	// The child's ends belong to the child now.
 	outW.Close()
 	errW.Close()
@@ -147,6 +142,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 		started <- err
 		return
 	}
+	defer childReaped() // after cmd.Wait below
 	pid := cmd.Process.Pid
 	i.mu.Lock()
 	i.pid = pid
@@ -156,16 +152,17 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	outDone, errDone := make(chan struct{}), make(chan struct{})
 	go capture(outR, "stdout", i.out, i.log, outDone)
 	go capture(errR, "stderr", i.out, i.log, errDone)
+	watch, werr := watchExit(pid)
 	started <- nil
 
-	peeked := peekExit(pid)
+	peeked := werr == nil && watch.wait()
 	if peeked {
 		i.exit()
 		// The instance is the whole group: kill what the leader left
 		// behind, while its zombie still pins the group id.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	waitErr := cmd.Wait() // on an exit status, the state says it all
+	waitErr := cmd.Wait() // at once when peeked; on an exit status, the state says it all
 	if !peeked {
 		i.exit()
 	}
