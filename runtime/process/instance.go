@@ -46,8 +46,9 @@ type Instance struct {
 	ch       *channel.Channel
 	out      *ring
 	log      *slog.Logger
+	uid      int          // the user the process runs as
+	conf     *confinement // its processes' cgroup or session
 
-	uid      int             // the user the process runs as
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
 	markExit context.CancelFunc
 	forked   chan struct{} // closed once pid is set, or the start failed
@@ -131,11 +132,12 @@ func (i *Instance) ExitState() *os.ProcessState {
 // is held per instance (see forker and exitWatch).
 func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, errW *os.File) {
 	defer i.rt.wg.Done()
-	err := startChild(cmd)
+	err := startChild(cmd, i.conf.rlimits)
 	// The child's ends belong to the child now.
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		i.conf.notStarted()
 		close(i.forked)
 		outR.Close()
 		errR.Close()
@@ -144,6 +146,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	}
 	defer childReaped() // after cmd.Wait below
 	pid := cmd.Process.Pid
+	i.conf.started(pid)
 	i.mu.Lock()
 	i.pid = pid
 	i.mu.Unlock()
@@ -158,13 +161,17 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	peeked := werr == nil && watch.wait()
 	if peeked {
 		i.exit()
-		// The instance is the whole group: kill what the leader left
-		// behind, while its zombie still pins the group id.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		// The instance is all its processes: kill what the leader left
+		// behind, while its zombie still pins its group and session ids.
+		i.conf.leaderExited()
 	}
 	waitErr := cmd.Wait() // at once when peeked; on an exit status, the state says it all
 	if !peeked {
 		i.exit()
+	}
+	oom, err := i.conf.reaped()
+	if err != nil {
+		i.log.Warn("instance cgroup not removed", "err", err)
 	}
 
 	timer := time.NewTimer(drainTimeout)
@@ -182,7 +189,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	outR.Close()
 	errR.Close()
 
-	i.finish(cmd.ProcessState, waitErr)
+	i.finish(cmd.ProcessState, waitErr, oom)
 }
 
 // exit records that the process has exited: its group is not signalled
@@ -195,14 +202,19 @@ func (i *Instance) exit() {
 	i.ch.Close()
 }
 
-// finish marks the instance stopped and closes Done.
-func (i *Instance) finish(st *os.ProcessState, waitErr error) {
+// finish marks the instance stopped and closes Done. oom says the kernel
+// killed it for going over its memory limit, which is then its reason even
+// when it was being stopped.
+func (i *Instance) finish(st *os.ProcessState, waitErr error, oom bool) {
 	how := describeExit(st, waitErr)
+	if oom {
+		how = fmt.Sprintf("%s (memory limit %s; %s)", ReasonOutOfMemory, runtime.Bytes(i.conf.memoryLimit()), how)
+	}
 	i.mu.Lock()
 	i.state = st
 	i.status = runtime.StatusStopped
 	i.reason = how
-	if i.stopAsked {
+	if i.stopAsked && !oom {
 		i.reason = "stopped"
 	}
 	stopAsked := i.stopAsked
@@ -218,6 +230,10 @@ func (i *Instance) finish(st *os.ProcessState, waitErr error) {
 	i.rt.forget(i)
 	close(i.done)
 }
+
+// ReasonOutOfMemory begins the stop reason (runtime.Info.Reason) of an
+// instance the kernel killed for going over its memory limit.
+const ReasonOutOfMemory = "out of memory"
 
 // describeExit says how a process ended: "exited with status 3" or
 // "killed by signal: killed". st is nil when it could not be waited for
@@ -245,9 +261,22 @@ func (i *Instance) signalGroup(sig syscall.Signal) {
 	}
 }
 
+// killAll SIGKILLs all the instance's processes, unless the process has
+// exited (the reaper then kills the rest).
+func (i *Instance) killAll() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.exited || i.pid <= 0 {
+		return
+	}
+	if err := i.conf.kill(); err != nil {
+		i.log.Warn("killing the instance failed", "err", err)
+	}
+}
+
 // abort kills a starting instance and waits until it is gone.
 func (i *Instance) abort() {
-	i.signalGroup(syscall.SIGKILL)
+	i.killAll()
 	<-i.done
 }
 
@@ -293,7 +322,7 @@ func (i *Instance) escalate() {
 		return
 	}
 	i.log.Warn("instance ignored SIGTERM; sending SIGKILL", "grace", i.grace)
-	i.signalGroup(syscall.SIGKILL)
+	i.killAll()
 	<-i.exitCtx.Done()
 }
 

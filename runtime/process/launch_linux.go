@@ -2,6 +2,7 @@ package process
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	goruntime "runtime"
@@ -36,15 +37,23 @@ var forker struct {
 	live int              // children forked and not yet reaped
 }
 
-// forkRequest asks the forking goroutine to start cmd.
+// forkRequest asks the forking goroutine to start cmd with rlimits.
 type forkRequest struct {
-	cmd  *exec.Cmd
-	done chan<- error
+	cmd     *exec.Cmd
+	rlimits []rlimit
+	done    chan<- error
 }
 
-// startChild starts cmd from the forking thread. Unless it fails, the
-// caller must call childReaped once the process has been waited for.
-func startChild(cmd *exec.Cmd) error {
+// rlimit is a resource limit (soft and hard) to set on a child.
+type rlimit struct {
+	resource int
+	value    uint64
+}
+
+// startChild starts cmd from the forking thread, with rlimits set before
+// its program runs. Unless it fails, the caller must call childReaped
+// once the process has been waited for.
+func startChild(cmd *exec.Cmd, rlimits []rlimit) error {
 	forker.mu.Lock()
 	if forker.reqs == nil {
 		forker.reqs = make(chan forkRequest)
@@ -54,7 +63,7 @@ func startChild(cmd *exec.Cmd) error {
 	reqs := forker.reqs
 	forker.mu.Unlock()
 	done := make(chan error, 1)
-	reqs <- forkRequest{cmd: cmd, done: done}
+	reqs <- forkRequest{cmd: cmd, rlimits: rlimits, done: done}
 	err := <-done
 	if err != nil {
 		childReaped()
@@ -79,7 +88,57 @@ func childReaped() {
 func forkLoop(reqs <-chan forkRequest) {
 	goruntime.LockOSThread()
 	for r := range reqs {
-		r.done <- r.cmd.Start()
+		r.done <- startLimited(r.cmd, r.rlimits)
+	}
+}
+
+// startLimited starts cmd with rlimits set before its program runs. Go
+// cannot set them between fork and exec, and setting them once the child
+// runs would leave it a moment unbounded, so the child starts traced
+// (PTRACE_TRACEME): it stops right after exec, the forking thread, its
+// tracer, sets its limits (prlimit) and lets it go (PTRACE_DETACH).
+func startLimited(cmd *exec.Cmd, rlimits []rlimit) error {
+	if len(rlimits) == 0 {
+		return cmd.Start()
+	}
+	cmd.SysProcAttr.Ptrace = true
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%w (resource limits without cgroups start the process traced, which needs ptrace)", err)
+	}
+	pid := cmd.Process.Pid
+	var info unix.Siginfo
+	err := ignoringEINTR(func() error {
+		return unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WEXITED|unix.WNOWAIT, nil)
+	})
+	if err != nil || info.Code != cldTrapped {
+		return nil // it died before its program ran; the reaper reports how
+	}
+	// A process that cannot be limited does not run.
+	abandon := func(err error) error {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
+	}
+	for _, l := range rlimits {
+		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: l.value, Max: l.value}, nil); err != nil {
+			return abandon(fmt.Errorf("set resource limit %d: %w", l.resource, err))
+		}
+	}
+	if err := unix.PtraceDetach(pid); err != nil {
+		return abandon(fmt.Errorf("release the traced process: %w", err))
+	}
+	return nil
+}
+
+// cldTrapped is siginfo's si_code for a traced child's stop.
+const cldTrapped = 4
+
+// ignoringEINTR calls fn until it fails with something other than EINTR.
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
 }
 

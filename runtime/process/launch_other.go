@@ -15,8 +15,11 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setsid: true}
 }
 
+// rlimit is Linux only (confine_other.go sets none).
+type rlimit struct{}
+
 // startChild starts cmd.
-func startChild(cmd *exec.Cmd) error { return cmd.Start() }
+func startChild(cmd *exec.Cmd, _ []rlimit) error { return cmd.Start() }
 
 // childReaped does nothing here.
 func childReaped() {}

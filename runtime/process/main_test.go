@@ -35,6 +35,9 @@ import (
 //     process group that shares its stdout;
 //   - flaky: like echo, but a one-way message "drop" makes it disconnect,
 //     and it connects again only on SIGUSR1;
+//   - escape: like echo, after starting two `sleep 300`: one in a process
+//     group of its own, printing "escaped-group <pid>", and one in a
+//     session of its own, printing "escaped-session <pid>";
 //   - dial: for BenchmarkBareSpawn, connects to the unix socket at
 //     SPEAR_ADDRESS, writes one byte and exits.
 const childEnv = "SPEAR_PROCESS_TEST_CHILD"
@@ -121,6 +124,22 @@ func runChild(mode string) int {
 		if err := startGrandchild(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
+		}
+	case "escape":
+		for _, e := range []struct {
+			name string
+			attr *syscall.SysProcAttr
+		}{
+			{"escaped-group", &syscall.SysProcAttr{Setpgid: true}},
+			{"escaped-session", &syscall.SysProcAttr{Setsid: true}},
+		} {
+			cmd := exec.Command("sleep", "300")
+			cmd.SysProcAttr = e.attr
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			fmt.Printf("%s %d\n", e.name, cmd.Process.Pid)
 		}
 	case "flaky":
 		again := make(chan os.Signal, 1)

@@ -40,6 +40,13 @@ type Options struct {
 	// Self is the executable that SelfCommand runs (default
 	// os.Executable()).
 	Self string
+	// Cgroups says whether instances go in cgroups of their own (default
+	// CgroupsAuto: when the machine allows it).
+	Cgroups CgroupMode
+	// CgroupParent is the cgroup v2 directory under which the runtime
+	// makes its subtree (default: the agent's own cgroup, which must be
+	// delegated to the agent's user).
+	CgroupParent string
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -49,10 +56,14 @@ type Runtime struct {
 	factory  *channel.Factory
 	log      *slog.Logger
 	logLines int
-	self     string          // "" when os.Executable failed
+	self     string // "" when os.Executable failed
+	conf     *confiner
 	ctx      context.Context // cancelled by Close, aborting starts in progress
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the instances' goroutines
+
+	closeConf sync.Once // closes conf, once every instance is gone
+	confErr   error
 
 	mu        sync.Mutex // guards the fields below
 	closed    bool
@@ -85,6 +96,10 @@ func New(opts Options) (*Runtime, error) {
 	}
 	if r.logLines == 0 {
 		r.logLines = DefaultLogLines
+	}
+	var err error
+	if r.conf, err = newConfiner(opts.Cgroups, opts.CgroupParent, r.log); err != nil {
+		return nil, err
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
@@ -141,12 +156,17 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 		return nil, err
 	}
 	i.ch = ch
+	if i.conf, err = r.conf.confine(id.Name, spec.Limits); err != nil {
+		ch.Close()
+		i.fail("confinement failed")
+		return nil, err
+	}
 	if err := i.launch(spec); err != nil {
 		ch.Close()
 		i.fail("process failed to start")
 		return nil, err
 	}
-	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()))
+	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()), "confinement", r.conf.describe())
 	if err := i.waitReady(ctx, set.StartTimeout); err != nil {
 		i.abort()
 		if errors.Is(err, errExitedEarly) {
@@ -221,6 +241,7 @@ func (i *Instance) launch(spec Spec) error {
 	defer release() // once the child has its copy, or never started
 	// A nil Stdin is /dev/null.
 	cmd.SysProcAttr = sysProcAttr()
+	i.conf.prepare(cmd)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("%w: output pipe: %w", spear.ErrInvalidConfig, err)
@@ -339,5 +360,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	// Every instance is gone; its goroutines are returning.
 	r.wg.Wait()
-	return nil
+	r.closeConf.Do(func() { r.confErr = r.conf.close() })
+	return r.confErr
 }

@@ -40,6 +40,8 @@ type Spec struct {
 	// SPEAR_SECRET (channel.SecretViaEnv), for a program that can only
 	// read its environment; docs/security.md says what that risks.
 	Secret channel.SecretVia `json:"secret,omitempty"`
+	// Limits bound the instance's memory, CPU and processes.
+	Limits Limits `json:"limits,omitzero"`
 }
 
 func init() {
@@ -60,6 +62,7 @@ func (s Spec) Validate() error {
 		errs = append(errs, runtime.BadField("secret", "%q is not a way to hand over the secret: want %q (the default) or %q", string(s.Secret), channel.SecretViaFD, channel.SecretViaEnv))
 	}
 	errs = append(errs, validInherit(s.InheritEnv)...)
+	errs = append(errs, s.Limits.validate()...)
 	for k := range s.Env {
 		if slices.Contains(reservedEnv, k) {
 			errs = append(errs, runtime.BadField("env."+k, "set by the runtime, not the function"))
