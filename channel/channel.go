@@ -191,6 +191,17 @@ type Config struct {
 	// one. An error refuses the connection as AUTH_FAILED. The process
 	// runtime uses it to admit only the instance's session and user.
 	CheckPeer func(transport.Info) error
+	// SocketOwner, when set, gives the instance's unix socket to this user
+	// and group (its mode stays 0600), for an instance that runs as
+	// another user than the agent. The factory's socket directory then
+	// lets others reach a socket they know the name of (0711) but not list
+	// them. Other channel types ignore it.
+	SocketOwner *Owner
+}
+
+// Owner is a user and group, by number.
+type Owner struct {
+	UID, GID int
 }
 
 // merge returns c with zero fields taken from d.
@@ -223,6 +234,9 @@ func (c Config) merge(d Config) Config {
 	}
 	if c.CheckPeer == nil {
 		c.CheckPeer = d.CheckPeer
+	}
+	if c.SocketOwner == nil {
+		c.SocketOwner = d.SocketOwner
 	}
 	return c
 }

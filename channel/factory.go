@@ -352,8 +352,27 @@ func (f *Factory) open(id spear.InstanceID, t Type, cfg Config) (*Channel, error
 	if err != nil {
 		return nil, err
 	}
+	if o := cfg.SocketOwner; o != nil && t == Unix {
+		if err := f.giveSocket(ln.Addr(), *o); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	ch.ln, ch.addr = ln, ln.Addr()
 	return ch, nil
+}
+
+// giveSocket makes the socket at path belong to o, and the socket
+// directory searchable, so that a process of o's can connect while others
+// cannot (the socket stays 0600).
+func (f *Factory) giveSocket(path string, o Owner) error {
+	if err := os.Chown(path, o.UID, o.GID); err != nil {
+		return fmt.Errorf("%w: give the socket to uid %d: %w", spear.ErrTransport, o.UID, err)
+	}
+	if err := os.Chmod(filepath.Dir(path), 0o711); err != nil {
+		return fmt.Errorf("%w: socket directory: %w", spear.ErrTransport, err)
+	}
+	return nil
 }
 
 // socketPath returns a fresh path in the factory's private socket

@@ -72,8 +72,8 @@ func TestCgroupOOMKilled(t *testing.T) {
 	for events, want := range map[string]bool{
 		"low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\noom_group_kill 0\n": false,
 		"low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 0\n": true,
-		"oom_kill 0\noom_group_kill 2\n":                             true,
-		"":                                                           false,
+		"oom_kill 0\noom_group_kill 2\n":                              true,
+		"":                                                            false,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, "memory.events"), []byte(events), 0o600); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -120,9 +121,10 @@ func (c *confiner) describe() string {
 
 // confinement is one instance's.
 type confinement struct {
-	cg      *cgroup  // nil: the fallback
-	rlimits []rlimit // the limits its cgroup cannot hold
-	pid     int      // the instance's process, once started
+	cg      *cgroup         // nil: the fallback
+	rlimits []rlimit        // the limits its cgroup cannot hold
+	pid     int             // the instance's process, once started
+	swept   <-chan struct{} // closed once its ended session has no process left
 }
 
 // confine prepares the confinement of an instance named name with limits
@@ -189,19 +191,30 @@ func (cf *confinement) leaderExited() {
 		_ = cf.cg.kill()
 	}
 	_ = syscall.Kill(-cf.pid, syscall.SIGKILL)
-	leaderExited(cf.pid)
+	cf.swept = leaderExited(cf.pid)
 }
 
+// sweptTimeout bounds the wait for an ended instance's session to have no
+// process left.
+const sweptTimeout = 5 * time.Second
+
 // reaped ends the confinement once the instance's process has been
-// reaped, and reports whether the kernel killed the instance for its
-// memory limit.
+// reaped, when its processes are all gone, and reports whether the kernel
+// killed the instance for its memory limit.
 func (cf *confinement) reaped() (oom bool, err error) {
 	leaderReaped(cf.pid)
+	if cf.swept != nil {
+		select {
+		case <-cf.swept:
+		case <-time.After(sweptTimeout):
+			err = fmt.Errorf("processes of session %d still alive after %s", cf.pid, sweptTimeout)
+		}
+	}
 	if cf.cg == nil {
-		return false, nil
+		return false, err
 	}
 	oom = cf.cg.oomKilled()
-	return oom, cf.cg.remove()
+	return oom, errors.Join(err, cf.cg.remove())
 }
 
 // memoryLimit is the memory limit its cgroup enforces (0: none).

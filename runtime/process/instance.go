@@ -46,7 +46,8 @@ type Instance struct {
 	ch       *channel.Channel
 	out      *ring
 	log      *slog.Logger
-	uid      int          // the user the process runs as
+	acct     account      // the user the process runs as
+	uid      int          // acct.uid
 	conf     *confinement // its processes' cgroup or session
 
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
@@ -132,7 +133,7 @@ func (i *Instance) ExitState() *os.ProcessState {
 // is held per instance (see forker and exitWatch).
 func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, errW *os.File) {
 	defer i.rt.wg.Done()
-	err := startChild(cmd, i.conf.rlimits)
+	err := startChild(cmd, childLimits{rlimits: i.conf.rlimits, uid: i.acct.uid, gid: i.acct.gid})
 	// The child's ends belong to the child now.
 	outW.Close()
 	errW.Close()
@@ -171,7 +172,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	}
 	oom, err := i.conf.reaped()
 	if err != nil {
-		i.log.Warn("instance cgroup not removed", "err", err)
+		i.log.Warn("instance processes not all gone", "err", err)
 	}
 
 	timer := time.NewTimer(drainTimeout)

@@ -37,11 +37,18 @@ var forker struct {
 	live int              // children forked and not yet reaped
 }
 
-// forkRequest asks the forking goroutine to start cmd with rlimits.
+// forkRequest asks the forking goroutine to start cmd with limits.
 type forkRequest struct {
-	cmd     *exec.Cmd
-	rlimits []rlimit
-	done    chan<- error
+	cmd    *exec.Cmd
+	limits childLimits
+	done   chan<- error
+}
+
+// childLimits are the rlimits to set on a child that runs as user uid and
+// group gid.
+type childLimits struct {
+	rlimits  []rlimit
+	uid, gid int
 }
 
 // rlimit is a resource limit (soft and hard) to set on a child.
@@ -50,10 +57,10 @@ type rlimit struct {
 	value    uint64
 }
 
-// startChild starts cmd from the forking thread, with rlimits set before
-// its program runs. Unless it fails, the caller must call childReaped
-// once the process has been waited for.
-func startChild(cmd *exec.Cmd, rlimits []rlimit) error {
+// startChild starts cmd from the forking thread, with its limits set
+// before its program runs. Unless it fails, the caller must call
+// childReaped once the process has been waited for.
+func startChild(cmd *exec.Cmd, limits childLimits) error {
 	forker.mu.Lock()
 	if forker.reqs == nil {
 		forker.reqs = make(chan forkRequest)
@@ -63,7 +70,7 @@ func startChild(cmd *exec.Cmd, rlimits []rlimit) error {
 	reqs := forker.reqs
 	forker.mu.Unlock()
 	done := make(chan error, 1)
-	reqs <- forkRequest{cmd: cmd, rlimits: rlimits, done: done}
+	reqs <- forkRequest{cmd: cmd, limits: limits, done: done}
 	err := <-done
 	if err != nil {
 		childReaped()
@@ -88,7 +95,7 @@ func childReaped() {
 func forkLoop(reqs <-chan forkRequest) {
 	goruntime.LockOSThread()
 	for r := range reqs {
-		r.done <- startLimited(r.cmd, r.rlimits)
+		r.done <- startLimited(r.cmd, r.limits)
 	}
 }
 
@@ -97,8 +104,8 @@ func forkLoop(reqs <-chan forkRequest) {
 // runs would leave it a moment unbounded, so the child starts traced
 // (PTRACE_TRACEME): it stops right after exec, the forking thread, its
 // tracer, sets its limits (prlimit) and lets it go (PTRACE_DETACH).
-func startLimited(cmd *exec.Cmd, rlimits []rlimit) error {
-	if len(rlimits) == 0 {
+func startLimited(cmd *exec.Cmd, limits childLimits) error {
+	if len(limits.rlimits) == 0 {
 		return cmd.Start()
 	}
 	cmd.SysProcAttr.Ptrace = true
@@ -119,13 +126,54 @@ func startLimited(cmd *exec.Cmd, rlimits []rlimit) error {
 		_ = cmd.Wait()
 		return err
 	}
-	for _, l := range rlimits {
-		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: l.value, Max: l.value}, nil); err != nil {
-			return abandon(fmt.Errorf("set resource limit %d: %w", l.resource, err))
-		}
+	if err := prlimitAs(pid, limits); err != nil {
+		return abandon(err)
 	}
 	if err := unix.PtraceDetach(pid); err != nil {
 		return abandon(fmt.Errorf("release the traced process: %w", err))
+	}
+	return nil
+}
+
+// prlimitAs sets limits.rlimits on pid, a process of limits.uid and
+// limits.gid. Setting the limits of another user's process needs
+// CAP_SYS_RESOURCE, which root in a container often lacks; the kernel
+// also allows it to a caller whose real user and group ids are the
+// target's. So for another user the forking thread, and it alone, takes
+// the instance's ids as its real ones, keeping root as its effective user
+// (raw system calls change one thread's credentials, where Go's
+// syscall.Setresuid changes every thread's), and takes its own back.
+// Only the forking thread may do this: nothing else runs on it.
+func prlimitAs(pid int, limits childLimits) error {
+	uid, gid := unix.Getuid(), unix.Getgid()
+	if limits.uid != uid || limits.gid != gid {
+		if err := setThreadRealIDs(limits.uid, limits.gid); err != nil {
+			return fmt.Errorf("take the instance's ids to set its limits: %w", err)
+		}
+		defer func() {
+			if err := setThreadRealIDs(uid, gid); err != nil {
+				// The thread would fork as another user from now on.
+				panic("process: the forking thread cannot take its own ids back: " + err.Error())
+			}
+		}()
+	}
+	for _, l := range limits.rlimits {
+		if err := unix.Prlimit(pid, l.resource, &unix.Rlimit{Cur: l.value, Max: l.value}, nil); err != nil {
+			return fmt.Errorf("set resource limit %d: %w", l.resource, err)
+		}
+	}
+	return nil
+}
+
+// setThreadRealIDs sets the calling thread's real group and user ids,
+// leaving the effective and saved ones.
+func setThreadRealIDs(uid, gid int) error {
+	const keep = ^uintptr(0) // -1: unchanged
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), keep, keep); errno != 0 {
+		return errno
+	}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), keep, keep); errno != 0 {
+		return errno
 	}
 	return nil
 }

@@ -18,8 +18,14 @@ func sysProcAttr() *syscall.SysProcAttr {
 // rlimit is Linux only (confine_other.go sets none).
 type rlimit struct{}
 
+// childLimits are Linux only.
+type childLimits struct {
+	rlimits  []rlimit
+	uid, gid int
+}
+
 // startChild starts cmd.
-func startChild(cmd *exec.Cmd, _ []rlimit) error { return cmd.Start() }
+func startChild(cmd *exec.Cmd, _ childLimits) error { return cmd.Start() }
 
 // childReaped does nothing here.
 func childReaped() {}

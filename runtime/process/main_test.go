@@ -201,7 +201,8 @@ func startGrandchild() error {
 //   - method "block" sends the one-way message "blocked", then waits for
 //     the request's end;
 //   - method "environ" answers the environment the process started with
-//     (/proc/self/environ: NUL-separated), which the SDK cannot change.
+//     (/proc/self/environ: NUL-separated), which the SDK cannot change;
+//   - method "getenv" answers the variable the payload names.
 //
 // mod, which may be nil, adjusts the options.
 func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
@@ -222,6 +223,8 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 				return nil, ctx.Err()
 			case "environ":
 				return os.ReadFile("/proc/self/environ")
+			case "getenv":
+				return []byte(os.Getenv(string(r.Payload))), nil
 			}
 			return nil, sdk.Error(spear.CodeNotFound, "no method "+r.Method)
 		}),

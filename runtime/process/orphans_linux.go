@@ -25,11 +25,11 @@ import (
 // leaders are left to their own reapers.
 var orphans struct {
 	mu      sync.Mutex
-	users   int                  // runtimes that need the sweeper
-	leaders map[int]bool         // instance processes not yet reaped
-	dead    map[int]bool         // sessions whose leader exited and which may still have members
-	trees   map[*cgroupTree]bool // the runtimes' cgroup subtrees
-	wake    chan struct{}        // nil when no sweeper runs
+	users   int                   // runtimes that need the sweeper
+	leaders map[int]bool          // instance processes not yet reaped
+	dead    map[int]chan struct{} // sessions whose leader exited and may still have processes; each closed once it has none
+	trees   map[*cgroupTree]bool  // the runtimes' cgroup subtrees
+	wake    chan struct{}         // nil when no sweeper runs
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -61,17 +61,29 @@ func joinSweeper(tree *cgroupTree, subreaper bool) error {
 }
 
 // leaveSweeper undoes joinSweeper; the last runtime to leave stops the
-// sweeper and waits for it.
+// sweeper, once the sessions of ended instances have no process left (or
+// after lastSweeps).
 func leaveSweeper(tree *cgroupTree) {
 	o := &orphans
 	o.mu.Lock()
-	delete(o.trees, tree)
 	o.users--
+	last := o.users == 0
+	o.mu.Unlock()
+	if last {
+		for deadline := time.Now().Add(lastSweeps); sweep() && time.Now().Before(deadline); {
+			time.Sleep(sweepRetry)
+		}
+	}
+	o.mu.Lock()
+	delete(o.trees, tree)
 	var stop, stopped chan struct{}
-	if o.users == 0 {
+	if o.users == 0 && o.stop != nil {
 		stop, stopped = o.stop, o.stopped
 		o.wake, o.stop, o.stopped = nil, nil, nil
-		clear(o.dead)
+		for s, swept := range o.dead {
+			close(swept)
+			delete(o.dead, s)
+		}
 	}
 	o.mu.Unlock()
 	if stop != nil {
@@ -80,6 +92,10 @@ func leaveSweeper(tree *cgroupTree) {
 	}
 }
 
+// lastSweeps bounds how long the last runtime to leave sweeps the
+// sessions of ended instances.
+const lastSweeps = 5 * time.Second
+
 // leaderStarted records an instance's process, whose own reaper waits for
 // it.
 func leaderStarted(pid int) {
@@ -87,25 +103,33 @@ func leaderStarted(pid int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.leaders == nil {
-		o.leaders, o.dead = map[int]bool{}, map[int]bool{}
+		o.leaders, o.dead = map[int]bool{}, map[int]chan struct{}{}
 	}
 	o.leaders[pid] = true
 }
 
 // leaderExited records that an instance's process exited: what is left
-// of its session is killed, when a sweeper runs.
-func leaderExited(pid int) {
+// of its session is killed, when a sweeper runs. The channel it returns
+// closes once the session has no process left among this process's
+// children (at once without a sweeper).
+func leaderExited(pid int) <-chan struct{} {
 	o := &orphans
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	swept := make(chan struct{})
 	if o.wake == nil {
-		return
+		close(swept)
+		return swept
 	}
-	o.dead[pid] = true
+	if old, ok := o.dead[pid]; ok {
+		return old
+	}
+	o.dead[pid] = swept
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
+	return swept
 }
 
 // leaderReaped records that an instance's process has been reaped.
@@ -199,7 +223,8 @@ func sweep() (again bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for s := range dead {
-		if !members[s] {
+		if swept, ok := o.dead[s]; ok && !members[s] {
+			close(swept)
 			delete(o.dead, s)
 		}
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	// makes its subtree (default: the agent's own cgroup, which must be
 	// delegated to the agent's user).
 	CgroupParent string
+	// UserRange holds the user ids a function with user UserRange takes
+	// one of per instance (none when zero).
+	UserRange UIDRange
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -65,9 +68,11 @@ type Runtime struct {
 	closeConf sync.Once // closes conf, once every instance is gone
 	confErr   error
 
-	mu        sync.Mutex // guards the fields below
-	closed    bool
-	instances map[spear.InstanceID]*Instance // from Start until the instance is gone
+	mu         sync.Mutex // guards the fields below
+	closed     bool
+	instances  map[spear.InstanceID]*Instance // from Start until the instance is gone
+	users      UIDRange                       // immutable
+	usersTaken map[int]bool                   // user ids of the range in use
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -81,12 +86,17 @@ func New(opts Options) (*Runtime, error) {
 	if opts.LogLines < 0 {
 		return nil, fmt.Errorf("%w: process.Options.LogLines is negative", spear.ErrInvalidConfig)
 	}
+	if u := opts.UserRange; u != (UIDRange{}) && (u.First <= 0 || u.Last < u.First) {
+		return nil, fmt.Errorf("%w: process.Options.UserRange %d-%d is empty or includes root", spear.ErrInvalidConfig, u.First, u.Last)
+	}
 	r := &Runtime{
-		factory:   opts.Factory,
-		log:       opts.Logger,
-		logLines:  opts.LogLines,
-		self:      opts.Self,
-		instances: map[spear.InstanceID]*Instance{},
+		factory:    opts.Factory,
+		log:        opts.Logger,
+		logLines:   opts.LogLines,
+		self:       opts.Self,
+		instances:  map[spear.InstanceID]*Instance{},
+		users:      opts.UserRange,
+		usersTaken: map[int]bool{},
 	}
 	if r.self == "" {
 		r.self, _ = os.Executable() // needed only for SelfCommand; Start reports it
@@ -145,11 +155,19 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	if err != nil {
 		return nil, err
 	}
+	if i.acct, err = r.takeAccount(spec.User); err != nil {
+		i.fail("no user to run as")
+		return nil, err
+	}
+	i.uid = i.acct.uid
 	var cfg channel.Config
 	if set.Channel != nil {
 		cfg = *set.Channel
 	}
 	cfg.CheckPeer = i.peerCheck
+	if i.acct.other {
+		cfg.SocketOwner = &channel.Owner{UID: i.acct.uid, GID: i.acct.gid}
+	}
 	ch, err := r.factory.Create(ctx, id, &cfg)
 	if err != nil {
 		i.fail("channel creation failed")
@@ -199,7 +217,6 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 		created:  time.Now(),
 		out:      newRing(r.logLines),
 		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
-		uid:      os.Geteuid(),
 		forked:   make(chan struct{}),
 		done:     make(chan struct{}),
 		status:   runtime.StatusStarting,
@@ -209,8 +226,9 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 	return i, nil
 }
 
-// forget removes a gone instance.
+// forget removes a gone instance, and gives its user id back.
 func (r *Runtime) forget(i *Instance) {
+	r.giveBack(i.acct)
 	r.mu.Lock()
 	if r.instances[i.id] == i {
 		delete(r.instances, i.id)
@@ -233,7 +251,7 @@ func (i *Instance) launch(spec Spec) error {
 	cmd := exec.Command(spec.Command, spec.Args...)
 	cmd.Dir = spec.Dir
 	// The environment is never logged. Its SPEAR_* variables come last.
-	cmd.Env = childEnv(os.Environ(), spec.InheritEnv, "", spec.Env)
+	cmd.Env = childEnv(os.Environ(), spec.InheritEnv, i.acct.home, spec.Env)
 	release, err := i.ch.Credentials().HandOver(cmd, spec.Secret)
 	if err != nil {
 		return err
@@ -241,6 +259,7 @@ func (i *Instance) launch(spec Spec) error {
 	defer release() // once the child has its copy, or never started
 	// A nil Stdin is /dev/null.
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = i.acct.credential()
 	i.conf.prepare(cmd)
 	outR, outW, err := os.Pipe()
 	if err != nil {

@@ -42,6 +42,13 @@ type Spec struct {
 	Secret channel.SecretVia `json:"secret,omitempty"`
 	// Limits bound the instance's memory, CPU and processes.
 	Limits Limits `json:"limits,omitzero"`
+	// User is who the instance runs as: the agent's own user (empty), a
+	// user name or number, optionally with ":" and a group name or number
+	// ("nobody", "1001:1001"), or UserRange, a user id of its own from the
+	// runtime's range. Another user than the agent's needs the agent to
+	// run as root; the unix socket then belongs to that user, and the
+	// peer check admits only it.
+	User string `json:"user,omitempty"`
 }
 
 func init() {
@@ -63,6 +70,7 @@ func (s Spec) Validate() error {
 	}
 	errs = append(errs, validInherit(s.InheritEnv)...)
 	errs = append(errs, s.Limits.validate()...)
+	errs = append(errs, validUser(s.User))
 	for k := range s.Env {
 		if slices.Contains(reservedEnv, k) {
 			errs = append(errs, runtime.BadField("env."+k, "set by the runtime, not the function"))
