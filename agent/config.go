@@ -49,8 +49,14 @@ const (
 type Config struct {
 	API        APIConfig        `json:"api,omitzero"`
 	Channels   ChannelsConfig   `json:"channels,omitzero"`
+	Process    ProcessConfig    `json:"process,omitzero"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
 	Wasm       WasmConfig       `json:"wasm,omitzero"`
+	// StateDir is the agent's private state directory (default
+	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): the
+	// records of what it started, for the next start to clean up after a
+	// crash. spearlet serve opens and locks it before anything else.
+	StateDir string `json:"state_dir,omitempty"`
 	// InvokeTimeout bounds an invocation that sets no timeout (default 30s).
 	InvokeTimeout Duration `json:"invoke_timeout,omitempty"`
 	// ShutdownGrace is how long in-flight invocations may run on after a
@@ -81,6 +87,19 @@ type ChannelsConfig struct {
 	// RequestTimeout and HeartbeatInterval are every channel's defaults.
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+}
+
+// ProcessConfig configures the process runtime. It is used only when a
+// function has runtime process.
+type ProcessConfig struct {
+	// Cgroups is auto (default: a cgroup v2 per instance when the machine
+	// allows it, else the fallback, announced at startup), none or
+	// required.
+	Cgroups string `json:"cgroups,omitempty"`
+	// UserRange is a range of user ids, "FIRST-LAST", from which a
+	// function with user "@range" gives each instance one of its own. The
+	// agent must run as root.
+	UserRange string `json:"user_range,omitempty"`
 }
 
 // KubernetesConfig configures the kubernetes runtime. It is used only when
@@ -314,6 +333,7 @@ var envVars = []struct {
 	{"SPEARLET_KUBE_NAMESPACE", func(c *Config, v string) { c.Kubernetes.Namespace = v }},
 	{"SPEARLET_NODE_NAME", func(c *Config, v string) { c.Kubernetes.NodeName = v }},
 	{"SPEARLET_WASM_CACHE_DIR", func(c *Config, v string) { c.Wasm.CacheDir = v }},
+	{"SPEARLET_STATE_DIR", func(c *Config, v string) { c.StateDir = v }},
 }
 
 // EnvVars lists the environment variables ApplyEnv reads.

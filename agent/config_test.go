@@ -149,6 +149,7 @@ func TestApplyEnv(t *testing.T) {
 		"SPEARLET_KUBE_NAMESPACE": "fns",
 		"SPEARLET_NODE_NAME":      "node-1",
 		"SPEARLET_WASM_CACHE_DIR": "/var/cache/spearlet/wasm",
+		"SPEARLET_STATE_DIR":      "/var/lib/spear-test",
 	}
 	cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	want := Config{
@@ -157,9 +158,10 @@ func TestApplyEnv(t *testing.T) {
 			AdvertiseTCP: "10.0.0.1:7071", AdvertiseGRPC: "10.0.0.1:7070"},
 		Kubernetes: KubernetesConfig{Kubeconfig: "/kube", Namespace: "fns", NodeName: "node-1"},
 		Wasm:       WasmConfig{CacheDir: "/var/cache/spearlet/wasm"},
+		StateDir:   "/var/lib/spear-test",
 	}
-	if cfg.API != want.API || cfg.Channels != want.Channels || cfg.Kubernetes != want.Kubernetes || cfg.Wasm != want.Wasm {
-		t.Errorf("after ApplyEnv: %+v %+v %+v %+v", cfg.API, cfg.Channels, cfg.Kubernetes, cfg.Wasm)
+	if cfg.API != want.API || cfg.Channels != want.Channels || cfg.Kubernetes != want.Kubernetes || cfg.Wasm != want.Wasm || cfg.StateDir != want.StateDir {
+		t.Errorf("after ApplyEnv: %+v %+v %+v %+v %q", cfg.API, cfg.Channels, cfg.Kubernetes, cfg.Wasm, cfg.StateDir)
 	}
 	if len(EnvVars()) != len(env) {
 		t.Errorf("EnvVars() = %v; the test covers %d", EnvVars(), len(env))

@@ -19,6 +19,8 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/leftover"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -40,6 +42,10 @@ type RunOptions struct {
 	// Ready, when set, is called with the API's bound addresses once both
 	// servers accept connections.
 	Ready func(httpAddr, grpcAddr net.Addr)
+	// State is the agent's state directory, open and locked; nil for
+	// none. Run first cleans up what an earlier agent on it left behind
+	// (internal/leftover), and records what it starts there.
+	State *statedir.Dir
 }
 
 // NewRuntime builds one runtime for Run. Run owns what it returns and
@@ -54,6 +60,9 @@ type RuntimeEnv struct {
 	Config Config
 	// Logger is the daemon's logger; runtimes add their own attributes.
 	Logger *slog.Logger
+	// Leftovers records what the runtime starts that could outlive the
+	// agent; nil records nothing.
+	Leftovers *leftover.Book
 }
 
 // Run is the daemon: it creates the channel factory and the runtimes the
@@ -72,7 +81,19 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var book *leftover.Book
+	if opts.State != nil {
+		if book, err = leftover.Open(opts.State, log.With("component", "leftover")); err != nil {
+			return fmt.Errorf("%w: state directory: %w", spear.ErrConfig, err)
+		}
+		defer func() {
+			if cerr := book.Close(); cerr != nil {
+				log.Warn("records of what this run started remain for the next start", "err", cerr)
+			}
+		}()
+	}
 	factory, err := channel.NewFactory(channel.Options{
+		Leftovers:     book,
 		SocketDir:     cfg.Channels.SocketDir,
 		TCPAddr:       cfg.Channels.TCPAddr,
 		GRPCAddr:      cfg.Channels.GRPCAddr,
@@ -89,7 +110,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
 
-	runtimes, err := newRuntimes(RuntimeEnv{Factory: factory, Config: cfg, Logger: log}, opts.Runtimes)
+	runtimes, err := newRuntimes(RuntimeEnv{Factory: factory, Config: cfg, Logger: log, Leftovers: book}, opts.Runtimes)
 	if err != nil {
 		return err
 	}

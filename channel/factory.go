@@ -20,6 +20,7 @@ import (
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/codec"
+	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/transport/unix"
@@ -53,6 +54,10 @@ type Options struct {
 	Strategies map[spear.RuntimeType]Strategy
 	// Logger receives the factory's and channels' logs; nil discards.
 	Logger *slog.Logger
+	// Leftovers records the socket directory while the factory has it,
+	// so that the next agent removes it if this one dies; nil records
+	// nothing.
+	Leftovers *leftover.Book
 }
 
 // Factory creates and keeps the channels of instances (the seed's
@@ -388,6 +393,10 @@ func (f *Factory) socketPath() (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if err := f.opts.Leftovers.Add(leftoverSockets, filepath.Base(dir), socketDirRecord{Path: dir}); err != nil {
+			os.Remove(dir)
+			return "", fmt.Errorf("%w: %w", spear.ErrTransport, err)
+		}
 		f.socketDir = dir
 	}
 	return filepath.Join(f.socketDir, strconv.FormatUint(f.nextSock.Add(1), 10)+".sock"), nil
@@ -510,7 +519,10 @@ func (f *Factory) Close() error {
 	defer f.dirMu.Unlock()
 	f.dirGone = true
 	if f.socketDir != "" {
-		return os.RemoveAll(f.socketDir)
+		if err := os.RemoveAll(f.socketDir); err != nil {
+			return err
+		}
+		f.opts.Leftovers.Remove(leftoverSockets, filepath.Base(f.socketDir))
 	}
 	return nil
 }

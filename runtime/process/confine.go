@@ -16,8 +16,9 @@ const (
 	// group and session, with the agent as child subreaper, and to
 	// rlimits. New announces which, and goes on either way.
 	CgroupsAuto CgroupMode = "auto"
-	// CgroupsOff always uses the fallback.
-	CgroupsOff CgroupMode = "off"
+	// CgroupsNone always uses the fallback. (Not "off", which YAML reads
+	// as false.)
+	CgroupsNone CgroupMode = "none"
 	// CgroupsRequired makes New fail where cgroups cannot be used.
 	CgroupsRequired CgroupMode = "required"
 )
@@ -25,8 +26,8 @@ const (
 // Validate checks m is one of the modes, or empty.
 func (m CgroupMode) Validate() error {
 	switch m {
-	case "", CgroupsAuto, CgroupsOff, CgroupsRequired:
+	case "", CgroupsAuto, CgroupsNone, CgroupsRequired:
 		return nil
 	}
-	return fmt.Errorf("%w: cgroup mode %q: want %s, %s or %s", spear.ErrInvalidConfig, string(m), CgroupsAuto, CgroupsOff, CgroupsRequired)
+	return fmt.Errorf("%w: cgroup mode %q: want %s, %s or %s", spear.ErrInvalidConfig, string(m), CgroupsAuto, CgroupsNone, CgroupsRequired)
 }

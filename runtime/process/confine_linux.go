@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/leftover"
 )
 
 // confiner puts a runtime's instances where they can be limited and
@@ -22,20 +25,21 @@ import (
 // else in its session and process group, with the agent as their child
 // subreaper (orphans_linux.go) and rlimits for what a cgroup would limit.
 type confiner struct {
-	tree     *cgroupTree // nil: the fallback
-	sweeping bool        // joined the sweeper
+	tree     *cgroupTree    // nil: the fallback
+	sweeping bool           // joined the sweeper
+	book     *leftover.Book // records the tree, or each instance's session
 	seq      atomic.Uint64
 }
 
 // newConfiner sets up confinement as mode says, and announces on log what
 // it could set up and what it falls back to.
-func newConfiner(mode CgroupMode, parent string, log *slog.Logger) (*confiner, error) {
+func newConfiner(mode CgroupMode, parent string, book *leftover.Book, log *slog.Logger) (*confiner, error) {
 	if err := mode.Validate(); err != nil {
 		return nil, err
 	}
-	c := &confiner{}
-	why := errors.New("cgroups are off")
-	if mode != CgroupsOff {
+	c := &confiner{book: book}
+	why := errors.New("cgroups: none in the configuration")
+	if mode != CgroupsNone {
 		c.tree, why = openCgroupTree(parent)
 		if why != nil && mode == CgroupsRequired {
 			return nil, fmt.Errorf("%w: cgroups are required but cannot be used: %w", spear.ErrConfig, why)
@@ -53,6 +57,12 @@ func newConfiner(mode CgroupMode, parent string, log *slog.Logger) (*confiner, e
 			return nil, err
 		}
 		c.sweeping = true
+	}
+	if c.tree != nil {
+		if err := book.Add(leftoverKind, filepath.Base(c.tree.path), leftoverRecord{Cgroup: c.tree.path}); err != nil {
+			_ = c.close()
+			return nil, err
+		}
 	}
 	c.announce(log, why)
 	return c, nil
@@ -106,7 +116,10 @@ func (c *confiner) close() error {
 		leaveSweeper(c.tree)
 	}
 	if c.tree != nil {
-		return c.tree.remove()
+		if err := c.tree.remove(); err != nil {
+			return err
+		}
+		c.book.Remove(leftoverKind, filepath.Base(c.tree.path))
 	}
 	return nil
 }
@@ -121,6 +134,7 @@ func (c *confiner) describe() string {
 
 // confinement is one instance's.
 type confinement struct {
+	book    *leftover.Book  // records its session, without a cgroup
 	cg      *cgroup         // nil: the fallback
 	rlimits []rlimit        // the limits its cgroup cannot hold
 	pid     int             // the instance's process, once started
@@ -130,7 +144,7 @@ type confinement struct {
 // confine prepares the confinement of an instance named name with limits
 // lim.
 func (c *confiner) confine(name string, lim Limits) (*confinement, error) {
-	cf := &confinement{}
+	cf := &confinement{book: c.book}
 	rest := lim
 	if c.tree != nil {
 		cg, r, err := c.tree.create(fmt.Sprintf("%d-%s", c.seq.Add(1), name), lim)
@@ -156,14 +170,25 @@ func (cf *confinement) prepare(cmd *exec.Cmd) {
 	}
 }
 
-// started records the instance's process; it may now be killed.
-func (cf *confinement) started(pid int) {
+// started records the instance's process, which runs as uid; it may now
+// be killed. Without a cgroup, its session is recorded for the next agent,
+// should this one die.
+func (cf *confinement) started(pid, uid int) error {
 	cf.pid = pid
 	leaderStarted(pid)
 	if cf.cg != nil {
 		cf.cg.closeFD()
+		return nil
 	}
+	r, err := sessionRecord(pid, uid)
+	if err == nil {
+		err = cf.book.Add(leftoverKind, sessionKey(pid), r)
+	}
+	return err
 }
+
+// sessionKey names the record of session sid.
+func sessionKey(sid int) string { return "session-" + strconv.Itoa(sid) }
 
 // notStarted undoes confine for a process that never started.
 func (cf *confinement) notStarted() {
@@ -211,6 +236,9 @@ func (cf *confinement) reaped() (oom bool, err error) {
 		}
 	}
 	if cf.cg == nil {
+		if err == nil {
+			cf.book.Remove(leftoverKind, sessionKey(cf.pid))
+		}
 		return false, err
 	}
 	oom = cf.cg.oomKilled()

@@ -10,13 +10,14 @@ import (
 	"syscall"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/leftover"
 )
 
 // confiner has only process groups here: no cgroups, no subreaper, no
 // limits.
 type confiner struct{}
 
-func newConfiner(mode CgroupMode, _ string, log *slog.Logger) (*confiner, error) {
+func newConfiner(mode CgroupMode, _ string, _ *leftover.Book, log *slog.Logger) (*confiner, error) {
 	if err := mode.Validate(); err != nil {
 		return nil, err
 	}
@@ -43,12 +44,12 @@ func (*confiner) confine(_ string, lim Limits) (*confinement, error) {
 	return &confinement{}, nil
 }
 
-func (*confinement) prepare(*exec.Cmd)     {}
-func (cf *confinement) started(pid int)    { cf.pid = pid }
-func (*confinement) notStarted()           {}
-func (*confinement) leaderExited()         {}
-func (*confinement) reaped() (bool, error) { return false, nil }
-func (*confinement) memoryLimit() uint64   { return 0 }
+func (*confinement) prepare(*exec.Cmd)           {}
+func (cf *confinement) started(pid, _ int) error { cf.pid = pid; return nil }
+func (*confinement) notStarted()                 {}
+func (*confinement) leaderExited()               {}
+func (*confinement) reaped() (bool, error)       { return false, nil }
+func (*confinement) memoryLimit() uint64         { return 0 }
 func (cf *confinement) kill() error {
 	if err := syscall.Kill(-cf.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return err

@@ -3,6 +3,7 @@ package process_test
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/leftover"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
 )
@@ -19,7 +22,7 @@ import (
 // fallback always, and cgroups where this machine lets the agent use them.
 func confinementModes(t *testing.T) []process.CgroupMode {
 	t.Helper()
-	modes := []process.CgroupMode{process.CgroupsOff}
+	modes := []process.CgroupMode{process.CgroupsNone}
 	if err := cgroupsUsable(t); err != nil {
 		t.Logf("cgroups cannot be used here, only the fallback is tested: %v", err)
 		return modes
@@ -72,7 +75,7 @@ func TestEscapeesDieWithTheInstance(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitProcessGone(t, group)
-			if mode != process.CgroupsOff {
+			if mode != process.CgroupsNone {
 				waitProcessGone(t, session)
 				return
 			}
@@ -157,7 +160,7 @@ func TestMemoryLimit(t *testing.T) {
 				t.Fatalf("8 MiB under a 256 MiB limit: %q, %v", out, err)
 			}
 			enforcedByCgroup := false
-			if mode != process.CgroupsOff {
+			if mode != process.CgroupsNone {
 				_, err := os.Stat(filepath.Join(instanceCgroup(t, inst.Info().PID), "memory.max"))
 				enforcedByCgroup = err == nil
 			}
@@ -188,4 +191,47 @@ func invoke(t *testing.T, inst runtime.Instance, method, payload string) (string
 	t.Helper()
 	out, err := channel.Execute(testCtx(t), inst.Channel(), channel.Invocation{Method: method, Payload: []byte(payload)})
 	return string(out), err
+}
+
+// The runtime records what could outlive the agent while it exists: its
+// cgroup subtree, or without cgroups each instance's session.
+func TestLeftoverRecords(t *testing.T) {
+	for _, mode := range confinementModes(t) {
+		t.Run(string(mode), func(t *testing.T) {
+			state, err := statedir.Open(filepath.Join(t.TempDir(), "state"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer state.Close()
+			book, err := leftover.Open(state, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			records := func() []string {
+				m, _ := filepath.Glob(state.Join(leftover.Dir, "*", "process.*"))
+				for i := range m {
+					m[i] = filepath.Base(m[i])
+				}
+				return m
+			}
+			e := newEnvWith(t, process.Options{Cgroups: mode, Leftovers: book})
+			inst := e.start(t, childSpec("echo"))
+			want := "process.spear-" // the subtree
+			if mode == process.CgroupsNone {
+				want = fmt.Sprintf("process.session-%d", inst.Info().PID)
+			}
+			if got := records(); len(got) != 1 || !strings.HasPrefix(got[0], want) {
+				t.Fatalf("records %v while the instance runs, want one %s...", got, want)
+			}
+			if err := e.rt.Stop(testCtx(t), inst); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.rt.Close(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if got := records(); len(got) != 0 {
+				t.Errorf("records %v after the runtime closed", got)
+			}
+		})
+	}
 }

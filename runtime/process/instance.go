@@ -147,7 +147,9 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	}
 	defer childReaped() // after cmd.Wait below
 	pid := cmd.Process.Pid
-	i.conf.started(pid)
+	if err := i.conf.started(pid, i.uid); err != nil {
+		i.log.Warn("instance not recorded for cleanup after a crash of the agent", "err", err)
+	}
 	i.mu.Lock()
 	i.pid = pid
 	i.mu.Unlock()

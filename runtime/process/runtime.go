@@ -12,6 +12,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	// UserRange holds the user ids a function with user UserRange takes
 	// one of per instance (none when zero).
 	UserRange UIDRange
+	// Leftovers records what the runtime starts (its cgroups, or its
+	// instances' sessions), so that the next agent kills it if this one
+	// dies; nil records nothing.
+	Leftovers *leftover.Book
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -108,7 +113,7 @@ func New(opts Options) (*Runtime, error) {
 		r.logLines = DefaultLogLines
 	}
 	var err error
-	if r.conf, err = newConfiner(opts.Cgroups, opts.CgroupParent, r.log); err != nil {
+	if r.conf, err = newConfiner(opts.Cgroups, opts.CgroupParent, opts.Leftovers, r.log); err != nil {
 		return nil, err
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/statedir"
 )
 
 // serveFlags are serve's flags; set ones win over the config file and the
@@ -21,6 +22,7 @@ type serveFlags struct {
 	advertiseTCP, advertiseGRPC  string
 	kubeconfig, kubeNamespace    string
 	nodeName, wasmCacheDir       string
+	stateDir                     string
 }
 
 func newServeCmd(stopSignals func()) *cobra.Command {
@@ -55,6 +57,7 @@ override the file, and flags override both.`,
 	fl.StringVar(&f.kubeNamespace, "kube-namespace", "", "default namespace of function pods")
 	fl.StringVar(&f.nodeName, "node-name", "", "the node the agent runs on: pods go there, labelled with it, and a previous run's are deleted")
 	fl.StringVar(&f.wasmCacheDir, "wasm-cache-dir", "", "directory of compiled wasm modules (default in the user's cache directory, if writable)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "the agent's private state directory (default "+statedir.Default()+")")
 	return cmd
 }
 
@@ -85,6 +88,7 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 		{"kube-namespace", &cfg.Kubernetes.Namespace, f.kubeNamespace},
 		{"node-name", &cfg.Kubernetes.NodeName, f.nodeName},
 		{"wasm-cache-dir", &cfg.Wasm.CacheDir, f.wasmCacheDir},
+		{"state-dir", &cfg.StateDir, f.stateDir},
 	} {
 		if fl.Changed(o.flag) {
 			*o.dst = o.val
@@ -114,7 +118,14 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			stopSignals()
 		}
 	}()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes})
+	// The state directory comes first: a second agent on it stops here,
+	// before it binds or starts anything.
+	state, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes, State: state})
 }
 
 // loadConfig reads the config file at path, or the default config when
