@@ -38,6 +38,8 @@ import (
 //   - escape: like echo, after starting two `sleep 300`: one in a process
 //     group of its own, printing "escaped-group <pid>", and one in a
 //     session of its own, printing "escaped-session <pid>";
+//   - attacker: like echo, and method "attack" runs the attacks of
+//     attack_test.go on the target its payload describes;
 //   - dial: for BenchmarkBareSpawn, connects to the unix socket at
 //     SPEAR_ADDRESS, writes one byte and exits.
 const childEnv = "SPEAR_PROCESS_TEST_CHILD"
@@ -225,6 +227,10 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 				return os.ReadFile("/proc/self/environ")
 			case "getenv":
 				return []byte(os.Getenv(string(r.Payload))), nil
+			case "attack":
+				if mode == "attacker" {
+					return attackHandler(r.Payload)
+				}
 			}
 			return nil, sdk.Error(spear.CodeNotFound, "no method "+r.Method)
 		}),
