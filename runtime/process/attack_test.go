@@ -252,4 +252,3 @@ func legitimateLoop(t *testing.T, inst runtime.Instance) (calls, failures func()
 	t.Cleanup(halt)
 	return func() int { halt(); return int(n.Load()) }, func() int { halt(); return int(failed.Load()) }
 }
-
