@@ -1,7 +1,6 @@
 package channel
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,11 +26,7 @@ func init() { leftover.Register(leftoverSockets, removeSocketDir) }
 // removeSocketDir removes the socket directory a dead agent left, with
 // its sockets. It removes only what looks like one of its own: a
 // directory named spear-* that belongs to this user.
-func removeSocketDir(data []byte, _ *slog.Logger) error {
-	var r socketDirRecord
-	if err := json.Unmarshal(data, &r); err != nil {
-		return err
-	}
+func removeSocketDir(r socketDirRecord, _ *slog.Logger) error {
 	fi, err := os.Lstat(r.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -30,32 +30,39 @@ import (
 // Dir is the state directory's subdirectory that holds the runs' books.
 const Dir = "instances"
 
-// Cleaner removes what one record describes, and must do nothing harmful
-// when it is gone already: processes may have died, a machine rebooted.
-// data is what the record's writer gave Book.Add, as JSON. An error keeps
-// the record for the next agent to try again.
-type Cleaner func(data []byte, log *slog.Logger) error
+// cleaner removes what one record, as JSON, describes.
+type cleaner func(data []byte, log *slog.Logger) error
 
 var cleaners struct {
 	mu sync.Mutex
-	m  map[string]Cleaner
+	m  map[string]cleaner
 }
 
-// Register sets the cleaner of records of kind. Packages call it from
+// Register sets the cleaner of records of kind, whose data (what their
+// writer gave Book.Add) decode into a T. A cleaner removes what one record
+// describes, and must do nothing harmful when that is gone already:
+// processes may have died, the machine rebooted. An error keeps the
+// record for the next agent to try again. Packages call Register from
 // init; a kind registered twice panics.
-func Register(kind string, c Cleaner) {
+func Register[T any](kind string, clean func(r T, log *slog.Logger) error) {
 	cleaners.mu.Lock()
 	defer cleaners.mu.Unlock()
 	if cleaners.m == nil {
-		cleaners.m = map[string]Cleaner{}
+		cleaners.m = map[string]cleaner{}
 	}
 	if _, dup := cleaners.m[kind]; dup {
 		panic("leftover: kind " + kind + " registered twice")
 	}
-	cleaners.m[kind] = c
+	cleaners.m[kind] = func(data []byte, log *slog.Logger) error {
+		var r T
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("not a %s record: %w", kind, err)
+		}
+		return clean(r, log)
+	}
 }
 
-func cleanerOf(kind string) Cleaner {
+func cleanerOf(kind string) cleaner {
 	cleaners.mu.Lock()
 	defer cleaners.mu.Unlock()
 	return cleaners.m[kind]

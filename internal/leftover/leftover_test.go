@@ -1,7 +1,6 @@
 package leftover_test
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -23,11 +22,7 @@ type thing struct {
 var cleaned []string
 
 func init() {
-	leftover.Register("test-thing", func(data []byte, _ *slog.Logger) error {
-		var t thing
-		if err := json.Unmarshal(data, &t); err != nil {
-			return err
-		}
+	leftover.Register("test-thing", func(t thing, _ *slog.Logger) error {
 		cleaned = append(cleaned, t.Name)
 		if t.Name == "stubborn" {
 			return errors.New("cannot")

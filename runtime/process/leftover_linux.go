@@ -1,7 +1,6 @@
 package process
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,11 +38,7 @@ type leftoverRecord struct {
 func init() { leftover.Register(leftoverKind, cleanLeftover) }
 
 // cleanLeftover kills and removes what a dead agent's runtime left.
-func cleanLeftover(data []byte, log *slog.Logger) error {
-	var r leftoverRecord
-	if err := json.Unmarshal(data, &r); err != nil {
-		return err
-	}
+func cleanLeftover(r leftoverRecord, log *slog.Logger) error {
 	if r.Cgroup != "" {
 		if !strings.HasPrefix(filepath.Base(r.Cgroup), "spear-") {
 			return fmt.Errorf("%s is not a runtime's cgroup subtree; left alone", r.Cgroup)

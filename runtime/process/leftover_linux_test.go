@@ -2,7 +2,6 @@ package process
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -17,11 +16,7 @@ import (
 // cleanWith runs the leftover cleaner on r.
 func cleanWith(t *testing.T, r leftoverRecord) error {
 	t.Helper()
-	b, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cleanLeftover(b, slog.New(slog.DiscardHandler))
+	return cleanLeftover(r, slog.New(slog.DiscardHandler))
 }
 
 // running reports whether pid runs (a zombie does not).
