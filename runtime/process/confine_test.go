@@ -235,3 +235,27 @@ func TestLeftoverRecords(t *testing.T) {
 		})
 	}
 }
+
+// Where the kernel gives the agent the controllers, an instance's cgroup
+// holds its limits.
+func TestCgroupLimitsInTheKernel(t *testing.T) {
+	if err := cgroupsUsable(t); err != nil {
+		t.Skip("cgroups cannot be used here:", err)
+	}
+	e := newEnvWith(t, process.Options{Cgroups: process.CgroupsRequired})
+	lim := process.Limits{Memory: 256 << 20, CPU: 500, PIDs: 64}
+	inst := e.start(t, child{Spec: process.Spec{Command: buildTiny(t), Limits: lim}})
+	dir := instanceCgroup(t, inst.Info().PID)
+	checked := 0
+	for file, want := range map[string]string{"memory.max": "268435456", "cpu.max": "50000 100000", "pids.max": "64"} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no such controller for the agent here: the limit fell back
+		}
+		if got := strings.TrimSpace(string(b)); err != nil || got != want {
+			t.Errorf("%s = %q (%v), want %q", file, got, err, want)
+		}
+		checked++
+	}
+	t.Logf("%d of 3 limits held by the cgroup", checked)
+}
