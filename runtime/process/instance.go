@@ -138,7 +138,6 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		i.conf.notStarted()
 		close(i.forked)
 		outR.Close()
 		errR.Close()

@@ -123,12 +123,13 @@ func New(opts Options) (*Runtime, error) {
 // Type returns spear.Process.
 func (r *Runtime) Type() spear.RuntimeType { return spear.Process }
 
-// Start runs spec, a Spec: its Command with its Args in its Dir, the
-// environment being the agent's, then its Env, then the channel's
-// credentials. It waits until the child connects and authenticates,
-// within set.StartTimeout (default DefaultStartTimeout) and ctx; the
-// instance is then StatusRunning. On failure the child's group is killed
-// and reaped and the channel closed.
+// Start runs spec, a Spec: its Command with its Args in its Dir, as its
+// User, confined with its Limits (see the package documentation), with a
+// minimal environment, its Env and the channel's credentials. It waits
+// until the child connects and authenticates, within set.StartTimeout
+// (default DefaultStartTimeout) and ctx; the instance is then
+// StatusRunning. On failure the child's processes are killed, the child
+// reaped and the channel closed.
 //
 // Errors are *spear.InstanceError values. They match
 // spear.ErrInvalidConfig for a bad spec or a command that cannot be
@@ -186,6 +187,7 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	}
 	if err := i.launch(spec); err != nil {
 		ch.Close()
+		i.conf.notStarted()
 		i.fail("process failed to start")
 		return nil, err
 	}
