@@ -175,7 +175,6 @@ func (cf *confinement) prepare(cmd *exec.Cmd) {
 // should this one die.
 func (cf *confinement) started(pid, uid int) error {
 	cf.pid = pid
-	leaderStarted(pid)
 	if cf.cg != nil {
 		cf.cg.closeFD()
 		return nil

@@ -90,12 +90,23 @@ func childReaped() {
 	}
 }
 
+// forking is held from a fork until its child is known as an instance's
+// process (leaderStarted), so that the sweeper, which lists children
+// under it, never takes a new instance's process for an orphan.
+var forking sync.Mutex
+
 // forkLoop is the forking goroutine. It never unlocks its thread, so the
 // thread ends when it returns.
 func forkLoop(reqs <-chan forkRequest) {
 	goruntime.LockOSThread()
 	for r := range reqs {
-		r.done <- startLimited(r.cmd, r.limits)
+		forking.Lock()
+		err := startLimited(r.cmd, r.limits)
+		if err == nil {
+			leaderStarted(r.cmd.Process.Pid)
+		}
+		forking.Unlock()
+		r.done <- err
 	}
 }
 

@@ -23,7 +23,10 @@ import (
 // session, or by cgroup), kills those whose instance has ended, and reaps
 // the dead, so that neither survivors nor zombies pile up. The instances'
 // leaders are left to their own reapers.
-var orphans struct {
+var orphans orphanage
+
+// orphanage is the type of orphans.
+type orphanage struct {
 	mu      sync.Mutex
 	users   int                   // runtimes that need the sweeper
 	leaders map[int]bool          // instance processes not yet reaped
@@ -32,6 +35,13 @@ var orphans struct {
 	wake    chan struct{}         // nil when no sweeper runs
 	stop    chan struct{}
 	stopped chan struct{}
+}
+
+// init makes the maps; o.mu is held.
+func (o *orphanage) init() {
+	if o.leaders == nil {
+		o.leaders, o.dead, o.trees = map[int]bool{}, map[int]chan struct{}{}, map[*cgroupTree]bool{}
+	}
 }
 
 // joinSweeper makes the sweeper run for one more runtime, and this
@@ -46,14 +56,12 @@ func joinSweeper(tree *cgroupTree, subreaper bool) error {
 	o := &orphans
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.init()
 	if tree != nil {
-		if o.trees == nil {
-			o.trees = map[*cgroupTree]bool{}
-		}
 		o.trees[tree] = true
 	}
 	o.users++
-	if o.users == 1 {
+	if o.stop == nil { // none runs, nor is one stopping
 		o.wake, o.stop, o.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 		go sweeper(o.wake, o.stop, o.stopped)
 	}
@@ -97,14 +105,12 @@ func leaveSweeper(tree *cgroupTree) {
 const lastSweeps = 5 * time.Second
 
 // leaderStarted records an instance's process, whose own reaper waits for
-// it.
+// it; the forking goroutine calls it before it lets go of forking.
 func leaderStarted(pid int) {
 	o := &orphans
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.leaders == nil {
-		o.leaders, o.dead = map[int]bool{}, map[int]chan struct{}{}
-	}
+	o.init()
 	o.leaders[pid] = true
 }
 
@@ -171,6 +177,8 @@ func sweeper(wake, stop, stopped chan struct{}) {
 // ended sessions still have processes.
 func sweep() (again bool) {
 	o := &orphans
+	forking.Lock() // every child listed is known, if it is an instance's
+	children := childPIDs()
 	o.mu.Lock()
 	leaders := make(map[int]bool, len(o.leaders))
 	for p := range o.leaders {
@@ -185,9 +193,10 @@ func sweep() (again bool) {
 		trees = append(trees, t)
 	}
 	o.mu.Unlock()
+	forking.Unlock()
 
 	members := map[int]bool{} // ended sessions that still have processes
-	for _, pid := range childPIDs() {
+	for _, pid := range children {
 		if leaders[pid] {
 			continue
 		}
