@@ -57,6 +57,12 @@ var (
 	// took over; requests pending on the old one fail with it. It matches
 	// ErrConnectionFailed.
 	ErrReplaced = &categoryError{msg: "spear: connection replaced by a newer one of the same instance", is: []error{ErrConnectionFailed}}
+	// ErrNotSent: a request never reached the instance whole: no
+	// connection was bound, the connection had ended, or writing the
+	// request failed. The instance cannot have run it, so it is safe to
+	// send again (the agent retries it on another instance). It wraps the
+	// cause, which carries its own category.
+	ErrNotSent = errors.New("spear: request not sent")
 	// ErrStreamOverflow: a stream's consumer fell too far behind and the
 	// stream was cancelled. Only that stream is affected.
 	ErrStreamOverflow = errors.New("spear: stream consumer too slow")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,25 +27,50 @@ type Options struct {
 	Runtimes []runtime.Runtime
 	// Logger receives the agent's logs; nil discards them.
 	Logger *slog.Logger
+	// NewRuntime builds the runtime of type t for a reload that adds the
+	// first function of that type; the agent owns what it returns. Nil
+	// refuses such a reload.
+	NewRuntime func(t spear.RuntimeType) (runtime.Runtime, error)
+	// Load reads the configuration again, for ReloadConfig (SIGHUP, the
+	// API's reload); nil: the agent cannot reload by itself.
+	Load func() (Config, error)
 }
 
 // Agent runs a node's functions: one pool of instances per function, and
-// invocations balanced over them. It is safe for concurrent use.
+// invocations balanced over them. Reload changes the functions while it
+// serves. It is safe for concurrent use.
 type Agent struct {
 	// Immutable after New.
-	cfg      Config // with defaults
-	log      *slog.Logger
-	pools    map[string]*pool
-	order    []string // function names, in config order
-	runtimes []runtime.Runtime
-	reg      *prometheus.Registry
-	met      *metrics
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	met        *metrics
+	newRuntime func(spear.RuntimeType) (runtime.Runtime, error)
+	load       func() (Config, error)
+	stop       context.Context // ends when Close begins
+	stopNow    context.CancelFunc
+
+	reloadMu sync.Mutex // held by a reload, start to end
 
 	mu       sync.Mutex // guards the fields below
+	cfg      Config     // with defaults
+	fns      map[string]*function
+	order    []string // function names, in config order
+	retiring []*pool  // pools a reload replaced or removed, until they have stopped
+	runtimes []runtime.Runtime
 	draining bool
 	active   int           // admitted invocations not yet finished
 	idle     chan struct{} // closed when draining and active reaches 0
 	closed   bool
+}
+
+// function is a configured function: its pool, and the invocations
+// admitted to it.
+type function struct {
+	pool *pool
+	// Guarded by Agent.mu.
+	active  int           // admitted invocations not yet finished
+	retired bool          // replaced or removed by a reload: admits nothing more
+	drained chan struct{} // closed when retired and active reaches 0
 }
 
 // New validates cfg and returns an agent serving its functions. Each
@@ -55,26 +81,25 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	cfg = cfg.withDefaults()
 	a := &Agent{
-		cfg:      cfg,
-		log:      opts.Logger,
-		pools:    map[string]*pool{},
-		runtimes: opts.Runtimes,
-		reg:      prometheus.NewRegistry(),
-		idle:     make(chan struct{}),
+		cfg:        cfg,
+		log:        opts.Logger,
+		fns:        map[string]*function{},
+		runtimes:   slices.Clone(opts.Runtimes),
+		reg:        prometheus.NewRegistry(),
+		idle:       make(chan struct{}),
+		newRuntime: opts.NewRuntime,
+		load:       opts.Load,
 	}
+	a.stop, a.stopNow = context.WithCancel(context.Background())
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	byType := map[spear.RuntimeType]runtime.Runtime{}
-	for _, rt := range opts.Runtimes {
-		byType[rt.Type()] = rt
-	}
 	rts := make([]runtime.Runtime, len(cfg.Functions))
 	for i, fn := range cfg.Functions {
-		t, _ := spear.ParseRuntimeType(fn.Runtime) // validated
-		rt, ok := byType[t]
-		if !ok {
-			return nil, fmt.Errorf("%w: function %s needs the %s runtime, which this agent does not run", spear.ErrUnsupportedRuntime, fn.Name, t)
+		rt := a.runtimeLocked(fn)
+		if rt == nil {
+			a.stopNow()
+			return nil, fmt.Errorf("%w: function %s needs the %s runtime, which this agent does not run", spear.ErrUnsupportedRuntime, fn.Name, fn.Runtime)
 		}
 		rts[i] = rt
 	}
@@ -82,14 +107,52 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i, fn := range cfg.Functions {
 		a.met.init(fn.Name)
-		a.pools[fn.Name] = newPool(fn, rts[i], a.log, a.met)
+		a.fns[fn.Name] = &function{pool: newPool(fn, rts[i], a.log, a.met)}
 		a.order = append(a.order, fn.Name)
 	}
 	return a, nil
 }
 
+// runtimeLocked returns the runtime that runs fn (its runtime validated),
+// or nil when the agent has none.
+func (a *Agent) runtimeLocked(fn FunctionConfig) runtime.Runtime {
+	t, _ := spear.ParseRuntimeType(fn.Runtime)
+	for _, rt := range a.runtimes {
+		if rt.Type() == t {
+			return rt
+		}
+	}
+	return nil
+}
+
 // Config returns the agent's configuration, defaults filled in.
-func (a *Agent) Config() Config { return a.cfg }
+func (a *Agent) Config() Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// pools returns the current functions' pools in config order and, with
+// retiring, the pools a reload is retiring after them.
+func (a *Agent) pools(retiring bool) []*pool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*pool, 0, len(a.order)+len(a.retiring))
+	for _, name := range a.order {
+		out = append(out, a.fns[name].pool)
+	}
+	if retiring {
+		out = append(out, a.retiring...)
+	}
+	return out
+}
+
+// function returns the current function called name, or nil.
+func (a *Agent) function(name string) *function {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fns[name]
+}
 
 // Registry returns the registry of the agent's metrics.
 func (a *Agent) Registry() *prometheus.Registry { return a.reg }
@@ -100,6 +163,11 @@ type Invocation struct {
 	Method   string // empty means the function's default
 	Payload  []byte
 	Metadata map[string]string
+	// Key is the affinity key of the hash balancer: invocations with the
+	// same key go to the same instance while the pool and its load allow
+	// (the HTTP header Spear-Key, the gRPC field key). Other balancers
+	// ignore it.
+	Key string
 	// Timeout bounds the invocation, waiting for an instance included
 	// (0: the config's invoke_timeout).
 	Timeout time.Duration
@@ -111,35 +179,39 @@ type Result struct {
 	Payload  []byte
 }
 
-// Invoke runs inv on an instance of its function: the running instance
-// with the fewest in-flight invocations under max_concurrency, else a new
-// one if the pool is under max_instances, else the first to free up
-// before the deadline. Errors match ErrUnknownFunction,
-// ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown, ErrNoInstance,
-// spear.ErrTimeout, spear.ErrConnectionFailed (the instance died), or are
-// a *spear.RemoteError (the function failed).
+// Invoke runs inv on an instance of its function: a ready instance with
+// a free slot under max_concurrency, chosen by the function's balancer,
+// else a new one if the pool is under max_instances, else the first to
+// free up before the deadline. An invocation that never reached its
+// instance is tried again on another (see retryable). Errors match
+// ErrUnknownFunction, ErrPayloadTooLarge, ErrBadRequest, ErrShuttingDown,
+// ErrQueueFull, ErrNoInstance, spear.ErrTimeout,
+// spear.ErrConnectionFailed (the instance died: a *spear.InstanceError
+// naming it), or are a *spear.RemoteError (the function failed).
 func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	started := time.Now()
-	p, err := a.admit(inv)
+	fn, timeout, err := a.admit(inv)
 	if err != nil {
-		a.observe(inv.Function, started, err)
+		a.observe(fn, inv.Function, started, err)
 		return Result{}, err
 	}
-	defer a.leave()
-	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
+	defer a.leave(fn)
+	p := fn.pool
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
-			a.observe(inv.Function, started, err)
+			a.observe(fn, inv.Function, started, err)
 			return Result{}, err
 		}
+		began := time.Now()
 		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
-		p.release(m)
+		p.release(m, measured(err, time.Since(began)), err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
-		a.observe(inv.Function, started, err)
+		a.observe(fn, inv.Function, started, err)
 		if err != nil {
 			return Result{}, err
 		}
@@ -154,13 +226,14 @@ type Stream struct {
 	Instance spear.InstanceID
 
 	a       *Agent
-	p       *pool
+	fn      *function
 	m       *member
 	st      *channel.Stream
 	cancel  context.CancelFunc
 	started time.Time
-	fn      string
+	name    string
 	ended   bool
+	err     error // what ended the stream, for the instance's health
 }
 
 // InvokeStream starts inv with streamed output. It picks an instance as
@@ -168,31 +241,32 @@ type Stream struct {
 // arrives from Stream.Recv.
 func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, error) {
 	started := time.Now()
-	p, err := a.admit(inv)
+	fn, timeout, err := a.admit(inv)
 	if err != nil {
-		a.observe(inv.Function, started, err)
+		a.observe(fn, inv.Function, started, err)
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout(inv))
+	p := fn.pool
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx)
+		m, err := p.acquire(ctx, inv.Key)
 		if err != nil {
 			cancel()
-			a.leave()
-			a.observe(inv.Function, started, err)
+			a.leave(fn)
+			a.observe(fn, inv.Function, started, err)
 			return nil, err
 		}
 		st, err := channel.ExecuteStream(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
 		if err == nil {
-			return &Stream{Instance: m.inst.ID(), a: a, p: p, m: m, st: st, cancel: cancel, started: started, fn: inv.Function}, nil
+			return &Stream{Instance: m.inst.ID(), a: a, fn: fn, m: m, st: st, cancel: cancel, started: started, name: inv.Function}, nil
 		}
-		p.release(m)
+		p.release(m, 0, err)
 		if retryable(ctx, err, attempt) {
 			continue
 		}
 		cancel()
-		a.leave()
-		a.observe(inv.Function, started, err)
+		a.leave(fn)
+		a.observe(fn, inv.Function, started, err)
 		return nil, err
 	}
 }
@@ -207,9 +281,12 @@ func (s *Stream) Recv() ([]byte, error) {
 	if err != nil {
 		s.ended = true
 		if errors.Is(err, io.EOF) {
-			s.a.observe(s.fn, s.started, nil)
-		} else {
-			s.a.observe(s.fn, s.started, err)
+			err = nil
+		}
+		s.err = err
+		s.a.observe(s.fn, s.name, s.started, err)
+		if err == nil {
+			err = io.EOF
 		}
 	}
 	return b, err
@@ -223,137 +300,139 @@ func (s *Stream) Close() {
 	}
 	if !s.ended {
 		s.ended = true
-		s.a.observe(s.fn, s.started, context.Canceled)
+		s.a.observe(s.fn, s.name, s.started, context.Canceled)
 	}
 	s.st.Close()
 	s.cancel()
 	s.cancel = nil
-	s.p.release(s.m)
-	s.a.leave()
+	s.fn.pool.release(s.m, 0, s.err)
+	s.a.leave(s.fn)
 }
 
-// maxAttempts bounds the tries of one invocation on instances that could
-// not take it (see retryable).
-const maxAttempts = 5
-
-// retryable reports whether an invocation that failed with err on attempt
-// may be tried again, on whichever instance the pool picks next, and
-// waits a little when the instance asked for it. Two failures qualify,
-// both meaning that the function did not run: the channel was not
-// connected, so the request never left (the instance lost its connection
-// after it was picked); or the instance answered UNAVAILABLE (it is
-// shutting down, or a wasm instance is being reset).
-func retryable(ctx context.Context, err error, attempt int) bool {
-	if err == nil || attempt >= maxAttempts || ctx.Err() != nil {
-		return false
-	}
-	if errors.Is(err, spear.ErrNotConnected) {
-		return true
-	}
-	var re *spear.RemoteError
-	if !errors.As(err, &re) || re.Code != spear.CodeUnavailable {
-		return false
-	}
-	t := time.NewTimer(time.Duration(attempt) * 20 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// admit checks an invocation and counts it as in flight; the caller must
-// call leave when it has finished.
-func (a *Agent) admit(inv Invocation) (*pool, error) {
-	p, ok := a.pools[inv.Function]
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
-	case len(inv.Payload) > a.cfg.MaxPayload:
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(inv.Payload), a.cfg.MaxPayload)
-	case inv.Timeout < 0:
-		return nil, fmt.Errorf("%w: negative timeout %s", ErrBadRequest, inv.Timeout)
-	}
+// admit checks an invocation and counts it as in flight, and returns its
+// function and timeout; the caller must call leave when it has finished.
+// The function is returned, when it exists, even with an error.
+func (a *Agent) admit(inv Invocation) (*function, time.Duration, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.draining {
-		return nil, ErrShuttingDown
+	fn, ok := a.fns[inv.Function]
+	switch {
+	case !ok:
+		return nil, 0, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
+	case len(inv.Payload) > a.cfg.MaxPayload:
+		return fn, 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, len(inv.Payload), a.cfg.MaxPayload)
+	case inv.Timeout < 0:
+		return fn, 0, fmt.Errorf("%w: negative timeout %s", ErrBadRequest, inv.Timeout)
+	case a.draining:
+		return fn, 0, ErrShuttingDown
 	}
 	a.active++
-	return p, nil
+	fn.active++
+	timeout := inv.Timeout
+	if timeout == 0 {
+		timeout = a.cfg.InvokeTimeout.D()
+	}
+	return fn, timeout, nil
 }
 
-func (a *Agent) leave() {
+// leave ends an invocation that admit counted.
+func (a *Agent) leave(fn *function) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.active--
+	fn.active--
 	if a.draining && a.active == 0 {
 		close(a.idle)
 	}
-}
-
-func (a *Agent) timeout(inv Invocation) time.Duration {
-	if inv.Timeout > 0 {
-		return inv.Timeout
+	if fn.retired && fn.active == 0 {
+		close(fn.drained)
 	}
-	return a.cfg.InvokeTimeout.D()
 }
 
 // observe records an invocation's outcome; invocations of unknown
-// functions are not recorded, keeping the label set fixed.
-func (a *Agent) observe(function string, started time.Time, err error) {
-	if _, ok := a.pools[function]; !ok {
+// functions (fn nil) are not recorded, keeping the label set fixed.
+func (a *Agent) observe(fn *function, name string, started time.Time, err error) {
+	if fn == nil {
 		return
 	}
-	a.met.invocations.WithLabelValues(function, outcome(err)).Inc()
-	a.met.duration.WithLabelValues(function).Observe(time.Since(started).Seconds())
+	a.met.invocations.WithLabelValues(name, outcome(err)).Inc()
+	a.met.duration.WithLabelValues(name).Observe(time.Since(started).Seconds())
 	if err != nil && HTTPStatus(err) >= 500 {
-		a.log.Debug("invocation failed", "function", function, "err", err)
+		a.log.Debug("invocation failed", "function", name, "err", err)
 	}
 }
 
 // Functions describes the configured functions, in config order.
 func (a *Agent) Functions() []api.Function {
-	out := make([]api.Function, 0, len(a.order))
-	for _, name := range a.order {
-		p := a.pools[name]
-		live, _ := p.snapshot()
-		f := api.Function{
-			Name:           name,
-			Runtime:        p.fn.Runtime,
-			MinInstances:   p.fn.MinInstances,
-			MaxInstances:   p.fn.MaxInstances,
-			MaxConcurrency: p.fn.MaxConcurrency,
-			Instances:      len(live),
-		}
-		for _, m := range live {
-			f.InFlight += m.inflight
-		}
-		out = append(out, f)
+	pools := a.pools(false)
+	out := make([]api.Function, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, describeFunction(p.fn, p.status()))
 	}
 	return out
 }
 
+// PoolStatus returns the state of function's pool, or false for an
+// unknown function.
+func (a *Agent) PoolStatus(function string) (PoolStatus, bool) {
+	fn := a.function(function)
+	if fn == nil {
+		return PoolStatus{}, false
+	}
+	return fn.pool.status(), true
+}
+
+func describeFunction(fn FunctionConfig, st PoolStatus) api.Function {
+	f := api.Function{
+		Name:           fn.Name,
+		Runtime:        fn.Runtime,
+		MinInstances:   fn.MinInstances,
+		MaxInstances:   fn.MaxInstances,
+		MaxConcurrency: fn.MaxConcurrency,
+		Balancer:       fn.Balancer,
+		Instances:      st.Live,
+		Ready:          st.Ready,
+		InFlight:       st.InFlight,
+		Queued:         st.Queued,
+		Desired:        st.Desired,
+		State:          "ok",
+	}
+	switch {
+	case st.CrashLoop != nil:
+		f.State = "crash-loop"
+		f.LastError, f.NextRetry = st.CrashLoop.LastError, st.CrashLoop.RetryAt
+		f.Failures = st.CrashLoop.Failures
+	case st.Live == 0 && st.Starting == 0:
+		f.State = "idle"
+	case st.Panicking:
+		f.State = "panic"
+	}
+	if st.RestartsOwed > 0 && f.NextRetry.IsZero() {
+		f.NextRetry = st.RestartAt
+	}
+	return f
+}
+
 // Instances describes the live and recently stopped instances of function,
 // or of every function when it is empty; stopped ones come after the live
-// ones of their function.
+// ones of their function. The instances of a function that a reload
+// replaced or removed are listed until they have stopped.
 func (a *Agent) Instances(function string) ([]api.Instance, error) {
-	names := a.order
-	if function != "" {
-		if _, ok := a.pools[function]; !ok {
-			return nil, fmt.Errorf("%w: %q", ErrUnknownFunction, function)
-		}
-		names = []string{function}
+	if function != "" && a.function(function) == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownFunction, function)
 	}
 	out := []api.Instance{}
-	for _, name := range names {
-		live, stopped := a.pools[name].snapshot()
-		for _, m := range live {
-			out = append(out, describe(m.inst, m.inflight))
+	for _, p := range a.pools(true) {
+		if function != "" && p.fn.Name != function {
+			continue
 		}
-		for _, inst := range stopped {
+		st := p.status()
+		for _, m := range st.Members {
+			in := describe(m.Instance, m.InFlight)
+			in.Health, in.HealthReason, in.EjectedUntil = m.Health, m.Reason, m.EjectedUntil
+			out = append(out, in)
+		}
+		for _, inst := range st.Stopped {
 			out = append(out, describe(inst, 0))
 		}
 	}
@@ -375,6 +454,7 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		InFlight:        inflight,
 		Channel:         string(ch.Type()),
 		Connected:       ch.IsConnected(),
+		Connections:     ch.Connections(),
 		Stats:           ch.Stats(),
 	}
 }
@@ -382,14 +462,14 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 // CreateInstance starts one more instance of function and waits until it
 // runs. It fails with ErrPoolFull at max_instances.
 func (a *Agent) CreateInstance(ctx context.Context, function string) (api.Instance, error) {
-	p, ok := a.pools[function]
-	if !ok {
+	fn := a.function(function)
+	if fn == nil {
 		return api.Instance{}, fmt.Errorf("%w: %q", ErrUnknownFunction, function)
 	}
 	if a.isDraining() {
 		return api.Instance{}, ErrShuttingDown
 	}
-	inst, err := p.create(ctx)
+	inst, err := fn.pool.create(ctx)
 	if err != nil {
 		return api.Instance{}, err
 	}
@@ -404,8 +484,8 @@ func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	for _, name := range a.order {
-		if ok, err := a.pools[name].remove(ctx, iid); ok {
+	for _, p := range a.pools(true) {
+		if ok, err := p.delete(ctx, iid); ok {
 			return err
 		}
 	}
@@ -421,8 +501,8 @@ func (a *Agent) Logs(id string, n int) ([]string, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("%w: negative line count", ErrBadRequest)
 	}
-	for _, name := range a.order {
-		if _, inst := a.pools[name].find(iid); inst != nil {
+	for _, p := range a.pools(true) {
+		if _, inst := p.find(iid); inst != nil {
 			lines := inst.Logs(n)
 			if lines == nil {
 				lines = []string{}
@@ -482,18 +562,25 @@ func (a *Agent) Close(ctx context.Context) error {
 		}
 	}
 	a.mu.Unlock()
+	a.stopNow() // a reload under way gives up what it has not committed
+	pools := a.pools(true)
 	var wg sync.WaitGroup
-	for _, p := range a.pools {
+	for _, p := range pools {
 		wg.Go(func() { p.shutdown(ctx) })
 	}
 	wg.Wait()
+	a.reloadMu.Lock() // let a reload finish with its pools before the runtimes close
+	defer a.reloadMu.Unlock()
+	a.mu.Lock()
+	runtimes := a.runtimes
+	a.mu.Unlock()
 	var errs []error
-	for _, rt := range a.runtimes {
+	for _, rt := range runtimes {
 		if err := rt.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close %s runtime: %w", rt.Type(), err))
 		}
 	}
-	for _, p := range a.pools {
+	for _, p := range pools {
 		p.wait()
 	}
 	return errors.Join(errs...)

@@ -190,14 +190,14 @@ func TestRestartNever(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.crash(t, first.Instance)
-	p := a.pools["fn"]
+	p := a.function("fn").pool
 	eventually(t, "the crashed instance removed", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return len(p.members) == 0
 	})
 	p.mu.Lock()
-	pending := p.pending
+	pending := p.starting
 	p.mu.Unlock()
 	if pending != 0 || rt.starts.Load() != 1 {
 		t.Errorf("after a crash under restart never: %d starts pending, %d starts; want none again", pending, rt.starts.Load())
@@ -221,10 +221,10 @@ func TestStartFailureIsNoInstance(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	p := &pool{fn: FunctionConfig{Restart: RestartConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(5 * time.Second)}}}
+	cfg := RestartConfig{InitialBackoff: Duration(time.Second), MaxBackoff: Duration(5 * time.Second)}
 	var got []time.Duration
-	for range 5 {
-		got = append(got, p.backoffLocked())
+	for n := range 5 {
+		got = append(got, backoff(cfg, n))
 	}
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
 	for i := range want {

@@ -5,24 +5,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
-	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent/balancer"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/yamlpos"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/transport"
 )
 
 // Defaults of the configuration. Zero values in a Config mean these.
 const (
-	DefaultHTTPAddr       = "127.0.0.1:7480"
-	DefaultGRPCAddr       = "127.0.0.1:7481"
+	DefaultHTTPAddr = "127.0.0.1:7480"
+	DefaultGRPCAddr = "127.0.0.1:7481"
+	// DefaultChannelAddr is where the tcp and grpc channel listeners,
+	// which instances connect to, listen: loopback, a free port.
+	DefaultChannelAddr    = "127.0.0.1:0"
 	DefaultInvokeTimeout  = 30 * time.Second
 	DefaultShutdownGrace  = 30 * time.Second
 	DefaultMaxPayload     = 4 << 20
@@ -30,6 +34,13 @@ const (
 	DefaultMaxConcurrency = 32
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	DefaultMaxQueue       = 1024
+	DefaultStableWindow   = 60 * time.Second
+	DefaultPanicWindow    = 6 * time.Second
+	DefaultPanicThreshold = 2.0
+	DefaultMaxConnections = 4 // per instance
+	DefaultEjection       = 2 * time.Second
+	DefaultMaxEjection    = time.Minute
 	// MaxFunctionName is the longest function name: instance names add
 	// "-" and 8 hex digits and must stay within spear.MaxNameLen.
 	MaxFunctionName = spear.MaxNameLen - 9
@@ -148,6 +159,36 @@ type FunctionConfig struct {
 	MaxInstances   int `json:"max_instances,omitempty"`
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
 
+	// Balancer chooses the instance of each invocation: least-inflight
+	// (default), round-robin, p2c-ewma or hash (on the invocation's
+	// key). HashLoadFactor bounds the hash policy's load per instance, as
+	// a multiple of the mean (default 1.25).
+	Balancer       string  `json:"balancer,omitempty"`
+	HashLoadFactor float64 `json:"hash_load_factor,omitempty"`
+	// Connections is how many connections each instance opens to the
+	// agent: a number (default 1) or "auto" (grown under sustained
+	// contention, shrunk when idle). Instances that cannot open more
+	// keep one.
+	Connections Connections `json:"connections,omitzero"`
+
+	// IdleTimeout stops an instance that has served nothing for this
+	// long, down to MinInstances (which may be 0); 0 never does.
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	// MaxQueue bounds the invocations waiting for an instance (default
+	// 1024); past it an invocation fails at once with ErrQueueFull (HTTP
+	// 429 with Retry-After).
+	MaxQueue int `json:"max_queue,omitempty"`
+	// TargetConcurrency, when set, scales the pool so that each instance
+	// runs about this many invocations, averaged over StableWindow
+	// (default 60s), or over PanicWindow (default 6s) when that asks
+	// for PanicThreshold (default 2) times the ready instances.
+	TargetConcurrency float64  `json:"target_concurrency,omitempty"`
+	StableWindow      Duration `json:"stable_window,omitempty"`
+	PanicWindow       Duration `json:"panic_window,omitempty"`
+	PanicThreshold    float64  `json:"panic_threshold,omitempty"`
+	// Outlier configures the ejection of failing or slow instances.
+	Outlier OutlierConfig `json:"outlier,omitzero"`
+
 	Channel      FunctionChannelConfig `json:"channel,omitzero"`
 	Restart      RestartConfig         `json:"restart,omitzero"`
 	StartTimeout Duration              `json:"start_timeout,omitempty"`
@@ -162,56 +203,8 @@ type FunctionConfig struct {
 // functionFields is FunctionConfig without its JSON methods.
 type functionFields FunctionConfig
 
-// commonFields are the JSON names of the fields every function has; the
-// others belong to its runtime.
-var commonFields = func() map[string]bool {
-	m := map[string]bool{}
-	for f := range reflect.TypeFor[functionFields]().Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-			m[name] = true
-		}
-	}
-	return m
-}()
-
-// UnmarshalJSON decodes the common fields, then hands the others to the
-// runtime's Kind, which decodes them into Spec and refuses unknown ones.
-// A function whose runtime is unknown gets no Spec; Validate reports it.
-func (f *FunctionConfig) UnmarshalJSON(b []byte) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(b, &fields); err != nil {
-		return err
-	}
-	*f = FunctionConfig{}
-	if err := json.Unmarshal(b, (*functionFields)(f)); err != nil {
-		return err
-	}
-	own := map[string]json.RawMessage{}
-	for k, v := range fields {
-		if !commonFields[k] {
-			own[k] = v
-		}
-	}
-	t, err := spear.ParseRuntimeType(f.Runtime)
-	if err != nil {
-		return nil
-	}
-	kind, ok := runtime.Lookup(t)
-	if !ok {
-		return nil
-	}
-	data, err := json.Marshal(own)
-	if err != nil {
-		return err
-	}
-	if f.Spec, err = kind.DecodeSpec(data); err != nil {
-		return fmt.Errorf("function %q: %w", f.Name, err)
-	}
-	return nil
-}
-
 // MarshalJSON writes the common fields followed by the Spec's, in one
-// object, as UnmarshalJSON reads them.
+// object, as a configuration file holds them.
 func (f FunctionConfig) MarshalJSON() ([]byte, error) {
 	b, err := json.Marshal(functionFields(f))
 	if err != nil || f.Spec == nil {
@@ -234,11 +227,13 @@ func (f FunctionConfig) settings() runtime.Settings {
 		StartTimeout: f.StartTimeout.D(),
 		StopGrace:    f.StopGrace.D(),
 	}
-	if c := f.Channel; c != (FunctionChannelConfig{}) {
+	if c := f.Channel; c != (FunctionChannelConfig{}) || f.Connections.N > 1 {
 		set.Channel = &channel.Config{
 			Type:              channel.Type(c.Type),
 			RequestTimeout:    c.RequestTimeout.D(),
 			HeartbeatInterval: c.HeartbeatInterval.D(),
+			MaxConnections:    c.MaxConnections,
+			Connections:       f.Connections.N,
 		}
 	}
 	return set
@@ -251,6 +246,67 @@ type FunctionChannelConfig struct {
 	Type              string   `json:"type,omitempty"`
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+	// MaxConnections caps an instance's connections, handshaking or
+	// bound (default 4); the function's connections count against it.
+	MaxConnections int `json:"max_connections,omitempty"`
+}
+
+// OutlierConfig says when an instance is ejected: taken out of balancing
+// for a back-off, then readmitted on probation. Zero values mean the
+// defaults.
+type OutlierConfig struct {
+	// Disabled turns ejection off.
+	Disabled bool `json:"disabled,omitempty"`
+	// ConsecutiveErrors ejects an instance after this many instance-side
+	// failures in a row (default 5).
+	ConsecutiveErrors int `json:"consecutive_errors,omitempty"`
+	// LatencyFactor, when set, ejects an instance whose latency average,
+	// or heartbeat round trip, is more than this many times the median
+	// of its peers'.
+	LatencyFactor float64 `json:"latency_factor,omitempty"`
+	// BaseEjection is the first ejection's length (default 2s); each
+	// ejection in a row doubles it, up to MaxEjection (default 1m).
+	BaseEjection Duration `json:"base_ejection,omitempty"`
+	MaxEjection  Duration `json:"max_ejection,omitempty"`
+	// MaxEjectedPercent caps the share of instances ejected at once
+	// (default 50; at least one may be, never the last).
+	MaxEjectedPercent int `json:"max_ejected_percent,omitempty"`
+	// Probation is how many successes a readmitted instance serves, one
+	// at a time, before it is trusted again (default 3). One failure on
+	// probation ejects it again.
+	Probation int `json:"probation,omitempty"`
+}
+
+// Connections is a function's connections per instance: a count, or auto.
+type Connections struct {
+	N    int  // fixed count; 0 means the default, 1
+	Auto bool // grow and shrink with contention
+}
+
+// MarshalJSON writes "auto" or the count.
+func (c Connections) MarshalJSON() ([]byte, error) {
+	if c.Auto {
+		return []byte(`"auto"`), nil
+	}
+	return json.Marshal(c.N)
+}
+
+// UnmarshalJSON reads "auto" or a count.
+func (c *Connections) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if s != "auto" {
+			return fmt.Errorf("connections %q: want a number or auto", s)
+		}
+		*c = Connections{Auto: true}
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("connections %s: want a number or auto", b)
+	}
+	*c = Connections{N: n}
+	return nil
 }
 
 // RestartConfig says what happens to an instance that stops unasked.
@@ -263,8 +319,8 @@ type RestartConfig struct {
 	MaxBackoff     Duration `json:"max_backoff,omitempty"`
 }
 
-// Duration is a time.Duration written as a string such as "1.5s" in YAML
-// and JSON.
+// Duration is a time.Duration written in YAML and JSON as a string with a
+// unit, such as "1.5s" or "250ms", or as a bare number of seconds.
 type Duration time.Duration
 
 // D returns d as a time.Duration.
@@ -273,13 +329,18 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// UnmarshalJSON reads a duration string ("250ms", "2m").
+// UnmarshalJSON reads a duration string ("250ms", "2m") or a number of
+// seconds, as ParseDuration does.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration %s is not a string such as \"5s\"", b)
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("want a duration such as 5s, 250ms or 2m, got %s", b)
+		}
+		s = n.String()
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
 		return err
 	}
@@ -287,34 +348,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// LoadConfig reads the YAML configuration at path. Errors match
-// spear.ErrConfig, and spear.ErrInvalidConfig when the file is malformed
-// or invalid.
-func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+// ParseDuration reads a duration as the configuration and the CLI take
+// it: a number with a unit ("250ms", "1.5s", "2m", "1h30m"), or a bare
+// number of seconds ("5", "0.25").
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil && !strings.ContainsAny(s, "xXnNiI") {
+		if math.Abs(f) > float64(math.MaxInt64)/float64(time.Second) {
+			return 0, fmt.Errorf("%s seconds is too long a duration", s)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: %w", spear.ErrConfig, err)
+		return 0, fmt.Errorf("%q is not a duration: write a number and a unit (ms, s, m, h), such as 5s, 250ms or 2m, or a number of seconds", s)
 	}
-	cfg, err := ParseConfig(b)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig parses a YAML (or JSON) configuration and validates it.
-// Unknown fields are errors. A function's runtime must be registered
-// (runtime.Register: its package imported) to decode its fields. Errors
-// match spear.ErrInvalidConfig.
-func ParseConfig(b []byte) (Config, error) {
-	var cfg Config
-	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
-		return Config{}, fmt.Errorf("%w: %w", spear.ErrInvalidConfig, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return d, nil
 }
 
 // The environment variables ApplyEnv reads, and what they set.
@@ -366,6 +415,12 @@ func (c Config) withDefaults() Config {
 	c.InvokeTimeout = cmp.Or(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(DefaultShutdownGrace))
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	ch := channel.Defaults()
+	c.Channels.SocketDir = cmp.Or(c.Channels.SocketDir, os.TempDir())
+	c.Channels.TCPAddr = cmp.Or(c.Channels.TCPAddr, DefaultChannelAddr)
+	c.Channels.GRPCAddr = cmp.Or(c.Channels.GRPCAddr, DefaultChannelAddr)
+	c.Channels.RequestTimeout = cmp.Or(c.Channels.RequestTimeout, Duration(ch.RequestTimeout))
+	c.Channels.HeartbeatInterval = cmp.Or(c.Channels.HeartbeatInterval, Duration(ch.HeartbeatInterval))
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()
@@ -384,6 +439,22 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 			}
 		}
 	}
+	f.Balancer = cmp.Or(f.Balancer, string(balancer.LeastInflight))
+	f.HashLoadFactor = cmp.Or(f.HashLoadFactor, balancer.DefaultLoadFactor)
+	f.Channel.MaxConnections = cmp.Or(f.Channel.MaxConnections, DefaultMaxConnections)
+	if !f.Connections.Auto {
+		f.Connections.N = cmp.Or(f.Connections.N, 1)
+	}
+	f.MaxQueue = cmp.Or(f.MaxQueue, DefaultMaxQueue)
+	f.StableWindow = cmp.Or(f.StableWindow, Duration(DefaultStableWindow))
+	f.PanicWindow = cmp.Or(f.PanicWindow, Duration(min(DefaultPanicWindow, f.StableWindow.D())))
+	f.PanicThreshold = cmp.Or(f.PanicThreshold, DefaultPanicThreshold)
+	o := &f.Outlier
+	o.ConsecutiveErrors = cmp.Or(o.ConsecutiveErrors, 5)
+	o.BaseEjection = cmp.Or(o.BaseEjection, Duration(DefaultEjection))
+	o.MaxEjection = max(cmp.Or(o.MaxEjection, Duration(DefaultMaxEjection)), o.BaseEjection)
+	o.MaxEjectedPercent = cmp.Or(o.MaxEjectedPercent, 50)
+	o.Probation = cmp.Or(o.Probation, 3)
 	f.Restart.Policy = cmp.Or(f.Restart.Policy, RestartOnFailure)
 	f.Restart.InitialBackoff = cmp.Or(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
 	f.Restart.MaxBackoff = cmp.Or(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
@@ -391,107 +462,202 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 	return f
 }
 
-// Validate reports every problem in c, each as an error matching
-// spear.ErrInvalidConfig that names the field.
+// Validate reports every problem in c, each a *ConfigError that names
+// the field by its YAML path (the error matches spear.ErrInvalidConfig).
+// LoadConfig adds where each one is in the file.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{spear.ErrInvalidConfig}, args...)...))
+	var p problems
+	if c.InvokeTimeout < 0 {
+		p.add("invoke_timeout", "may not be negative")
 	}
-	if c.InvokeTimeout < 0 || c.ShutdownGrace < 0 {
-		bad("invoke_timeout and shutdown_grace may not be negative")
+	if c.ShutdownGrace < 0 {
+		p.add("shutdown_grace", "may not be negative")
 	}
 	if c.MaxPayload < 0 || c.MaxPayload > maxPayloadLimit {
-		bad("max_payload %d is out of range (0 to %d bytes)", c.MaxPayload, maxPayloadLimit)
+		p.add("max_payload", "%d is out of range (0 to %d bytes)", c.MaxPayload, maxPayloadLimit)
 	}
 	if c.Channels.RequestTimeout < 0 {
-		bad("channels.request_timeout may not be negative")
+		p.add("channels.request_timeout", "may not be negative")
 	}
 	if h := c.Channels.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
-		bad("channels.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
+		p.add("channels.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i, f := range c.Functions {
-		where := fmt.Sprintf("functions[%d]", i)
-		if f.Name != "" {
-			where += fmt.Sprintf(" (%s)", f.Name)
-			if seen[f.Name] {
-				bad("%s: duplicate function name", where)
-			}
-			seen[f.Name] = true
+		at := yamlpos.Index("functions", i)
+		if j, dup := seen[f.Name]; dup && f.Name != "" {
+			p.add(at+".name", "duplicate function name %q (functions[%d] has it too)", f.Name, j)
+		} else {
+			seen[f.Name] = i
 		}
-		for _, err := range f.validate() {
-			bad("%s: %s", where, err)
-		}
+		f.validate(&p, at)
 	}
-	return errors.Join(errs...)
+	return p.err()
 }
 
-// validate returns the problems of one function, as plain messages.
-func (f FunctionConfig) validate() []string {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+// problems collects a configuration's problems.
+type problems struct{ errs []error }
+
+// add records a problem of the value at path.
+func (p *problems) add(path, format string, args ...any) {
+	p.errs = append(p.errs, &ConfigError{Path: path, Problem: fmt.Sprintf(format, args...)})
+}
+
+// addSpec records the problems a runtime reported for the spec of the
+// function at path: *runtime.FieldError values name their field.
+func (p *problems) addSpec(path string, err error) {
+	for _, e := range flatten(err) {
+		if fe, ok := errors.AsType[*runtime.FieldError](e); ok {
+			p.add(yamlpos.Join(path, fe.Field), "%s", fe.Problem)
+		} else {
+			p.add(path, "%s", strings.TrimPrefix(e.Error(), spear.ErrInvalidConfig.Error()+": "))
+		}
+	}
+}
+
+func (p *problems) err() error { return errors.Join(p.errs...) }
+
+// validate records the problems of the function at path at.
+func (f FunctionConfig) validate(p *problems, at string) {
 	switch {
 	case f.Name == "":
-		bad("name is required")
+		p.add(at+".name", "required")
 	case len(f.Name) > MaxFunctionName:
-		bad("name is %d bytes long, the limit is %d", len(f.Name), MaxFunctionName)
+		p.add(at+".name", "%q is %d bytes long, the limit is %d", f.Name, len(f.Name), MaxFunctionName)
 	default:
 		if err := (spear.InstanceID{Runtime: spear.Process, Name: f.Name}).Validate(); err != nil {
-			bad("name %q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
+			p.add(at+".name", "%q: use lowercase letters, digits, and '-' or '.' inside", f.Name)
 		}
 	}
-	errs = append(errs, f.validateSpec()...)
-	if f.MinInstances < 0 || f.MaxInstances < 0 || f.MaxConcurrency < 0 {
-		bad("min_instances, max_instances and max_concurrency may not be negative")
+	rt, known := f.validateSpec(p, at)
+	for _, n := range []struct {
+		field string
+		v     int
+	}{{"min_instances", f.MinInstances}, {"max_instances", f.MaxInstances}, {"max_concurrency", f.MaxConcurrency}} {
+		if n.v < 0 {
+			p.add(at+"."+n.field, "may not be negative")
+		}
 	}
 	if f.MaxInstances > 0 && f.MinInstances > f.MaxInstances {
-		bad("min_instances %d is above max_instances %d", f.MinInstances, f.MaxInstances)
+		p.add(at+".min_instances", "%d is above max_instances %d", f.MinInstances, f.MaxInstances)
 	}
 	if f.Channel.Type != "" {
-		if _, err := channel.ParseType(f.Channel.Type); err != nil {
-			bad("channel.type %q: want %s", f.Channel.Type, transport.Choices())
+		ct, err := channel.ParseType(f.Channel.Type)
+		strategy, builtin := channel.DefaultStrategies()[rt]
+		switch {
+		case err != nil:
+			p.add(at+".channel.type", "%q: want %s%s", f.Channel.Type, transport.Choices(), didYouMean(f.Channel.Type, transport.Names()))
+		case known && builtin && !strategy.Allows(ct):
+			p.add(at+".channel.type", "%s: a %s function's channel is %s", ct, rt, strategy.Choices())
 		}
 	}
-	if f.Channel.RequestTimeout < 0 {
-		bad("channel.request_timeout may not be negative")
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{
+		{"channel.request_timeout", f.Channel.RequestTimeout}, {"restart.initial_backoff", f.Restart.InitialBackoff},
+		{"restart.max_backoff", f.Restart.MaxBackoff}, {"start_timeout", f.StartTimeout}, {"stop_grace", f.StopGrace},
+		{"idle_timeout", f.IdleTimeout}, {"stable_window", f.StableWindow}, {"panic_window", f.PanicWindow},
+		{"outlier.base_ejection", f.Outlier.BaseEjection}, {"outlier.max_ejection", f.Outlier.MaxEjection},
+	} {
+		if d.v < 0 {
+			p.add(at+"."+d.field, "may not be negative")
+		}
 	}
 	if h := f.Channel.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
-		bad("channel.heartbeat_interval %s is under %s", h, channel.MinHeartbeatInterval)
+		p.add(at+".channel.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
 	}
-	if p := f.Restart.Policy; p != "" && p != RestartOnFailure && p != RestartNever {
-		bad("restart.policy %q: want on-failure or never", p)
+	if pol := f.Restart.Policy; pol != "" && pol != RestartOnFailure && pol != RestartNever {
+		p.add(at+".restart.policy", "%q: want on-failure or never%s", pol, didYouMean(pol, []string{RestartOnFailure, RestartNever}))
 	}
-	if f.Restart.InitialBackoff < 0 || f.Restart.MaxBackoff < 0 || f.StartTimeout < 0 || f.StopGrace < 0 {
-		bad("durations may not be negative")
-	}
-	return errs
+	f.validatePool(p, at)
 }
 
-// validateSpec returns the problems of the function's runtime and Spec.
-func (f FunctionConfig) validateSpec() []string {
+// validatePool records the problems of the balancing, scaling and
+// connection fields of the function at path at.
+func (f FunctionConfig) validatePool(p *problems, at string) {
+	if _, err := balancer.New(balancer.Policy(f.Balancer), balancer.Options{}); err != nil {
+		p.add(at+".balancer", "%v", err)
+	}
+	if f.HashLoadFactor != 0 && f.HashLoadFactor <= 1 {
+		p.add(at+".hash_load_factor", "%g: want more than 1", f.HashLoadFactor)
+	}
+	maxConns := cmp.Or(f.Channel.MaxConnections, DefaultMaxConnections)
+	switch {
+	case f.Channel.MaxConnections < 0:
+		p.add(at+".channel.max_connections", "may not be negative")
+	case f.Connections.N < 0:
+		p.add(at+".connections", "may not be negative")
+	case f.Connections.N > maxConns:
+		p.add(at+".connections", "%d is above channel.max_connections %d: connections count against the instance's cap", f.Connections.N, maxConns)
+	}
+	if f.MaxQueue < 0 {
+		p.add(at+".max_queue", "may not be negative")
+	}
+	if f.TargetConcurrency < 0 {
+		p.add(at+".target_concurrency", "may not be negative")
+	}
+	if f.PanicThreshold < 0 || f.PanicThreshold != 0 && f.PanicThreshold <= 1 {
+		p.add(at+".panic_threshold", "%g: want more than 1", f.PanicThreshold)
+	}
+	if f.StableWindow != 0 && f.PanicWindow > f.StableWindow {
+		p.add(at+".panic_window", "%s is longer than stable_window %s", f.PanicWindow.D(), f.StableWindow.D())
+	}
+	o := f.Outlier
+	for _, n := range []struct {
+		field string
+		v     int
+	}{{"consecutive_errors", o.ConsecutiveErrors}, {"probation", o.Probation}} {
+		if n.v < 0 {
+			p.add(at+".outlier."+n.field, "may not be negative")
+		}
+	}
+	if o.MaxEjectedPercent < 0 || o.MaxEjectedPercent > 100 {
+		p.add(at+".outlier.max_ejected_percent", "%d: want 0 to 100", o.MaxEjectedPercent)
+	}
+	if o.LatencyFactor < 0 || o.LatencyFactor != 0 && o.LatencyFactor <= 1 {
+		p.add(at+".outlier.latency_factor", "%g: want more than 1", o.LatencyFactor)
+	}
+}
+
+// validateSpec records the problems of the function's runtime and Spec,
+// and returns the runtime type, and whether it is one this program has.
+func (f FunctionConfig) validateSpec(p *problems, at string) (spear.RuntimeType, bool) {
 	var known []string
 	for _, k := range runtime.Kinds() {
 		known = append(known, k.Type.String())
 	}
 	t, err := spear.ParseRuntimeType(f.Runtime)
-	if err != nil {
-		return []string{fmt.Sprintf("runtime %q: want one of %s", f.Runtime, strings.Join(known, ", "))}
+	switch {
+	case f.Runtime == "":
+		p.add(at+".runtime", "required: one of %s", strings.Join(known, ", "))
+		return t, false
+	case err != nil:
+		p.add(at+".runtime", "%q: want one of %s%s", f.Runtime, strings.Join(known, ", "), didYouMean(f.Runtime, known))
+		return t, false
 	}
 	if _, ok := runtime.Lookup(t); !ok {
-		return []string{fmt.Sprintf("runtime %q is not built into this program, which has %s", f.Runtime, strings.Join(known, ", "))}
+		p.add(at+".runtime", "runtime %q is not built into this program, which has %s", f.Runtime, strings.Join(known, ", "))
+		return t, false
 	}
 	switch {
 	case f.Spec == nil:
-		return []string{fmt.Sprintf("no %s spec (FunctionConfig.Spec)", t)}
+		p.add(at, "no %s spec (FunctionConfig.Spec)", t)
 	case f.Spec.RuntimeType() != t:
-		return []string{fmt.Sprintf("the spec is for the %s runtime, not %s", f.Spec.RuntimeType(), t)}
+		p.add(at, "the spec is for the %s runtime, not %s", f.Spec.RuntimeType(), t)
+	default:
+		p.addSpec(at, f.Spec.Validate())
 	}
-	var msgs []string
-	for _, err := range flatten(f.Spec.Validate()) {
-		msgs = append(msgs, err.Error())
+	return t, true
+}
+
+// didYouMean returns `; did you mean "x"?` for the candidate that word
+// most likely misspells, or "".
+func didYouMean(word string, candidates []string) string {
+	if s := yamlpos.Closest(word, candidates); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
 	}
-	return msgs
+	return ""
 }
 
 // flatten lists the errors that errors.Join joined into err.

@@ -87,26 +87,44 @@ func TestParseConfigErrors(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"unknown field", "bogus: 1\n", "bogus"},
-		{"bad duration", "invoke_timeout: 5\n", "duration"},
-		{"bad duration text", "invoke_timeout: soon\n", "soon"},
-		{"no name", "functions: [{runtime: process, command: x}]\n", "name is required"},
+		{"bad duration", "invoke_timeout: [5]\n", "invoke_timeout: want a duration such as 5s"},
+		{"bad duration text", "invoke_timeout: soon\n", `line 1, column 17: invoke_timeout: "soon" is not a duration`},
+		{"no name", "functions: [{runtime: process, command: x}]\n", "functions[0].name: required"},
 		{"bad name", "functions: [{name: Bad_Name, runtime: process, command: x}]\n", "Bad_Name"},
 		{"long name", "functions: [{name: " + strings.Repeat("a", MaxFunctionName+1) + ", runtime: process, command: x}]\n", "limit"},
 		{"duplicate", "functions: [{name: a, runtime: process, command: x}, {name: a, runtime: process, command: x}]\n", "duplicate"},
-		{"bad runtime", "functions: [{name: a, runtime: docker}]\n", `runtime "docker": want one of process,`},
+		{"bad runtime", "functions: [{name: a, runtime: docker}]\n", `functions[0].runtime: "docker": want one of process,`},
+		{"misspelt runtime", "functions: [{name: a, runtime: proces}]\n", `"proces": want one of process, agent-fake, toy; did you mean "process"?`},
 		{"runtime not built in", "functions: [{name: a, runtime: wasm}]\n", `runtime "wasm" is not built into this program`},
-		{"process without command", "functions: [{name: a, runtime: process}]\n", "functions[0] (a): command: required"},
-		{"other runtime without image", "functions: [{name: a, runtime: agent-fake}]\n", "functions[0] (a): image: required"},
-		{"other runtime's field", "functions: [{name: a, runtime: agent-fake, image: x, command: y}]\n", `function "a": command: unknown field: the agent-fake runtime has no such setting`},
-		{"runtime field of the wrong type", "functions: [{name: a, runtime: process, command: x, args: 7}]\n", "args: number is not a []string"},
+		{"process without command", "functions: [{name: a, runtime: process}]\n", "line 1, column 13: functions[0].command: required for a process function"},
+		{"other runtime without image", "functions: [{name: a, runtime: agent-fake}]\n", "functions[0].image: required"},
+		{"other runtime's field", "functions: [{name: a, runtime: agent-fake, image: x, command: y}]\n", `line 1, column 54: functions[0].command: unknown field: the agent-fake runtime has no such setting (process functions have it)`},
+		{"misspelt runtime field", "functions: [{name: a, runtime: process, comand: y}]\n", `functions[0].comand: unknown field; did you mean "command"?`},
+		{"misspelt common field", "functions: [{name: a, runtime: process, command: y, max_instance: 2}]\n", `functions[0].max_instance: unknown field; did you mean "max_instances"?`},
+		{"misspelt top-level field", "function: []\n", `line 1, column 1: function: unknown field; did you mean "functions"?`},
+		{"runtime field of the wrong type", "functions: [{name: a, runtime: process, command: x, args: 7}]\n", "functions[0].args: number is not a []string"},
 		{"bad env", strings.Replace(fn, "%s", `env: {"A=B": x}`, 1), `env: variable name "A=B" is not valid`},
-		{"min above max", strings.Replace(fn, "%s", "min_instances: 3, max_instances: 2", 1), "min_instances 3 is above max_instances 2"},
+		{"min above max", strings.Replace(fn, "%s", "min_instances: 3, max_instances: 2", 1), "functions[0].min_instances: 3 is above max_instances 2"},
 		{"negative", strings.Replace(fn, "%s", "max_concurrency: -1", 1), "negative"},
 		{"bad channel", strings.Replace(fn, "%s", "channel: {type: pigeon}", 1), "pigeon"},
 		{"bad policy", strings.Replace(fn, "%s", "restart: {policy: always}", 1), "always"},
 		{"tiny heartbeat", strings.Replace(fn, "%s", "channel: {heartbeat_interval: 1ms}", 1), "under 10ms"},
 		{"payload limit", "max_payload: 999999999\n", "max_payload"},
-		{"not yaml", "functions: [\n", "yaml"},
+		{"not yaml", "functions: [\n", "line 1: YAML syntax"},
+		{"duplicate key", "invoke_timeout: 1s\ninvoke_timeout: 2s\n", "line 2, column 1: invoke_timeout: duplicate key (first set at line 1)"},
+		// Issue 7: a channel type the runtime cannot use is refused at load.
+		{"memory channel for a process", strings.Replace(fn, "%s", "channel: {type: memory}", 1), "functions[0].channel.type: memory: a process function's channel is unix, tcp or grpc"},
+		{"misspelt channel type", strings.Replace(fn, "%s", "channel: {type: unx}", 1), `"unx": want grpc, memory, tcp or unix; did you mean "unix"?`},
+		{"bad balancer", strings.Replace(fn, "%s", "balancer: random", 1), `functions[0].balancer: unknown balancer "random"`},
+		{"connections over the cap", strings.Replace(fn, "%s", "connections: 5", 1), "functions[0].connections: 5 is above channel.max_connections 4"},
+		{"connections word", strings.Replace(fn, "%s", "connections: many", 1), `functions[0].connections: connections "many": want a number or auto`},
+		{"load factor", strings.Replace(fn, "%s", "balancer: hash, hash_load_factor: 0.5", 1), "functions[0].hash_load_factor: 0.5: want more than 1"},
+		{"panic window", strings.Replace(fn, "%s", "stable_window: 5s, panic_window: 10s", 1), "functions[0].panic_window: 10s is longer than stable_window 5s"},
+		{"panic threshold", strings.Replace(fn, "%s", "target_concurrency: 4, panic_threshold: 1", 1), "functions[0].panic_threshold: 1: want more than 1"},
+		{"max queue", strings.Replace(fn, "%s", "max_queue: -1", 1), "functions[0].max_queue: may not be negative"},
+		{"ejected percent", strings.Replace(fn, "%s", "outlier: {max_ejected_percent: 120}", 1), "functions[0].outlier.max_ejected_percent: 120: want 0 to 100"},
+		{"latency factor", strings.Replace(fn, "%s", "outlier: {latency_factor: 1}", 1), "functions[0].outlier.latency_factor: 1: want more than 1"},
+		{"negative idle timeout", strings.Replace(fn, "%s", "idle_timeout: -1s", 1), "functions[0].idle_timeout: may not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +136,47 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("err = %q, want it to mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The pool settings parse, connections as a count or auto, and round-trip.
+func TestPoolSettings(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+functions:
+  - name: a
+    runtime: process
+    command: x
+    balancer: hash
+    hash_load_factor: 1.5
+    connections: auto
+    idle_timeout: 30s
+    max_queue: 10
+    target_concurrency: 4
+    outlier: {consecutive_errors: 2, latency_factor: 5}
+  - name: b
+    runtime: process
+    command: x
+    connections: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.WithDefaults().Functions[0], cfg.WithDefaults().Functions[1]
+	if a.Balancer != "hash" || a.HashLoadFactor != 1.5 || !a.Connections.Auto || a.IdleTimeout.D() != 30*time.Second ||
+		a.MaxQueue != 10 || a.TargetConcurrency != 4 || a.Outlier.ConsecutiveErrors != 2 || a.Outlier.LatencyFactor != 5 ||
+		a.StableWindow.D() != DefaultStableWindow || a.PanicWindow.D() != DefaultPanicWindow || a.Outlier.Probation != 3 {
+		t.Errorf("function a: %+v", a)
+	}
+	if b.Connections != (Connections{N: 3}) || b.Balancer != "least-inflight" || b.MaxQueue != DefaultMaxQueue {
+		t.Errorf("function b: %+v", b)
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseConfig(out)
+	if err != nil || !again.Functions[0].Connections.Auto || again.Functions[1].Connections.N != 3 {
+		t.Errorf("round trip: %s: %+v, %v", out, again.Functions, err)
 	}
 }
 
@@ -165,5 +224,145 @@ func TestApplyEnv(t *testing.T) {
 	}
 	if len(EnvVars()) != len(env) {
 		t.Errorf("EnvVars() = %v; the test covers %d", EnvVars(), len(env))
+	}
+}
+
+// A configuration file's errors name the file, line, column and YAML path
+// of each problem, all at once and in the file's order, with a suggestion
+// for a misspelt field.
+func TestLoadConfigPositions(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spearlet.yaml")
+	src := `invoke_timeout: soon
+functions:
+  - name: a
+    runtime: process
+    command: /bin/a
+  - name: b
+    runtime: process
+    command: /bin/b
+    channel: {type: memory}
+  - name: c
+    runtime: process
+    comand: /bin/c
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	want := path + `:1:17: invoke_timeout: "soon" is not a duration: write a number and a unit (ms, s, m, h), such as 5s, 250ms or 2m, or a number of seconds
+` + path + `:9:21: functions[1].channel.type: memory: a process function's channel is unix, tcp or grpc
+` + path + `:12:5: functions[2].comand: unknown field; did you mean "command"?`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err:\n%v\nwant:\n%s", err, want)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.File != path || ce.Line != 1 || ce.Column != 17 || ce.Path != "invoke_timeout" {
+		t.Errorf("first error = %+v", ce)
+	}
+	// Once the file decodes, only the validation's problem is left.
+	src = strings.Replace(strings.Replace(src, "soon", "5", 1), "comand", "command", 1)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadConfig(path)
+	want = path + ":9:21: functions[1].channel.type: memory: a process function's channel is unix, tcp or grpc"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// Issue 7: a relative command or dir is resolved against the config
+// file's directory, not the agent's working directory, which is also the
+// default dir.
+func TestLoadConfigResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spearlet.yaml")
+	src := `functions:
+  - {name: rel, runtime: process, command: ./bin/fn, dir: work}
+  - {name: bare, runtime: process, command: python3, args: [main.py]}
+  - {name: abs, runtime: process, command: /usr/bin/env, dir: /tmp}
+  - {name: self, runtime: process, command: "@self"}
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // the agent runs elsewhere
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []process.Spec{
+		{Command: filepath.Join(dir, "bin", "fn"), Dir: filepath.Join(dir, "work")},
+		{Command: "python3", Args: []string{"main.py"}, Dir: dir},
+		{Command: "/usr/bin/env", Dir: "/tmp"},
+		{Command: process.SelfCommand, Dir: dir},
+	} {
+		if got := cfg.Functions[i].Spec; !reflect.DeepEqual(got, want) {
+			t.Errorf("functions[%d] = %+v, want %+v", i, got, want)
+		}
+	}
+	// Bytes have no directory: paths stay relative to the working one.
+	cfg, err = ParseConfig([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Functions[0].Spec.(process.Spec); got.Command != "./bin/fn" || got.Dir != "work" {
+		t.Errorf("parsed from bytes: %+v", got)
+	}
+}
+
+// A bare number is seconds, in the configuration and in ParseDuration.
+func TestDurations(t *testing.T) {
+	cfg, err := ParseConfig([]byte("invoke_timeout: 5\nshutdown_grace: \"0.25\"\n"))
+	if err != nil || cfg.InvokeTimeout.D() != 5*time.Second || cfg.ShutdownGrace.D() != 250*time.Millisecond {
+		t.Errorf("cfg = %+v, %v", cfg, err)
+	}
+	for in, want := range map[string]time.Duration{"5": 5 * time.Second, "1.5": 1500 * time.Millisecond, "250ms": 250 * time.Millisecond, " 2m ": 2 * time.Minute, "0": 0} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "soon", "5x", "inf", "NaN", "1e300", "0x10"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+	if _, err := ParseDuration("soon"); err == nil || !strings.Contains(err.Error(), "such as 5s") {
+		t.Errorf("ParseDuration error %v does not say how to write one", err)
+	}
+}
+
+// FuzzParseConfig checks that no configuration panics the loader, and
+// that every problem it finds is a *ConfigError matching
+// spear.ErrInvalidConfig.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		"functions: [{name: a, runtime: process, command: x, env: {A: 1}}]\n",
+		"invoke_timeout: soon\nfunctions:\n  - {name: a, runtime: agent-fake, image: i, comand: x}\n",
+		"functions:\n  - &f {name: a, runtime: process, command: x}\n  - {<<: *f, name: b}\n",
+		"channels: {heartbeat_interval: 1ms}\nmax_payload: -1\n",
+		"functions: [{name: a, runtime: process, command: x, channel: {type: memory}, restart: {policy: allways}}]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := ParseConfig(b)
+		for _, e := range flatten(err) {
+			if _, ok := errors.AsType[*ConfigError](e); !ok || !errors.Is(e, spear.ErrInvalidConfig) {
+				t.Fatalf("error %T %q is not a *ConfigError", e, e)
+			}
+		}
+	})
+}
+
+// A file that does not decode still gets the validation's problems of
+// its other functions in the same report.
+func TestDecodeAndValidationProblemsTogether(t *testing.T) {
+	_, err := ParseConfig([]byte("functions:\n  - {name: a, runtime: proces}\n  - {name: b, runtime: process, comand: x}\n"))
+	want := "line 2, column 24: functions[0].runtime: \"proces\": want one of process, agent-fake, toy; did you mean \"process\"?\n" +
+		"line 3, column 33: functions[1].comand: unknown field; did you mean \"command\"?"
+	if err == nil || err.Error() != want {
+		t.Errorf("err:\n%v\nwant:\n%s", err, want)
 	}
 }

@@ -27,6 +27,9 @@ var (
 	// ErrNoInstance: no instance could take the invocation before its
 	// deadline, or none could be started.
 	ErrNoInstance = errors.New("agent: no instance available")
+	// ErrQueueFull: max_queue invocations already wait for an instance of
+	// the function (a *QueueFullError says when to retry).
+	ErrQueueFull = errors.New("agent: invocation queue full")
 	// ErrShuttingDown: the agent is shutting down and takes no new work.
 	ErrShuttingDown = errors.New("agent: shutting down")
 )
@@ -51,6 +54,8 @@ func classify(err error) class {
 		return class{http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "payload_too_large"}
 	case errors.Is(err, ErrPoolFull):
 		return class{http.StatusConflict, codes.ResourceExhausted, "pool_full"}
+	case errors.Is(err, ErrQueueFull):
+		return class{http.StatusTooManyRequests, codes.ResourceExhausted, "queue_full"}
 	case errors.Is(err, ErrShuttingDown):
 		return class{http.StatusServiceUnavailable, codes.Unavailable, "shutting_down"}
 	case errors.Is(err, ErrNoInstance):
@@ -64,6 +69,8 @@ func classify(err error) class {
 	case errors.Is(err, spear.ErrConnectionFailed), errors.Is(err, spear.ErrChannelClosed),
 		errors.Is(err, spear.ErrNotConnected), errors.Is(err, spear.ErrInvalidMessage):
 		return class{http.StatusBadGateway, codes.Unavailable, "instance_failed"}
+	case errors.Is(err, spear.ErrInvalidConfig):
+		return class{http.StatusBadRequest, codes.InvalidArgument, "invalid_config"}
 	case errors.Is(err, spear.ErrConfig), errors.Is(err, spear.ErrUnsupportedRuntime):
 		return class{http.StatusBadRequest, codes.FailedPrecondition, "failed_precondition"}
 	}

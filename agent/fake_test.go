@@ -84,12 +84,16 @@ type fakeRuntime struct {
 
 	mu       sync.Mutex
 	insts    map[spear.InstanceID]*fakeInstance
-	lastSpec runtime.Spec // of the latest Start
+	sick     map[spear.InstanceID]bool          // method "work" fails there
+	delay    map[spear.InstanceID]time.Duration // method "work" takes this long there
+	work     time.Duration                      // and this long elsewhere
+	lastSpec runtime.Spec                       // of the latest Start
 	wg       sync.WaitGroup
 }
 
 func newFakeRuntime(t *testing.T, typ spear.RuntimeType, f *channel.Factory) *fakeRuntime {
-	return &fakeRuntime{typ: typ, f: f, gate: make(chan struct{}), insts: map[spear.InstanceID]*fakeInstance{}}
+	return &fakeRuntime{typ: typ, f: f, gate: make(chan struct{}), insts: map[spear.InstanceID]*fakeInstance{},
+		sick: map[spear.InstanceID]bool{}, delay: map[spear.InstanceID]time.Duration{}}
 }
 
 var _ runtime.Runtime = (*fakeRuntime)(nil)
@@ -156,7 +160,8 @@ func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, set runtim
 
 // handle is the fake instances' function: "" answers "<id>|<payload>",
 // "wait" blocks until the gate opens, "fail" fails, "stream" writes the
-// payload's words as chunks.
+// payload's words as chunks, "work" takes the instance's delay and fails
+// on a sick instance.
 func (r *fakeRuntime) handle(ctx context.Context, id spear.InstanceID, req *sdk.Request) ([]byte, error) {
 	switch req.Method {
 	case "":
@@ -170,6 +175,21 @@ func (r *fakeRuntime) handle(ctx context.Context, id spear.InstanceID, req *sdk.
 		}
 	case "fail":
 		return nil, sdk.Error(spear.CodeInternal, string(req.Payload))
+	case "work":
+		r.mu.Lock()
+		d, ok := r.delay[id]
+		if !ok {
+			d = r.work
+		}
+		sick := r.sick[id]
+		r.mu.Unlock()
+		if d > 0 {
+			time.Sleep(d)
+		}
+		if sick {
+			return nil, sdk.Error(spear.CodeInternal, "sick")
+		}
+		return []byte(id.String()), nil
 	case "unavailable":
 		return nil, sdk.Error(spear.CodeUnavailable, "busy")
 	case "flaky":
@@ -225,6 +245,26 @@ func (r *fakeRuntime) crash(t *testing.T, id spear.InstanceID) {
 	in.stop("killed")
 }
 
+// setSick makes method "work" fail on instance id, or work again.
+func (r *fakeRuntime) setSick(id spear.InstanceID, sick bool) {
+	r.mu.Lock()
+	r.sick[id] = sick
+	r.mu.Unlock()
+}
+
+// ids returns the ids of the instances started and not yet stopped.
+func (r *fakeRuntime) ids() []spear.InstanceID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []spear.InstanceID
+	for id, in := range r.insts {
+		if !closed(in.done) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 type fakeInstance struct {
 	id       spear.InstanceID
 	function string
@@ -244,7 +284,7 @@ func (in *fakeInstance) stop(reason string) {
 		in.reason = reason
 	}
 	in.mu.Unlock()
-	in.ch.Close() // like a dying process: its connection goes at once
+	in.ch.Lost(reason) // like a dying process: its connection goes at once
 	in.cancel()
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -25,10 +28,15 @@ type grpcService struct {
 	a *Agent
 }
 
-// grpcErr turns an agent error into a gRPC status error.
-func grpcErr(err error) error {
+// grpcErr turns an agent error into a gRPC status error. A refusal that
+// says when to retry (queue full, crash-loop back-off) also sets the
+// retry-after header, in seconds, as HTTP's Retry-After.
+func grpcErr(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
+	}
+	if d := RetryAfter(err); d > 0 {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", strconv.Itoa(int((d+time.Second-1)/time.Second))))
 	}
 	return status.Error(GRPCCode(err), err.Error())
 }
@@ -36,7 +44,7 @@ func grpcErr(err error) error {
 func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunctionsRequest) (*agentpb.ListFunctionsResponse, error) {
 	resp := &agentpb.ListFunctionsResponse{}
 	for _, f := range g.a.Functions() {
-		resp.Functions = append(resp.Functions, &agentpb.FunctionInfo{
+		pb := &agentpb.FunctionInfo{
 			Name:           f.Name,
 			Runtime:        f.Runtime,
 			MinInstances:   uint32(f.MinInstances),
@@ -44,7 +52,18 @@ func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunction
 			MaxConcurrency: uint32(f.MaxConcurrency),
 			Instances:      uint32(f.Instances),
 			InFlight:       uint32(f.InFlight),
-		})
+			Balancer:       f.Balancer,
+			Ready:          uint32(f.Ready),
+			Queued:         uint32(f.Queued),
+			Desired:        uint32(f.Desired),
+			State:          f.State,
+			Failures:       uint32(f.Failures),
+			LastError:      f.LastError,
+		}
+		if !f.NextRetry.IsZero() {
+			pb.NextRetry = timestamppb.New(f.NextRetry)
+		}
+		resp.Functions = append(resp.Functions, pb)
 	}
 	return resp, nil
 }
@@ -52,7 +71,7 @@ func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunction
 func (g *grpcService) ListInstances(ctx context.Context, req *agentpb.ListInstancesRequest) (*agentpb.ListInstancesResponse, error) {
 	list, err := g.a.Instances(req.GetFunction())
 	if err != nil {
-		return nil, grpcErr(err)
+		return nil, grpcErr(ctx, err)
 	}
 	resp := &agentpb.ListInstancesResponse{}
 	for _, in := range list {
@@ -64,14 +83,14 @@ func (g *grpcService) ListInstances(ctx context.Context, req *agentpb.ListInstan
 func (g *grpcService) CreateInstance(ctx context.Context, req *agentpb.CreateInstanceRequest) (*agentpb.InstanceInfo, error) {
 	in, err := g.a.CreateInstance(ctx, req.GetFunction())
 	if err != nil {
-		return nil, grpcErr(err)
+		return nil, grpcErr(ctx, err)
 	}
 	return instancePB(in), nil
 }
 
 func (g *grpcService) DeleteInstance(ctx context.Context, req *agentpb.DeleteInstanceRequest) (*agentpb.DeleteInstanceResponse, error) {
 	if err := g.a.DeleteInstance(ctx, req.GetId()); err != nil {
-		return nil, grpcErr(err)
+		return nil, grpcErr(ctx, err)
 	}
 	return &agentpb.DeleteInstanceResponse{}, nil
 }
@@ -83,7 +102,7 @@ func (g *grpcService) InstanceLogs(ctx context.Context, req *agentpb.InstanceLog
 	}
 	lines, err := g.a.Logs(req.GetId(), min(n, maxLogLines))
 	if err != nil {
-		return nil, grpcErr(err)
+		return nil, grpcErr(ctx, err)
 	}
 	return &agentpb.InstanceLogsResponse{Lines: lines}, nil
 }
@@ -91,7 +110,7 @@ func (g *grpcService) InstanceLogs(ctx context.Context, req *agentpb.InstanceLog
 func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*agentpb.InvokeResponse, error) {
 	res, err := g.a.Invoke(ctx, invocationPB(req))
 	if err != nil {
-		return nil, grpcErr(err)
+		return nil, grpcErr(ctx, err)
 	}
 	return &agentpb.InvokeResponse{Payload: res.Payload, Instance: res.Instance.String()}, nil
 }
@@ -99,7 +118,7 @@ func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*
 func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerStreamingServer[agentpb.InvokeChunk]) error {
 	s, err := g.a.InvokeStream(srv.Context(), invocationPB(req))
 	if err != nil {
-		return grpcErr(err)
+		return grpcErr(srv.Context(), err)
 	}
 	defer s.Close()
 	instance := s.Instance.String()
@@ -109,7 +128,7 @@ func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerSt
 			return nil
 		}
 		if err != nil {
-			return grpcErr(err)
+			return grpcErr(srv.Context(), err)
 		}
 		if err := srv.Send(&agentpb.InvokeChunk{Data: b, Instance: instance}); err != nil {
 			return err
@@ -118,12 +137,21 @@ func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerSt
 	}
 }
 
+func (g *grpcService) Reload(ctx context.Context, _ *agentpb.ReloadRequest) (*agentpb.ReloadResponse, error) {
+	res, err := g.a.ReloadConfig(ctx)
+	if err != nil {
+		return nil, grpcErr(ctx, err)
+	}
+	return &agentpb.ReloadResponse{Added: res.Added, Changed: res.Changed, Removed: res.Removed, Unchanged: res.Unchanged}, nil
+}
+
 func invocationPB(req *agentpb.InvokeRequest) Invocation {
 	inv := Invocation{
 		Function: req.GetFunction(),
 		Method:   req.GetMethod(),
 		Payload:  req.GetPayload(),
 		Metadata: req.GetMetadata(),
+		Key:      req.GetKey(),
 	}
 	if t := req.GetTimeout(); t != nil {
 		inv.Timeout = t.AsDuration()
@@ -136,16 +164,19 @@ func invocationPB(req *agentpb.InvokeRequest) Invocation {
 
 func instancePB(in api.Instance) *agentpb.InstanceInfo {
 	pb := &agentpb.InstanceInfo{
-		Id:        in.ID,
-		Function:  in.Function,
-		Runtime:   in.Runtime,
-		Status:    in.Status,
-		Reason:    in.Reason,
-		Created:   timestamppb.New(in.Created),
-		Pid:       int64(in.PID),
-		InFlight:  uint32(in.InFlight),
-		Channel:   in.Channel,
-		Connected: in.Connected,
+		Id:           in.ID,
+		Function:     in.Function,
+		Runtime:      in.Runtime,
+		Status:       in.Status,
+		Reason:       in.Reason,
+		Created:      timestamppb.New(in.Created),
+		Pid:          int64(in.PID),
+		InFlight:     uint32(in.InFlight),
+		Channel:      in.Channel,
+		Connected:    in.Connected,
+		Connections:  uint32(in.Connections),
+		Health:       in.Health,
+		HealthReason: in.HealthReason,
 		Stats: &agentpb.ChannelStats{
 			MessagesSent:     in.Stats.MessagesSent,
 			MessagesReceived: in.Stats.MessagesReceived,
@@ -163,6 +194,9 @@ func instancePB(in api.Instance) *agentpb.InstanceInfo {
 	}
 	if !in.LastHealthCheck.IsZero() {
 		pb.LastHealthCheck = timestamppb.New(in.LastHealthCheck)
+	}
+	if !in.EjectedUntil.IsZero() {
+		pb.EjectedUntil = timestamppb.New(in.EjectedUntil)
 	}
 	return pb
 }

@@ -91,4 +91,8 @@ func TestGRPC(t *testing.T) {
 	if _, err := c.DeleteInstance(ctx, &agentpb.DeleteInstanceRequest{Id: in.Id}); err != nil {
 		t.Errorf("DeleteInstance: %v", err)
 	}
+	// This agent was given nothing to read its configuration from.
+	if _, err := c.Reload(ctx, &agentpb.ReloadRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("Reload: %v, want FailedPrecondition", err)
+	}
 }

@@ -32,6 +32,7 @@ const (
 //	POST   /v1/instances                  {"function": "..."}
 //	DELETE /v1/instances/{id}
 //	GET    /v1/instances/{id}/logs?lines=N
+//	POST   /v1/reload                     read the configuration again and apply it
 //
 // Errors are JSON api.Error bodies with the status HTTPStatus gives.
 func (a *Agent) Handler() http.Handler {
@@ -46,6 +47,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/instances", a.handleCreateInstance)
 	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleDeleteInstance)
 	mux.HandleFunc("GET /v1/instances/{id}/logs", a.handleLogs)
+	mux.HandleFunc("POST /v1/reload", a.handleReload)
 	return mux
 }
 
@@ -92,6 +94,15 @@ func (a *Agent) handleDeleteInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
+	res, err := a.ReloadConfig(r.Context())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
@@ -172,11 +183,12 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 // parseInvoke reads an invocation from the request.
 func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation, bool, error) {
 	inv := Invocation{Function: r.PathValue("name")}
-	if _, ok := a.pools[inv.Function]; !ok {
+	if a.function(inv.Function) == nil {
 		return inv, false, fmt.Errorf("%w: %q", ErrUnknownFunction, inv.Function)
 	}
 	q := r.URL.Query()
 	inv.Method = q.Get("method")
+	inv.Key = r.Header.Get(api.HeaderKey)
 	if s := q.Get("timeout"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -200,7 +212,7 @@ func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation,
 			inv.Metadata[strings.ToLower(name)] = vs[0]
 		}
 	}
-	limit := int64(a.cfg.MaxPayload)
+	limit := int64(a.Config().MaxPayload)
 	if r.ContentLength > limit {
 		return inv, false, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPayloadTooLarge, r.ContentLength, limit)
 	}
@@ -217,6 +229,9 @@ func (a *Agent) parseInvoke(w http.ResponseWriter, r *http.Request) (Invocation,
 
 func (a *Agent) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	c := classify(err)
+	if d := RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+	}
 	if c.http >= 500 && c.http != http.StatusServiceUnavailable && c.http != http.StatusGatewayTimeout {
 		a.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", c.http, "err", err)
 	}

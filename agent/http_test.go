@@ -2,14 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
+	"github.com/spear-go/spear/runtime"
 )
 
 func newTestServer(t *testing.T, cfg Config) (*Agent, *fakeRuntime, *httptest.Server) {
@@ -188,5 +192,36 @@ func TestHTTPHealthAndMetrics(t *testing.T) {
 	}
 	if resp, body := do(t, "POST", srv.URL+"/v1/functions/fn/invoke", nil); resp.StatusCode != 503 || errorCode(t, body) != "shutting_down" {
 		t.Errorf("invoke while draining: %d %s", resp.StatusCode, body)
+	}
+}
+
+// POST /v1/reload reads the configuration again: an invalid one is a 400
+// invalid_config listing each problem with its line; a valid one answers
+// what changed.
+func TestHTTPReload(t *testing.T) {
+	f := newTestFactory(t)
+	src := []byte("functions: [{name: fn, runtime: process, comand: x}]\n")
+	a, err := New(Config{Functions: []FunctionConfig{fnConfig("fn", 0)}}, Options{
+		Runtimes: []runtime.Runtime{newFakeRuntime(t, spear.Process, f)},
+		Load:     func() (Config, error) { return ParseConfig(src) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(context.Background())
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	resp, body := do(t, "POST", srv.URL+"/v1/reload", nil)
+	if resp.StatusCode != 400 || errorCode(t, body) != "invalid_config" || !strings.Contains(string(body), `line 1, column 42: functions[0].comand: unknown field; did you mean \"command\"?`) {
+		t.Errorf("invalid reload: %d %s", resp.StatusCode, body)
+	}
+	src = []byte("functions: [{name: fn, runtime: process, command: unused, restart: {initial_backoff: 1ms, max_backoff: 10ms}}, {name: two, runtime: process, command: x}]\n")
+	resp, body = do(t, "POST", srv.URL+"/v1/reload", nil)
+	var res api.Reload
+	if resp.StatusCode != 200 || json.Unmarshal(body, &res) != nil || !slices.Equal(res.Added, []string{"two"}) || !slices.Equal(res.Unchanged, []string{"fn"}) {
+		t.Errorf("reload: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, "GET", srv.URL+"/v1/reload", nil); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/reload: %d", resp.StatusCode)
 	}
 }

@@ -22,6 +22,7 @@ type metrics struct {
 	duration    *prometheus.HistogramVec // function
 	starts      *prometheus.CounterVec   // function, outcome (ok, error)
 	restarts    *prometheus.CounterVec   // function
+	ejections   *prometheus.CounterVec   // function, outcome (ejected, refused_last, refused_cap)
 }
 
 func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
@@ -44,7 +45,11 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Help: "Restarts scheduled after an instance stopped unasked.",
 		}, []string{"function"}),
 	}
-	reg.MustRegister(m.invocations, m.duration, m.starts, m.restarts, &poolCollector{a: a})
+	m.ejections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spearlet_ejections_total",
+		Help: "Outlier ejections by function and outcome: ejected, refused_last (the instance was the last ready one, so it stayed), refused_cap (max_ejected_percent reached).",
+	}, []string{"function", "outcome"})
+	reg.MustRegister(m.invocations, m.duration, m.starts, m.restarts, m.ejections, &poolCollector{a: a})
 	return m
 }
 
@@ -57,6 +62,9 @@ func (m *metrics) init(function string) {
 	m.starts.WithLabelValues(function, "error")
 	m.restarts.WithLabelValues(function)
 	m.duration.WithLabelValues(function)
+	for _, o := range []string{"ejected", "refused_last", "refused_cap"} {
+		m.ejections.WithLabelValues(function, o)
+	}
 }
 
 // outcome names how an invocation ended.
@@ -93,13 +101,13 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range c.a.order {
-		live, _ := c.a.pools[name].snapshot()
+	for _, p := range c.a.pools(false) {
+		name := p.fn.Name
+		st := p.status()
 		counts := map[runtime.Status]int{}
-		inflight := 0
-		for _, m := range live {
-			counts[m.inst.Info().Status]++
-			inflight += m.inflight
+		inflight := st.InFlight
+		for _, m := range st.Members {
+			counts[m.Instance.Info().Status]++
 		}
 		for _, s := range statuses {
 			ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(counts[s]), name, string(s))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/agent/balancer"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -19,22 +20,28 @@ import (
 // API can still show them (with the reason) and their last logs.
 const keepStopped = 16
 
-// reconnectPoll is how often a waiter looks again while an instance's
-// channel is reconnecting.
-const reconnectPoll = 20 * time.Millisecond
+// crashLoopAfter is how many failed starts in a row put a function in
+// crash-loop back-off.
+const crashLoopAfter = 3
 
-// pool holds the instances of one function.
+// pool holds the instances of one function and balances invocations over
+// the ready ones.
 //
-// Goroutines: one per instance start (on demand; to keep min_instances;
-// or, after a backoff, to replace an instance that stopped unasked), which
-// retries with backoff when the start keeps the pool's floor and the
-// restart policy is on-failure; and one watcher per live instance, waiting
-// on its Done. All belong to wg. shutdown cancels ctx, which aborts starts
-// and pending backoffs; watchers end when their instance has stopped.
+// Membership is event-driven: an instance joins when its start succeeds
+// (on demand, to keep min_instances, by the autoscaler, a replacement, or
+// an API create); it leaves the balancer's set at once when its channel
+// disconnects, it is ejected or asked to stop, and returns when it
+// reconnects or its ejection ends; it leaves the pool when its runtime
+// reports it stopped (a killed process, a pod deleted by someone else).
+//
+// Goroutines: one per instance start; one watcher per live instance,
+// following its channel and waiting on its Done; one ticker for the
+// autoscaler, idle timeouts, ejection checks and connection targets. All
+// belong to wg. shutdown cancels ctx, which aborts starts; watchers end
+// when their instance has stopped.
 //
 // Waiters for capacity block on changed, which is closed (and replaced) on
-// every change that may free capacity: an instance joined or left, an
-// invocation ended, a start failed, the pool closed.
+// every change that may free capacity.
 type pool struct {
 	// Immutable after newPool.
 	fn     FunctionConfig
@@ -42,27 +49,39 @@ type pool struct {
 	set    runtime.Settings // what every instance of fn gets
 	log    *slog.Logger
 	met    *metrics
+	now    func() time.Time
 	ctx    context.Context // ends at shutdown
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex // guards the fields below
 	closed   bool
-	members  []*member          // live instances, oldest first
-	pending  int                // starts in progress or waiting out a backoff; they count toward max_instances
-	waiting  int                // acquire calls waiting for a slot
-	stopped  []runtime.Instance // recently stopped, oldest first, at most keepStopped
+	members  []*member // live instances, oldest first
+	bal      balancer.Balancer
+	dirty    bool // the balancer's set must be rebuilt before the next pick
+	starting int  // starts in progress; they count toward max_instances
+	waiting  int  // invocations queued for a slot
+	stopped  []runtime.Instance
 	changed  chan struct{}
-	failures int // consecutive unasked stops, for the backoff
+	crash    crashState   // failed starts: the function's crash-loop protection
+	restarts restartState // automatic replacements of instances that stopped unasked
+	scaler   autoscaler
+	ejected  ejectionStats
+	startDur time.Duration // how long the latest successful start took
+	timer    *time.Timer   // wakes reconcile at timerAt
+	timerAt  time.Time
 }
 
 // member is a live instance of the pool.
 type member struct {
 	inst    runtime.Instance
+	ep      *balancer.Endpoint
 	started time.Time
 	// Guarded by pool.mu.
-	inflight int
-	leaving  bool // being stopped on purpose: never picked, never restarted
+	leaving  bool      // being stopped on purpose: never picked, never restarted
+	lastUsed time.Time // when an invocation last began or ended
+	health   standing
+	conns    connTune
 }
 
 // attempt is one instance start; done is closed when inst and err are set.
@@ -72,31 +91,58 @@ type attempt struct {
 	err  error
 }
 
+// startReason says why a start was made, for logs and the replacement
+// bookkeeping.
+type startReason string
+
+const (
+	startDemand  startReason = "demand" // an invocation found no free slot
+	startFloor   startReason = "min_instances"
+	startScale   startReason = "autoscaler"
+	startRestart startReason = "restart"
+	startAPI     startReason = "api"
+)
+
 func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metrics) *pool {
+	bal, err := balancer.New(balancer.Policy(fn.Balancer), balancer.Options{LoadFactor: fn.HashLoadFactor})
+	if err != nil {
+		panic(err) // validated
+	}
 	p := &pool{
 		fn:      fn,
 		rt:      rt,
 		set:     fn.settings(),
 		log:     log.With("function", fn.Name, "runtime", rt.Type().String()),
 		met:     met,
+		now:     time.Now,
+		bal:     bal,
 		changed: make(chan struct{}),
+		scaler:  newAutoscaler(fn),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.timer = time.AfterFunc(time.Hour, p.wake)
+	p.timer.Stop()
 	p.mu.Lock()
-	p.fillLocked()
+	for range fn.MinInstances {
+		p.startLocked(startFloor)
+	}
 	p.mu.Unlock()
+	p.wg.Add(1)
+	go p.tick()
 	return p
 }
 
-// acquire returns a running instance with a free invocation slot. When
-// none is free it waits for one until ctx ends, and starts an instance if
-// the pool is under max_instances and the starts already under way cannot
-// serve every waiter. The caller must release the member.
-func (p *pool) acquire(ctx context.Context) (*member, error) {
+// acquire returns a ready instance with a free invocation slot, chosen
+// by the function's balancer for key. When none is free it queues (up to
+// max_queue) and waits until ctx ends, starting an instance when the pool
+// is under max_instances and the starts already under way cannot serve
+// every waiter. A function in crash-loop back-off with nothing ready
+// fails at once. The caller must release the member.
+func (p *pool) acquire(ctx context.Context, key string) (*member, error) {
 	var own *attempt // the start this caller asked for, if any
-	waiting := false // counted in p.waiting
+	queued := false  // counted in p.waiting
 	defer func() {
-		if waiting {
+		if queued {
 			p.mu.Lock()
 			p.waiting--
 			p.mu.Unlock()
@@ -108,36 +154,37 @@ func (p *pool) acquire(ctx context.Context) (*member, error) {
 			p.mu.Unlock()
 			return nil, ErrShuttingDown
 		}
-		if m := p.pickLocked(); m != nil {
-			m.inflight++
+		if m := p.pickLocked(key); m != nil {
 			p.mu.Unlock()
 			return m, nil
 		}
-		if !waiting {
-			waiting = true
+		now := p.now()
+		if !queued {
+			if p.waiting >= p.fn.MaxQueue {
+				err := &QueueFullError{Function: p.fn.Name, Queued: p.waiting, RetryAfter: p.retryAfterLocked()}
+				p.mu.Unlock()
+				return nil, err
+			}
+			queued = true
 			p.waiting++
 		}
-		if own == nil && len(p.members)+p.pending < p.fn.MaxInstances && p.pending*p.fn.MaxConcurrency < p.waiting {
-			own = p.startLocked(0, false)
+		if p.starting == 0 && p.readyLocked() == 0 && p.crash.looping(now) {
+			err := p.crash.err(p.fn.Name, now)
+			p.mu.Unlock()
+			return nil, err
 		}
-		changed, live, reconnecting := p.changed, len(p.members), p.reconnectingLocked()
+		if own == nil && p.needStartLocked(now) {
+			own = p.startLocked(startDemand)
+		}
+		changed, live := p.changed, len(p.members)
 		p.mu.Unlock()
 
 		var ownDone <-chan struct{}
 		if own != nil {
 			ownDone = own.done
 		}
-		var recheck <-chan time.Time
-		if reconnecting {
-			// A channel reconnecting (a wasm instance being reset, say)
-			// broadcasts nothing; look again shortly.
-			t := time.NewTimer(reconnectPoll)
-			defer t.Stop()
-			recheck = t.C
-		}
 		select {
 		case <-changed:
-		case <-recheck:
 		case <-ownDone:
 		case <-ctx.Done():
 			if ctx.Err() == context.Canceled {
@@ -155,36 +202,87 @@ func (p *pool) acquire(ctx context.Context) (*member, error) {
 	}
 }
 
-// pickLocked returns the running instance with the fewest in-flight
-// invocations under max_concurrency, or nil.
-func (p *pool) pickLocked() *member {
-	var best *member
-	for _, m := range p.members {
-		if m.leaving || m.inflight >= p.fn.MaxConcurrency || (best != nil && m.inflight >= best.inflight) {
+// pickLocked asks the balancer for a member and takes a slot on it. A
+// member whose channel turns out to be disconnected leaves the set at
+// once and the balancer is asked again.
+func (p *pool) pickLocked(key string) *member {
+	for {
+		if p.dirty {
+			p.refreshLocked()
+		}
+		e := p.bal.Pick(key)
+		if e == nil {
+			return nil
+		}
+		m := e.Value.(*member)
+		if !m.inst.Channel().IsConnected() {
+			p.dirty = true
 			continue
 		}
-		if s := m.inst.Info().Status; (s == runtime.StatusRunning || s == runtime.StatusDegraded) && m.inst.Channel().IsConnected() {
-			best = m
-		}
+		e.Begin()
+		m.lastUsed = p.now()
+		return m
 	}
-	return best
 }
 
-// reconnectingLocked reports whether a live instance with a free slot is
-// only waiting for its channel to reconnect.
-func (p *pool) reconnectingLocked() bool {
+// refreshLocked rebuilds the balancer's set: the members that are
+// running and connected, not leaving and not ejected.
+func (p *pool) refreshLocked() {
+	now := p.now()
+	var eps []*balancer.Endpoint
 	for _, m := range p.members {
-		if !m.leaving && m.inflight < p.fn.MaxConcurrency && !m.inst.Channel().IsConnected() {
-			return true
+		if p.eligibleLocked(m, now) {
+			m.ep.Capacity = p.fn.MaxConcurrency
+			if m.health.probation > 0 {
+				m.ep.Capacity = 1 // on probation: one invocation at a time
+			}
+			eps = append(eps, m.ep)
 		}
 	}
-	return false
+	p.bal.Update(eps)
+	p.dirty = false
 }
 
-// release gives back the invocation slot acquire took.
-func (p *pool) release(m *member) {
+// eligibleLocked reports whether m may be balanced to.
+func (p *pool) eligibleLocked(m *member, now time.Time) bool {
+	if m.leaving || m.health.ejectedAt(now) {
+		return false
+	}
+	s := m.inst.Info().Status
+	return (s == runtime.StatusRunning || s == runtime.StatusDegraded) && m.inst.Channel().IsConnected()
+}
+
+// readyLocked counts the members that may be balanced to.
+func (p *pool) readyLocked() int {
+	now, n := p.now(), 0
+	for _, m := range p.members {
+		if p.eligibleLocked(m, now) {
+			n++
+		}
+	}
+	return n
+}
+
+// needStartLocked reports whether a waiter should start an instance: the
+// pool is under max_instances, the starts under way cannot serve every
+// waiter, and the function is not in crash-loop back-off. A pending
+// automatic restart does not count: its back-off never delays serving.
+func (p *pool) needStartLocked(now time.Time) bool {
+	return len(p.members)+p.starting < p.fn.MaxInstances &&
+		p.starting*p.fn.MaxConcurrency < p.waiting &&
+		!p.crash.looping(now)
+}
+
+// release gives back the invocation slot acquire took, and records how
+// the invocation went: its latency for the balancer, and whether it
+// counts against the instance's health. took is 0 when the latency says
+// nothing about the instance.
+func (p *pool) release(m *member, took time.Duration, err error) {
 	p.mu.Lock()
-	m.inflight--
+	now := p.now()
+	m.ep.End(now, took, balancer.DefaultDecay)
+	m.lastUsed = now
+	p.observeLocked(m, now, err)
 	p.broadcastLocked()
 	p.mu.Unlock()
 }
@@ -194,56 +292,117 @@ func (p *pool) broadcastLocked() {
 	p.changed = make(chan struct{})
 }
 
-// fillLocked starts instances until the pool has min_instances, counting
-// those being started.
-func (p *pool) fillLocked() {
-	for n := len(p.members) + p.pending; n < p.fn.MinInstances && !p.closed; n++ {
-		p.startLocked(0, true)
+// markDirty makes the next pick rebuild the balancer's set and wakes the
+// waiters: an instance connected, disconnected or came back from
+// ejection.
+func (p *pool) markDirty() {
+	p.mu.Lock()
+	p.dirty = true
+	p.broadcastLocked()
+	p.mu.Unlock()
+}
+
+// floorLocked is how many instances the pool keeps without demand:
+// min_instances, or what the autoscaler wants. Under the restart policy
+// never, min_instances is started with the agent and not kept after.
+func (p *pool) floorLocked() int {
+	floor := p.scaler.desired
+	if p.fn.Restart.Policy == RestartOnFailure {
+		floor = max(floor, p.fn.MinInstances)
+	}
+	return min(floor, p.fn.MaxInstances)
+}
+
+// reconcileLocked starts instances up to the floor, and the automatic
+// restarts that are due, unless the function is in crash-loop back-off
+// (its retry is scheduled then).
+func (p *pool) reconcileLocked() {
+	if p.closed {
+		return
+	}
+	now := p.now()
+	if p.crash.looping(now) {
+		p.scheduleLocked(p.crash.retryAt)
+		return
+	}
+	if p.restarts.owed > 0 && now.Before(p.restarts.at) {
+		// Automatic starts wait out the restart back-off; invocations
+		// that find no free slot do not.
+		p.scheduleLocked(p.restarts.at)
+		return
+	}
+	want := max(p.floorLocked(), len(p.members)+p.starting+p.restarts.due(now))
+	for n := len(p.members) + p.starting; n < min(want, p.fn.MaxInstances); n++ {
+		reason := startFloor
+		if p.restarts.due(now) > 0 {
+			reason = startRestart
+		} else if p.scaler.desired > p.fn.MinInstances {
+			reason = startScale
+		}
+		p.startLocked(reason)
+	}
+	if p.restarts.owed > 0 {
+		p.scheduleLocked(p.restarts.at)
 	}
 }
 
-// startLocked starts an instance after delay. keep marks a start that
-// keeps the pool's floor (min_instances, or a replacement): under the
-// on-failure policy it is retried with backoff until it succeeds.
-func (p *pool) startLocked(delay time.Duration, keep bool) *attempt {
-	p.pending++
+// scheduleLocked makes the pool reconcile, and rebuild its balancer's
+// set, at t at the latest: a restart's back-off, a crash-loop retry or an
+// ejection ends then.
+func (p *pool) scheduleLocked(t time.Time) {
+	now := p.now()
+	if p.closed || (p.timerAt.After(now) && !t.Before(p.timerAt)) {
+		return // an earlier wake-up is set
+	}
+	p.timerAt = t
+	p.timer.Reset(max(t.Sub(now), 0))
+}
+
+// wake runs when the timer of scheduleLocked fires.
+func (p *pool) wake() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timerAt = time.Time{}
+	if p.closed {
+		return
+	}
+	p.dirty = true
+	p.reconcileLocked()
+	// One timer serves every deadline: arm it for the next ejection to
+	// end (reconcile armed it for restarts and the crash loop).
+	now := p.now()
+	for _, m := range p.members {
+		if m.health.ejectedAt(now) {
+			p.scheduleLocked(m.health.until)
+		}
+	}
+	p.broadcastLocked()
+}
+
+// startLocked starts one instance in the background.
+func (p *pool) startLocked(why startReason) *attempt {
+	p.starting++
+	if p.restarts.owed > 0 {
+		p.restarts.owed-- // whatever asked for it, this start fills a place owed
+	}
 	a := &attempt{done: make(chan struct{})}
 	p.wg.Add(1)
-	go p.start(a, delay, keep && p.fn.Restart.Policy == RestartOnFailure)
+	go p.start(a, why)
 	return a
 }
 
-func (p *pool) start(a *attempt, delay time.Duration, retry bool) {
+func (p *pool) start(a *attempt, why startReason) {
 	defer p.wg.Done()
-	for {
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
-				p.finish(a, nil, ErrShuttingDown)
-				return
-			}
-		}
-		id, inst, err := p.startNamed()
-		if err == nil {
-			p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
-			p.log.Info("instance started", "instance", id.String())
-			p.finish(a, inst, nil)
-			return
-		}
+	began := p.now()
+	id, inst, err := p.startNamed()
+	if err == nil {
+		p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
+		p.log.Info("instance started", "instance", id.String(), "why", string(why), "took", p.now().Sub(began))
+	} else {
 		p.met.starts.WithLabelValues(p.fn.Name, "error").Inc()
-		if !retry || p.ctx.Err() != nil {
-			p.log.Warn("instance start failed", "instance", id.String(), "err", err)
-			p.finish(a, nil, err)
-			return
-		}
-		p.mu.Lock()
-		delay = p.backoffLocked()
-		p.mu.Unlock()
-		p.log.Warn("instance start failed; retrying", "instance", id.String(), "err", err, "backoff", delay)
+		p.log.Warn("instance start failed", "instance", id.String(), "why", string(why), "err", err)
 	}
+	p.finish(a, inst, err, p.now().Sub(began))
 }
 
 // nameTries bounds the names a start tries when the runtime finds each
@@ -264,9 +423,9 @@ func (p *pool) startNamed() (spear.InstanceID, runtime.Instance, error) {
 }
 
 // finish records a start's result and wakes the waiters.
-func (p *pool) finish(a *attempt, inst runtime.Instance, err error) {
+func (p *pool) finish(a *attempt, inst runtime.Instance, err error, took time.Duration) {
 	p.mu.Lock()
-	p.pending--
+	p.starting--
 	if inst != nil && p.closed {
 		// Started while the pool was shutting down: stop it at once.
 		p.mu.Unlock()
@@ -276,11 +435,23 @@ func (p *pool) finish(a *attempt, inst runtime.Instance, err error) {
 		p.mu.Lock()
 		inst, err = nil, ErrShuttingDown
 	}
-	if inst != nil {
-		m := &member{inst: inst, started: time.Now()}
+	now := p.now()
+	switch {
+	case inst != nil:
+		p.crash.succeeded()
+		p.startDur = took
+		m := &member{inst: inst, started: now, lastUsed: now}
+		m.ep = &balancer.Endpoint{Name: inst.ID().String(), Capacity: p.fn.MaxConcurrency, Value: m}
 		p.members = append(p.members, m)
+		p.dirty = true
 		p.wg.Add(1)
 		go p.watch(m)
+	case !errors.Is(err, ErrShuttingDown) && p.ctx.Err() == nil:
+		p.crash.failed(now, err, p.fn.Restart)
+		if p.crash.looping(now) {
+			p.log.Warn("function in crash-loop back-off", "failures", p.crash.failures, "retry_at", p.crash.retryAt, "err", err)
+		}
+		p.reconcileLocked()
 	}
 	a.inst, a.err = inst, err
 	p.broadcastLocked()
@@ -288,31 +459,48 @@ func (p *pool) finish(a *attempt, inst runtime.Instance, err error) {
 	close(a.done)
 }
 
-// watch waits for an instance to stop, removes it, and replaces it if it
-// stopped unasked and the policy says so.
+// watch follows an instance until it stops: its channel's connects and
+// disconnects change the balancer's set at once; when it stops, it leaves
+// the pool and is replaced if it stopped unasked and the policy says so.
 func (p *pool) watch(m *member) {
 	defer p.wg.Done()
-	<-m.inst.Done()
+	ch := m.inst.Channel()
+	for {
+		select {
+		case <-m.inst.Done():
+			p.remove(m)
+			return
+		case <-ch.Disconnected():
+		}
+		p.markDirty()
+		select {
+		case <-m.inst.Done():
+			p.remove(m)
+			return
+		case <-ch.Connected():
+		}
+		p.markDirty()
+	}
+}
+
+// remove takes a stopped instance out of the pool.
+func (p *pool) remove(m *member) {
 	info := m.inst.Info()
 	p.mu.Lock()
 	p.members = slices.DeleteFunc(p.members, func(x *member) bool { return x == m })
+	p.dirty = true
 	p.stopped = append(p.stopped, m.inst)
 	if len(p.stopped) > keepStopped {
 		p.stopped = slices.Delete(p.stopped, 0, len(p.stopped)-keepStopped)
 	}
+	now := p.now()
 	unasked := !m.leaving && !p.closed
-	var delay time.Duration
 	restart := unasked && p.fn.Restart.Policy == RestartOnFailure
-	switch {
-	case restart:
-		if time.Since(m.started) >= p.fn.Restart.MaxBackoff.D() {
-			p.failures = 0 // it ran well for a while: this is a fresh failure
-		}
-		delay = p.backoffLocked()
-		p.startLocked(delay, true)
-	case !unasked:
-		p.fillLocked() // a deleted instance is replaced only to keep min_instances
+	var delay time.Duration
+	if restart {
+		delay = p.restarts.crashed(now, now.Sub(m.started), p.fn.Restart)
 	}
+	p.reconcileLocked()
 	p.broadcastLocked()
 	p.mu.Unlock()
 	if unasked {
@@ -326,18 +514,6 @@ func (p *pool) watch(m *member) {
 	}
 }
 
-// backoffLocked returns the delay before the next restart and counts the
-// failure: initial_backoff doubling per consecutive failure, capped at
-// max_backoff.
-func (p *pool) backoffLocked() time.Duration {
-	d, limit := p.fn.Restart.InitialBackoff.D(), p.fn.Restart.MaxBackoff.D()
-	for i := 0; i < p.failures && d < limit; i++ {
-		d *= 2
-	}
-	p.failures++
-	return min(d, limit)
-}
-
 // create starts one more instance and waits until it runs.
 func (p *pool) create(ctx context.Context) (runtime.Instance, error) {
 	p.mu.Lock()
@@ -345,11 +521,11 @@ func (p *pool) create(ctx context.Context) (runtime.Instance, error) {
 		p.mu.Unlock()
 		return nil, ErrShuttingDown
 	}
-	if n := len(p.members) + p.pending; n >= p.fn.MaxInstances {
+	if n := len(p.members) + p.starting; n >= p.fn.MaxInstances {
 		p.mu.Unlock()
 		return nil, fmt.Errorf("%w: function %s has %d of %d instances", ErrPoolFull, p.fn.Name, n, p.fn.MaxInstances)
 	}
-	a := p.startLocked(0, false)
+	a := p.startLocked(startAPI)
 	p.mu.Unlock()
 	select {
 	case <-a.done:
@@ -376,9 +552,9 @@ func (p *pool) find(id spear.InstanceID) (*member, runtime.Instance) {
 	return nil, nil
 }
 
-// remove stops the live instance id and forgets a stopped one. It reports
+// delete stops the live instance id and forgets a stopped one. It reports
 // whether the pool had the instance.
-func (p *pool) remove(ctx context.Context, id spear.InstanceID) (bool, error) {
+func (p *pool) delete(ctx context.Context, id spear.InstanceID) (bool, error) {
 	p.mu.Lock()
 	var target *member
 	for _, m := range p.members {
@@ -393,25 +569,15 @@ func (p *pool) remove(ctx context.Context, id spear.InstanceID) (bool, error) {
 		p.mu.Unlock()
 		return had, nil
 	}
-	target.leaving = true
+	p.leaveLocked(target)
 	p.mu.Unlock()
 	return true, p.rt.Stop(ctx, target.inst)
 }
 
-// snapshot returns the live members with their in-flight counts, and the
-// stopped instances.
-func (p *pool) snapshot() (live []memberState, stopped []runtime.Instance) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, m := range p.members {
-		live = append(live, memberState{inst: m.inst, inflight: m.inflight})
-	}
-	return live, slices.Clone(p.stopped)
-}
-
-type memberState struct {
-	inst     runtime.Instance
-	inflight int
+// leaveLocked takes m out of balancing for good: it is being stopped.
+func (p *pool) leaveLocked(m *member) {
+	m.leaving = true
+	p.dirty = true
 }
 
 // shutdown stops taking invocations, aborts starts, and stops every live
@@ -423,9 +589,10 @@ func (p *pool) shutdown(ctx context.Context) {
 		return
 	}
 	p.closed = true
+	p.timer.Stop()
 	members := slices.Clone(p.members)
 	for _, m := range members {
-		m.leaving = true
+		p.leaveLocked(m)
 	}
 	p.broadcastLocked()
 	p.mu.Unlock()
@@ -447,6 +614,31 @@ func (p *pool) wait() { p.wg.Wait() }
 
 func (p *pool) stopTimeout() time.Duration {
 	return max(p.fn.StopGrace.D(), 5*time.Second) + 5*time.Second
+}
+
+// stopLocked stops m in the background, on purpose (idle, scaled down).
+func (p *pool) stopLocked(m *member, why string) {
+	p.leaveLocked(m)
+	p.log.Info("stopping instance", "instance", m.inst.ID().String(), "why", why)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.stopTimeout())
+		defer cancel()
+		if err := p.rt.Stop(ctx, m.inst); err != nil {
+			p.log.Warn("instance stop failed", "instance", m.inst.ID().String(), "err", err)
+		}
+	}()
+}
+
+// retryAfterLocked estimates when a refused invocation may succeed: the
+// crash-loop's retry, else the time a start takes, at least a second.
+func (p *pool) retryAfterLocked() time.Duration {
+	now := p.now()
+	if p.crash.looping(now) {
+		return max(p.crash.retryAt.Sub(now), time.Second)
+	}
+	return max(p.startDur, time.Second)
 }
 
 func randomSuffix() string {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -46,7 +47,18 @@ type RunOptions struct {
 	// none. Run first cleans up what an earlier agent on it left behind
 	// (internal/leftover), and records what it starts there.
 	State *statedir.Dir
+	// Load reads the configuration again for a reload (the API's reload,
+	// and each value on Reload); nil: the daemon cannot reload. serve
+	// passes what it started with: the file, the environment and the
+	// flags.
+	Load func() (Config, error)
+	// Reload asks for a reload; serve sends on it at each SIGHUP.
+	Reload <-chan struct{}
 }
+
+// reloadTimeout bounds a reload that Reload asked for: the new instances'
+// starts and the old ones' drain.
+const reloadTimeout = 5 * time.Minute
 
 // NewRuntime builds one runtime for Run. Run owns what it returns and
 // closes it on shutdown.
@@ -71,7 +83,9 @@ type RuntimeEnv struct {
 // with 503 / UNAVAILABLE while those in flight finish, within
 // cfg.ShutdownGrace; then every instance is stopped, the runtimes and the
 // factory are closed (removing sockets and temporary directories), and the
-// servers stop. It returns nil after a clean shutdown.
+// servers stop. It returns nil after a clean shutdown. Each value on
+// opts.Reload, and each POST /v1/reload, reads the configuration again with
+// opts.Load and applies it (Agent.Reload).
 func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -110,11 +124,23 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
 
-	runtimes, err := newRuntimes(RuntimeEnv{Factory: factory, Config: cfg, Logger: log, Leftovers: book}, opts.Runtimes)
+	env := RuntimeEnv{Factory: factory, Config: cfg, Logger: log, Leftovers: book}
+	runtimes, err := newRuntimes(env, opts.Runtimes)
 	if err != nil {
 		return err
 	}
-	a, err := New(cfg, Options{Runtimes: runtimes, Logger: log})
+	a, err := New(cfg, Options{
+		Runtimes: runtimes,
+		Logger:   log,
+		Load:     opts.Load,
+		NewRuntime: func(t spear.RuntimeType) (runtime.Runtime, error) {
+			build, ok := opts.Runtimes[t]
+			if !ok {
+				return nil, fmt.Errorf("%w: this spearlet does not run the %s runtime", spear.ErrUnsupportedRuntime, t)
+			}
+			return build(env)
+		},
+	})
 	if err != nil {
 		for _, rt := range runtimes {
 			_ = rt.Close(context.Background())
@@ -165,19 +191,35 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		opts.Ready(httpLn.Addr(), grpcLn.Addr())
 	}
 
-	// Serve until asked to stop, or until a server fails.
+	// Serve until asked to stop, or until a server fails; reload when
+	// asked to.
 	failed := make(chan error, 1)
 	go func() { failed <- g.Wait() }()
 	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-failed:
-		log.Error("api server failed; shutting down", "err", serveErr)
+	var reloads sync.WaitGroup
+	defer reloads.Wait()
+serve:
+	for {
+		select {
+		case <-ctx.Done():
+			break serve
+		case serveErr = <-failed:
+			log.Error("api server failed; shutting down", "err", serveErr)
+			break serve
+		case <-opts.Reload:
+			log.Info("reloading the configuration")
+			reloads.Go(func() {
+				rctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+				defer cancel()
+				_, _ = a.ReloadConfig(rctx) // the agent logs the outcome
+			})
+		}
 	}
 
-	log.Info("shutting down", "grace", cfg.ShutdownGrace.D().String())
+	grace := a.Config().ShutdownGrace.D()
+	log.Info("shutting down", "grace", grace.String())
 	healthSrv.Shutdown() // NOT_SERVING from now on
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace.D())
+	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
 	if err := a.Drain(drainCtx); err != nil {
 		log.Warn("shutdown grace over; stopping in-flight invocations", "err", err)
 	}

@@ -93,6 +93,8 @@ var comparisons = []comparison{
 	{name: "typescript64", setup: foreignPair(typescript, 64)},
 	{name: "idle", run: runIdle},
 	{name: "start", run: runStart},
+	{name: "coldstart", run: runColdStart},
+	{name: "connections", run: runConnections},
 }
 
 // Names lists the comparisons, in the order Run reports them.

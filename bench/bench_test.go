@@ -69,6 +69,7 @@ func TestQuickRun(t *testing.T) {
 		want = append(want, "ratio "+c.name, "time "+c.name, "time "+c.name+".base")
 	}
 	want = append(want, "ratio start", "time start", "time start.base")
+	want = append(want, "us coldstart.process", "us coldstart.process.warm", "ops conns1", "ops conns2", "ops conns4", "ratio conns2", "ratio conns4")
 	want = append(want, "mem idle", "mem idle.go", "mem idle.rss_before", "mem idle.rss_after", "n idle")
 	for _, w := range want {
 		if _, ok := got[w]; !ok {

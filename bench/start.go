@@ -54,20 +54,12 @@ func startChild() (int, bool) {
 // binary that connects back and sends one byte; stopping is not timed.
 // It also times a wasm instance's start from its cached compiled module.
 func runStart(ctx context.Context, o Options, p *printer) error {
-	exe, err := executable(o)
+	pb, err := newProcessBench(o)
 	if err != nil {
 		return err
 	}
-	f, err := channel.NewFactory(channel.Options{})
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	prt, err := process.New(process.Options{Factory: f})
-	if err != nil {
-		return err
-	}
-	defer prt.Close(context.Background())
+	defer pb.close()
+	exe, f, prt := pb.exe, pb.f, pb.prt
 	spec := process.Spec{Command: exe, Env: runtime.Env{startEnv: "worker"}}
 	n := 0
 	ours := func() (time.Duration, error) {

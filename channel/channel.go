@@ -179,6 +179,10 @@ type Config struct {
 	// MaxConnections bounds the instance's simultaneous connections,
 	// handshaking or bound (default 4).
 	MaxConnections int
+	// Connections is how many connections the instance is asked to hold
+	// (default 1), within MaxConnections and what the instance says it
+	// can hold; instances that predate multiple connections hold one.
+	Connections int
 	// StreamBuffer bounds unread chunks per stream (default 256).
 	StreamBuffer int
 	// InboxSize bounds unread one-way messages (default 256); more are
@@ -226,6 +230,9 @@ func (c Config) merge(d Config) Config {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = d.MaxConnections
 	}
+	if c.Connections == 0 {
+		c.Connections = d.Connections
+	}
 	if c.StreamBuffer == 0 {
 		c.StreamBuffer = d.StreamBuffer
 	}
@@ -254,6 +261,10 @@ var builtinDefaults = Config{
 	InboxSize:         256,
 }
 
+// Defaults returns the channel settings that apply when neither an
+// instance's Config nor its factory's Options says otherwise.
+func Defaults() Config { return builtinDefaults }
+
 // Validate checks the configuration's values.
 func (c Config) Validate() error {
 	if c.Type != "" {
@@ -264,7 +275,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.RequestTimeout < 0, c.AuthTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", spear.ErrInvalidConfig)
-	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
+	case c.HeartbeatMisses < 0, c.MaxConnections < 0, c.Connections < 0, c.StreamBuffer < 0, c.InboxSize < 0:
 		return fmt.Errorf("%w: negative count", spear.ErrInvalidConfig)
 	}
 	return CheckHeartbeatInterval(c.HeartbeatInterval)

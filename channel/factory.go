@@ -167,7 +167,7 @@ func (f *Factory) Supports(rt spear.RuntimeType, t Type) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.strategies[rt]
-	return ok && s.supports(t)
+	return ok && s.Allows(t)
 }
 
 // CreateChannel creates a channel for a fresh instance of runtime type rt:
@@ -291,7 +291,7 @@ func (f *Factory) reserve(id spear.InstanceID, forced Type) ([]Type, chan struct
 	}
 	types := strat.Order
 	if forced != "" {
-		if !strat.supports(forced) {
+		if !strat.Allows(forced) {
 			return nil, nil, fmt.Errorf("%w: %s channels are not used for %s instances", spear.ErrUnsupportedChannelType, forced, id.Runtime)
 		}
 		types = []Type{forced}
@@ -636,7 +636,8 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 		return auth.Credentials{Secret: c.secret}, true
 	}
 	sessionID := auth.NewSessionID()
-	offer := func(spear.InstanceID) (auth.Offer, error) {
+	var slot int
+	offer := func(_ spear.InstanceID, sl auth.Slot) (auth.Offer, error) {
 		if only == nil {
 			// A shared listener learns the instance only now, once it
 			// has proved who it is: only then may its peer check run,
@@ -651,11 +652,18 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 			}
 			target = claimed
 		}
+		n, err := claimed.offer(sl.Connection, sl.MaxConnections)
+		if err != nil {
+			return auth.Offer{}, errors.Join(err,
+				&spear.RemoteError{Code: spear.CodeResourceExhausted, Message: "connection index past the instance's cap"})
+		}
+		slot = int(sl.Connection)
 		return auth.Offer{
 			SessionID:         sessionID,
 			Features:          Features,
 			HeartbeatInterval: uint32(max(claimed.cfg.HeartbeatInterval, 0) / time.Millisecond),
 			MaxPayload:        claimed.cfg.MaxPayload,
+			Connections:       n,
 		}, nil
 	}
 	if _, err := auth.Accept(ctx, conn, lookup, offer); err != nil {
@@ -664,9 +672,9 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 		drop(cmp.Or(claimed, only), 0, "", err)
 		return
 	}
-	target.bind(conn, sessionID)
+	target.bind(conn, sessionID, slot)
 }
 
 // Features are the optional protocol features this agent announces in its
 // AUTH_RESPONSE.
-var Features = []string{"stream", "cancel", "signal", "heartbeat", "message"}
+var Features = []string{"stream", "cancel", "signal", "heartbeat", "message", "connections"}

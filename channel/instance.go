@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
@@ -18,8 +20,12 @@ import (
 
 // Channel is the communication channel of exactly one runtime instance: a
 // logical channel that exists before the instance connects and outlives its
-// connections. Each authenticated connection runs as a session.Session; a
-// newer one replaces the older. The Factory makes channels.
+// connections. Each authenticated connection runs as a session.Session.
+// An instance may hold several connections at once, each in its own
+// slot (its index in the handshake, docs/protocol.md section 18);
+// requests go to the bound connection with the fewest requests pending,
+// and a newer connection in a slot replaces the older. The Factory makes
+// channels.
 //
 // Every method is safe for concurrent use. Errors about the instance are
 // *spear.InstanceError values naming it, wrapping a spear category.
@@ -41,10 +47,36 @@ type Channel struct {
 	conns     atomic.Int32 // connections attributed to this instance
 	closeOnce sync.Once
 
-	mu        sync.Mutex // guards the fields below; never held while closing a session
-	sess      *session.Session
-	connected chan struct{} // closed when sess becomes non-nil
-	gone      chan struct{} // closed when sess becomes nil
+	mu        sync.Mutex    // guards the fields below; never held while closing a session
+	slots     []slot        // by connection index
+	bound     int           // slots with a session
+	want      int           // connections the instance is asked to hold
+	offered   int           // how many the instance said it can hold (1 for older instances)
+	next      int           // where the search for the least loaded slot starts
+	connected chan struct{} // closed when bound becomes positive
+	gone      chan struct{} // closed when bound becomes 0
+}
+
+// slot is one of an instance's connections.
+type slot struct {
+	s       *session.Session // nil when none is bound
+	pending int              // requests and streams open on it
+}
+
+// live reports whether the slot has a session that has not ended. An
+// ended session stays bound for the moment its reader takes to unbind
+// it; it must take no request meanwhile.
+func (sl *slot) live() bool { return sl.s != nil && sl.s.Err() == nil }
+
+// liveLocked counts the live slots.
+func (c *Channel) liveLocked() int {
+	n := 0
+	for i := range c.slots {
+		if c.slots[i].live() {
+			n++
+		}
+	}
+	return n
 }
 
 func newChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *Channel {
@@ -59,6 +91,8 @@ func newChannel(f *Factory, id spear.InstanceID, typ Type, cfg Config) *Channel 
 		closed:    make(chan struct{}),
 		connected: make(chan struct{}),
 		gone:      gone,
+		want:      max(cfg.Connections, 1),
+		offered:   1,
 	}
 	c.log = f.log.With("instance", id.String(), "runtime", id.Runtime.String(), "transport", string(typ))
 	return c
@@ -76,19 +110,57 @@ func (c *Channel) Credentials() Credentials {
 	return Credentials{ID: c.id, Type: c.typ, Address: c.addr, Secret: c.secret}
 }
 
-func (c *Channel) current() (*session.Session, error) {
+// acquire returns the bound session with the fewest open requests among
+// the slots the instance is asked to hold (any bound one when none of
+// those is), counting one more request on it; the caller must call done
+// with the slot. Without a session the error matches spear.ErrNotSent.
+func (c *Channel) acquire() (*session.Session, int, error) {
 	c.mu.Lock()
-	s := c.sess
-	c.mu.Unlock()
-	if s != nil {
-		return s, nil
+	best := -1
+	for pass := 0; pass < 2 && best < 0; pass++ {
+		for k := range len(c.slots) {
+			i := (c.next + k) % len(c.slots)
+			sl := &c.slots[i]
+			if !sl.live() || (pass == 0 && i >= c.want) {
+				continue
+			}
+			if best < 0 || sl.pending < c.slots[best].pending {
+				best = i
+			}
+		}
 	}
+	if best >= 0 {
+		c.slots[best].pending++
+		c.next = (best + 1) % len(c.slots)
+		s := c.slots[best].s
+		c.mu.Unlock()
+		return s, best, nil
+	}
+	c.mu.Unlock()
 	select {
 	case <-c.closed:
-		return nil, c.err("", spear.ErrChannelClosed)
+		return nil, 0, c.err("", fmt.Errorf("%w: %w", spear.ErrNotSent, spear.ErrChannelClosed))
 	default:
-		return nil, c.err("", spear.ErrNotConnected)
+		return nil, 0, c.err("", fmt.Errorf("%w: %w", spear.ErrNotSent, spear.ErrNotConnected))
 	}
+}
+
+// done ends a request acquire counted on slot i.
+func (c *Channel) done(i int) {
+	c.mu.Lock()
+	if i < len(c.slots) {
+		c.slots[i].pending--
+	}
+	c.mu.Unlock()
+}
+
+// first returns a bound session, for frames that belong to no request.
+func (c *Channel) first() (*session.Session, error) {
+	s, i, err := c.acquire()
+	if err == nil {
+		c.done(i)
+	}
+	return s, err
 }
 
 func (c *Channel) err(op string, err error) error {
@@ -100,7 +172,7 @@ func (c *Channel) err(op string, err error) error {
 
 // Send writes a one-way message (typically TypeMessage or TypeSignal).
 func (c *Channel) Send(ctx context.Context, m Message) error {
-	s, err := c.current()
+	s, err := c.first()
 	if err != nil {
 		return err
 	}
@@ -135,11 +207,12 @@ func (c *Channel) Receive(ctx context.Context) (Message, error) {
 // a *spear.RemoteError. When ctx has no deadline the channel's
 // RequestTimeout applies.
 func (c *Channel) Request(ctx context.Context, m Message) (Message, error) {
-	s, err := c.current()
+	s, i, err := c.acquire()
 	if err != nil {
 		return Message{}, err
 	}
 	r, err := s.Request(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload}, c.cfg.RequestTimeout)
+	c.done(i)
 	if err != nil {
 		return Message{}, c.err("request", err)
 	}
@@ -148,22 +221,60 @@ func (c *Channel) Request(ctx context.Context, m Message) (Message, error) {
 
 // Stream sends m asking for a streamed answer.
 func (c *Channel) Stream(ctx context.Context, m Message) (*Stream, error) {
-	s, err := c.current()
+	s, i, err := c.acquire()
 	if err != nil {
 		return nil, err
 	}
 	st, err := s.OpenStream(ctx, &wire.Frame{Type: m.Type, Payload: m.Payload})
 	if err != nil {
+		c.done(i)
 		return nil, c.err("stream", err)
 	}
-	return &Stream{st: st, ch: c}, nil
+	return &Stream{st: st, ch: c, slot: i}, nil
 }
 
 // IsConnected reports whether an authenticated connection is bound.
 func (c *Channel) IsConnected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sess != nil
+	return c.liveLocked() > 0
+}
+
+// Connections returns how many authenticated connections are bound.
+func (c *Channel) Connections() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.liveLocked()
+}
+
+// Connected returns a channel closed once a connection is bound (at once
+// when one is).
+func (c *Channel) Connected() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+// HeartbeatHealth is what the heartbeats tell of an instance's
+// connections: the most intervals in a row without a frame on any of
+// them, and the slowest round trip of their last answered probes.
+type HeartbeatHealth struct {
+	Misses int
+	RTT    time.Duration
+}
+
+// Heartbeat returns the heartbeat figures of the bound connections.
+func (c *Channel) Heartbeat() HeartbeatHealth {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var h HeartbeatHealth
+	for _, sl := range c.slots {
+		if sl.s != nil {
+			misses, rtt := sl.s.Heartbeat()
+			h.Misses, h.RTT = max(h.Misses, misses), max(h.RTT, rtt)
+		}
+	}
+	return h
 }
 
 // WaitConnected waits until an authenticated connection is bound.
@@ -186,8 +297,8 @@ func (c *Channel) WaitConnected(ctx context.Context) error {
 	}
 }
 
-// Disconnected returns a channel closed when the current connection ends
-// (at once when none is bound).
+// Disconnected returns a channel closed when the last bound connection
+// ends (at once when none is bound).
 func (c *Channel) Disconnected() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,32 +309,52 @@ func (c *Channel) Disconnected() <-chan struct{} {
 func (c *Channel) Stats() stats.Snapshot { return c.stats.Snapshot() }
 
 // Close closes the channel: pending requests fail at once with
-// spear.ErrChannelClosed, the instance's connection and listening address
+// spear.ErrChannelClosed, the instance's connections and listening address
 // go away, and the factory forgets the channel. Idempotent.
 func (c *Channel) Close() error {
+	c.close(fmt.Errorf("%w: closed by the agent", spear.ErrChannelClosed))
+	return nil
+}
+
+// Lost closes the channel of an instance that is gone (its process
+// exited, its pod was deleted): pending requests fail with
+// spear.ErrPeerGone and reason, as they do when the agent notices the
+// broken connection first, so a dead instance is one category
+// (spear.ErrConnectionFailed) whichever side notices first. Idempotent;
+// after Close or Lost it does nothing.
+func (c *Channel) Lost(reason string) {
+	c.close(fmt.Errorf("%w: %s", spear.ErrPeerGone, reason))
+}
+
+func (c *Channel) close(cause error) {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		if c.ln != nil {
 			c.ln.Close()
 		}
 		c.mu.Lock()
-		s := c.sess
+		var live []*session.Session
+		for _, sl := range c.slots {
+			if sl.s != nil {
+				live = append(live, sl.s)
+			}
+		}
 		c.mu.Unlock()
-		if s != nil {
-			s.Close(fmt.Errorf("%w: closed by the agent", spear.ErrChannelClosed))
+		for _, s := range live {
+			s.Close(cause)
 		}
 		c.factory.forget(c)
-		c.log.Info("channel closed")
+		c.log.Info("channel closed", "cause", cause)
 	})
-	return nil
 }
 
 // bind makes conn, already authenticated as this instance, the channel's
-// connection. A connection bound before it is told it was replaced and
-// closed; its pending requests fail with spear.ErrReplaced. The caller has
-// counted conn against the connection caps; bind releases the count when
-// the connection ends (or at once, when the channel is closed).
-func (c *Channel) bind(conn transport.Conn, sessionID string) {
+// connection in slot i. A connection bound there before it is told it was
+// replaced and closed; its pending requests fail with spear.ErrReplaced.
+// The caller has counted conn against the connection caps; bind releases
+// the count when the connection ends (or at once, when the channel is
+// closed).
+func (c *Channel) bind(conn transport.Conn, sessionID string, i int) {
 	hb := c.cfg.HeartbeatInterval
 	if hb < 0 {
 		hb = 0
@@ -233,7 +364,7 @@ func (c *Channel) bind(conn transport.Conn, sessionID string) {
 	// installed under c.mu, which unbind takes too: unbind then sees it
 	// installed and uninstalls it, rather than leaving a dead session bound
 	// (or finding none and closing gone twice).
-	b := &binding{}
+	b := &binding{slot: i}
 	c.mu.Lock()
 	select {
 	case <-c.closed:
@@ -251,26 +382,73 @@ func (c *Channel) bind(conn transport.Conn, sessionID string) {
 		PeerMaxPayload:    wire.DefaultMaxPayload, // what the SDK reads
 		StreamBuffer:      c.cfg.StreamBuffer,
 		Stats:             c.stats,
-		Logger:            c.log.With("session", sessionID),
+		Logger:            c.log.With("session", sessionID, "connection", i),
 		OnClose:           func(err error) { c.unbind(b, err) },
 	})
-	old := c.sess
-	c.sess = b.s
+	for len(c.slots) <= i {
+		c.slots = append(c.slots, slot{})
+	}
+	old := c.slots[i].s
+	c.slots[i].s = b.s
 	c.stats.Connected() // before waiters of c.connected wake
 	if old == nil {
-		close(c.connected)
-		c.gone = make(chan struct{})
+		if c.bound++; c.bound == 1 {
+			close(c.connected)
+			c.gone = make(chan struct{})
+		}
 	}
 	c.mu.Unlock()
-	c.log.Info("instance connected", "session", sessionID, "remote", conn.Info().Remote)
+	c.log.Info("instance connected", "session", sessionID, "connection", i, "remote", conn.Info().Remote)
 	if old != nil {
 		old.GoAway(spear.CodeUnavailable, "replaced by a newer connection of the same instance", spear.ErrReplaced)
 	}
 }
 
+// offer decides how many connections the instance is asked to hold, when
+// one of its connections authenticates saying it is connection slot and
+// can hold max: the channel's target, within both the instance's means
+// and the channel's cap. A slot past the cap is refused.
+func (c *Channel) offer(slot, most uint32) (uint32, error) {
+	if int(slot) >= c.cfg.MaxConnections {
+		return 0, fmt.Errorf("%w: connection %d is past the instance's cap of %d",
+			spear.ErrTooManyConnections, slot, c.cfg.MaxConnections)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offered = max(int(most), 1)
+	return uint32(c.targetLocked()), nil
+}
+
+// targetLocked is how many connections the instance is asked to hold.
+func (c *Channel) targetLocked() int {
+	return max(min(c.want, c.offered, c.cfg.MaxConnections), 1)
+}
+
+// SetConnections asks the instance to hold n connections from now on,
+// within its means (its handshake's max_connections) and the channel's
+// cap; an instance that holds one only is left alone. Connections past
+// the new count take no new requests; the instance closes them once
+// their requests are answered. It returns the count asked for.
+func (c *Channel) SetConnections(ctx context.Context, n int) (int, error) {
+	c.mu.Lock()
+	before := c.targetLocked()
+	c.want = max(n, 1)
+	after, offered := c.targetLocked(), c.offered
+	c.mu.Unlock()
+	if after == before || offered <= 1 {
+		return after, nil
+	}
+	b := codec.AppendSignal(nil, &codec.Signal{Kind: codec.SignalConnections, Connections: uint32(after)})
+	_, err := c.Request(ctx, Message{Type: wire.TypeSignal, Payload: b})
+	return after, err
+}
+
 // binding is the session bind started; its field is guarded by
 // Channel.mu.
-type binding struct{ s *session.Session }
+type binding struct {
+	s    *session.Session
+	slot int
+}
 
 // admit takes a place under the instance's connection cap for a new
 // connection; release gives it back.
@@ -308,11 +486,13 @@ func (c *Channel) unbind(b *binding, err error) {
 	c.release()
 	c.stats.Disconnected()
 	c.mu.Lock()
-	current := c.sess != nil && c.sess == b.s
+	current := b.slot < len(c.slots) && c.slots[b.slot].s == b.s
 	if current {
-		c.sess = nil
-		c.connected = make(chan struct{})
-		close(c.gone)
+		c.slots[b.slot].s = nil
+		if c.bound--; c.bound == 0 {
+			c.connected = make(chan struct{})
+			close(c.gone)
+		}
 	}
 	c.mu.Unlock()
 	switch {
@@ -345,20 +525,35 @@ func (c *Channel) onMessage(f wire.Frame) {
 // Recv and Close must not be called concurrently (cancel the context given
 // to Channel.Stream to stop a Recv from elsewhere).
 type Stream struct {
-	st *session.Stream
-	ch *Channel
+	st   *session.Stream
+	ch   *Channel
+	slot int
+	done bool // the slot's count was given back
 }
 
 // Recv returns the next chunk, io.EOF after the last, or the error that
 // ended the stream.
 func (s *Stream) Recv() ([]byte, error) {
 	b, err := s.st.Recv()
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, s.ch.err("stream", err)
+	if err != nil {
+		s.release()
+		if !errors.Is(err, io.EOF) {
+			return nil, s.ch.err("stream", err)
+		}
 	}
 	return b, err
 }
 
 // Close abandons the stream if it has not ended and tells the instance to
 // stop. It is safe to call after the stream ended.
-func (s *Stream) Close() { s.st.Close() }
+func (s *Stream) Close() {
+	s.st.Close()
+	s.release()
+}
+
+func (s *Stream) release() {
+	if !s.done {
+		s.done = true
+		s.ch.done(s.slot)
+	}
+}

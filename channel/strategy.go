@@ -18,9 +18,22 @@ type Strategy struct {
 	Also []Type
 }
 
-// supports reports whether t may be used under s.
-func (s Strategy) supports(t Type) bool {
+// Allows reports whether an instance may use channel type t under s.
+func (s Strategy) Allows(t Type) bool {
 	return slices.Contains(s.Order, t) || slices.Contains(s.Also, t)
+}
+
+// Choices lists the types s allows for a message: "unix, tcp or grpc".
+func (s Strategy) Choices() string {
+	all := slices.Concat(s.Order, s.Also)
+	names := make([]string, len(all))
+	for i, t := range all {
+		names[i] = string(t)
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // DefaultStrategies returns the built-in strategies: process instances

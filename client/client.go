@@ -110,6 +110,16 @@ func (c *Client) Logs(ctx context.Context, id string, lines int) ([]string, erro
 	return out.Lines, err
 }
 
+// Reload asks the daemon to read its configuration again and apply it,
+// and returns what changed. An invalid configuration is an *Error with
+// code "invalid_config" whose message lists every problem; the daemon
+// keeps serving the old one.
+func (c *Client) Reload(ctx context.Context) (api.Reload, error) {
+	var out api.Reload
+	err := c.doJSON(ctx, http.MethodPost, "/v1/reload", nil, &out)
+	return out, err
+}
+
 // Health returns nil when the daemon is up and taking invocations.
 func (c *Client) Health(ctx context.Context) error {
 	var out api.Health
@@ -124,6 +134,9 @@ type InvokeOptions struct {
 	Timeout time.Duration
 	// Metadata travels with the invocation (keys are lowercased).
 	Metadata map[string]string
+	// Key is the affinity key of a function balanced by hash: the same
+	// key reaches the same instance while the pool allows.
+	Key string
 }
 
 // Result is a function's answer.
@@ -200,6 +213,9 @@ func (c *Client) invoke(ctx context.Context, function string, payload []byte, op
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
+	if opts.Key != "" {
+		req.Header.Set(api.HeaderKey, opts.Key)
+	}
 	for k, v := range opts.Metadata {
 		req.Header.Set(api.HeaderMetadataPrefix+k, v)
 	}

@@ -160,7 +160,7 @@ func (p *rawProc) accept(ctx context.Context, d time.Duration, o offer) (*rawCon
 	lookup := func(id spear.InstanceID) (auth.Credentials, bool) {
 		return auth.Credentials{Secret: p.secret}, id == p.id
 	}
-	give := func(spear.InstanceID) (auth.Offer, error) {
+	give := func(spear.InstanceID, auth.Slot) (auth.Offer, error) {
 		return auth.Offer{
 			SessionID:         auth.NewSessionID(),
 			Features:          channel.Features,

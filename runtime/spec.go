@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -55,6 +56,16 @@ type Spec interface {
 	// Validate reports every problem of the spec, each a *FieldError
 	// naming the field as the configuration spells it.
 	Validate() error
+}
+
+// Resolver is implemented by a Spec that names files on the agent's
+// machine. The agent calls Resolve when it loads a configuration.
+type Resolver interface {
+	// Resolve returns the spec with its relative paths made absolute
+	// against dir, the directory of the configuration file that declares
+	// it ("" leaves them relative to the agent's working directory), and
+	// reports the files it needs that are missing, each a *FieldError.
+	Resolve(dir string) (Spec, error)
 }
 
 // SpecAs returns spec as the runtime's own spec type S (a *S is accepted
@@ -118,8 +129,42 @@ func (e *FieldError) Is(target error) bool {
 }
 
 // Env is the environment an instance gets besides what its runtime sets,
-// by variable name. In a configuration it is a mapping.
+// by variable name. In a configuration it is a mapping; a number or a
+// boolean value is taken as its text ("PORT: 8080").
 type Env map[string]string
+
+// UnmarshalJSON reads a JSON object whose values are strings, numbers or
+// booleans.
+func (e *Env) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		*e = nil
+		return nil
+	}
+	out := make(Env, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			out[k] = s
+			continue
+		}
+		var scalar any
+		if err := json.Unmarshal(v, &scalar); err != nil {
+			return err
+		}
+		switch scalar.(type) {
+		case float64, bool:
+			out[k] = strings.TrimSpace(string(v))
+		default:
+			return BadField("env."+k, "want a string, got %s", v)
+		}
+	}
+	*e = out
+	return nil
+}
 
 // Validate reports the entries that no environment can hold: an empty
 // name, a name with '=' or NUL, a value with NUL. Each problem is a

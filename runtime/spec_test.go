@@ -1,6 +1,7 @@
 package runtime_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -79,7 +80,8 @@ func TestDecodeJSON(t *testing.T) {
 		`{}`:                                  "greeting: required",
 		`{"greeting":"hi","env":{"A=B":"x"}}`: `env: variable name "A=B" is not valid`,
 		`{"greeting":"hi","env":{"A":"x\u0000"}}`: "env.A: the value holds a NUL byte",
-		`{"greeting":7}`: "greeting: number is not a string",
+		`{"greeting":7}`:                    "greeting: number is not a string",
+		`{"greeting":"hi","env":{"A":[1]}}`: "env.A: want a string",
 	})
 	s, err := runtime.SpecAs[testSpec](spec)
 	if err != nil || s.Greeting != "hi" || strings.Join(s.Env.List(), ",") != "A=1,B=2" {
@@ -149,5 +151,16 @@ func TestErrorCategories(t *testing.T) {
 	}
 	if !errors.Is(runtime.ErrExists, spear.ErrInvalidInstanceID) {
 		t.Error("ErrExists does not match spear.ErrInvalidInstanceID")
+	}
+}
+
+// An environment value written as a number or a boolean is its text.
+func TestEnvScalars(t *testing.T) {
+	var e runtime.Env
+	if err := json.Unmarshal([]byte(`{"PORT":8080,"DEBUG":true,"RATIO":0.5,"NAME":"x"}`), &e); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.List(), ","); got != "DEBUG=true,NAME=x,PORT=8080,RATIO=0.5" {
+		t.Errorf("env = %s", got)
 	}
 }

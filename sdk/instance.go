@@ -61,7 +61,16 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait between reconnection
 	// attempts (defaults 50ms and 5s); the wait doubles, with jitter.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxConnections is how many connections the instance offers to hold
+	// (default DefaultMaxConnections); the agent says how many it wants
+	// (docs/protocol.md, section 18). 1 keeps one connection.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is how many connections an instance offers the
+// agent by default; the agent's own cap (4 by default) usually binds
+// first.
+const DefaultMaxConnections = 16
 
 // FromEnv fills the connection fields of o from the environment. Reading
 // the secret (SPEAR_SECRET_FD, SPEAR_SECRET_FILE or SPEAR_SECRET, in that
@@ -99,16 +108,28 @@ type Instance struct {
 	opts Options
 	log  *slog.Logger
 
+	slots sync.WaitGroup  // the goroutines of connections past the first
+	ctx   context.Context // Serve's, for the connections a signal opens
+
 	mu      sync.Mutex
-	sess    *session.Session
+	conns   map[int]*conn // by connection index
+	kept    map[int]bool  // indexes past 0 with a goroutine keeping them
+	target  int           // connections the agent asks for
+	surplus chan struct{} // closed, and replaced, when target falls
 	paused  bool
 	stopped chan struct{} // closed by a terminate signal
 	stopOne sync.Once
-	// lastServed is the request id of the terminate signal: requests with
-	// lower ids were sent before it and still run. Handlers run on
-	// workers, so a request that arrived first may reach its check after
-	// the signal was handled.
-	lastServed uint64
+}
+
+// conn is one of the instance's connections to the agent.
+type conn struct {
+	sess *session.Session
+	// seen is the highest request id served on it; last, once the
+	// terminate signal arrived, the highest id allowed to run: requests
+	// sent before the signal still run. Handlers run on workers, so a
+	// request that arrived first may reach its check after the signal
+	// was handled.
+	seen, last uint64
 }
 
 // New returns an instance; connection fields left empty in opts come from
@@ -129,6 +150,9 @@ func New(opts Options) (*Instance, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(5*time.Second, opts.MinBackoff)
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,22 +161,43 @@ func New(opts Options) (*Instance, error) {
 		opts:    opts,
 		log:     log.With("instance", opts.ID.String(), "transport", opts.Channel),
 		stopped: make(chan struct{}),
+		conns:   map[int]*conn{},
+		kept:    map[int]bool{},
+		target:  1,
+		surplus: make(chan struct{}),
 	}, nil
 }
 
 // Serve connects, authenticates and serves requests until ctx ends or the
 // agent sends a terminate signal (then it returns nil after in-flight
-// requests finish). When the connection is lost it reconnects with
-// backoff. A failed authentication is final: it returns an error matching
-// spear.ErrAuthFailed.
+// requests finish). When the agent asks for more than one connection, it
+// opens them, and keeps each as it keeps the first. When a connection is
+// lost it reconnects with backoff. A failed authentication is final: it
+// returns an error matching spear.ErrAuthFailed.
 func (in *Instance) Serve(ctx context.Context) error {
+	in.mu.Lock()
+	in.ctx = ctx
+	in.mu.Unlock()
+	err := in.keep(ctx, 0)
+	in.slots.Wait()
+	return err
+}
+
+// keep holds connection k until the instance ends or, for k > 0, the
+// agent no longer wants it.
+func (in *Instance) keep(ctx context.Context, k int) error {
 	backoff := in.opts.MinBackoff
 	for {
-		connected, err := in.serveOnce(ctx)
+		if k > 0 && !in.wanted(k) {
+			return nil // the agent asked for fewer while this one was away
+		}
+		connected, err := in.serveOnce(ctx, k)
 		switch {
 		case in.terminated():
 			return nil
 		case ctx.Err() != nil:
+			return nil
+		case k > 0 && !in.wanted(k):
 			return nil
 		case errors.Is(err, spear.ErrAuthFailed), errors.Is(err, spear.ErrUnsupportedTransport):
 			return err
@@ -161,7 +206,7 @@ func (in *Instance) Serve(ctx context.Context) error {
 			backoff = in.opts.MinBackoff
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
-		in.log.Info("connection to agent lost; reconnecting", "err", err, "in", wait)
+		in.log.Info("connection to agent lost; reconnecting", "connection", k, "err", err, "in", wait)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -173,45 +218,115 @@ func (in *Instance) Serve(ctx context.Context) error {
 	}
 }
 
-// serveOnce runs one connection; connected reports whether it got past
-// the handshake.
-func (in *Instance) serveOnce(ctx context.Context) (connected bool, err error) {
+// wanted reports whether the agent still asks for connection k.
+func (in *Instance) wanted(k int) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return k < in.target
+}
+
+// setTarget records how many connections the agent asks for, opens those
+// missing and has the surplus ones close once their requests are done.
+func (in *Instance) setTarget(ctx context.Context, n int) {
+	n = max(min(n, in.opts.MaxConnections), 1)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if n < in.target {
+		close(in.surplus)
+		in.surplus = make(chan struct{})
+	}
+	in.target = n
+	for k := 1; k < n; k++ {
+		if in.kept[k] {
+			continue // its goroutine runs (or is finishing, and will see it is wanted again)
+		}
+		in.kept[k] = true
+		in.slots.Add(1)
+		go func() {
+			defer in.slots.Done()
+			for {
+				err := in.keep(ctx, k)
+				in.mu.Lock()
+				// Asked for again while it was finishing: keep it.
+				again := err == nil && k < in.target && ctx.Err() == nil && !in.terminated()
+				if !again {
+					delete(in.kept, k)
+				}
+				in.mu.Unlock()
+				if !again {
+					if err != nil {
+						in.log.Warn("connection ended", "connection", k, "err", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+}
+
+// serveOnce runs one connection in slot k; connected reports whether it
+// got past the handshake.
+func (in *Instance) serveOnce(ctx context.Context, k int) (connected bool, err error) {
 	hctx, cancel := context.WithTimeout(ctx, in.opts.HandshakeTimeout)
 	defer cancel()
-	conn, err := Dial(hctx, in.opts.Channel, in.opts.Address)
+	tc, err := Dial(hctx, in.opts.Channel, in.opts.Address)
 	if err != nil {
 		return false, err
 	}
-	resp, err := auth.Connect(hctx, conn, in.opts.ID, in.opts.Secret)
+	resp, err := auth.ConnectSlot(hctx, tc, in.opts.ID, in.opts.Secret,
+		auth.Slot{Connection: uint32(k), MaxConnections: uint32(in.opts.MaxConnections)})
 	if err != nil {
-		conn.Close()
+		tc.Close()
 		return false, err
 	}
 	// Start under mu, so that Send works from the first request on.
+	c := &conn{}
 	in.mu.Lock()
-	sess := session.Start(conn, session.Config{
-		Handler:           session.HandlerFunc(in.serve),
+	c.sess = session.Start(tc, session.Config{
+		Handler: session.HandlerFunc(func(ctx context.Context, f wire.Frame, r *session.Responder) {
+			in.serve(ctx, c, f, r)
+		}),
 		OnMessage:         in.onMessage,
 		HeartbeatInterval: msDuration(uint64(resp.HeartbeatIntervalMs)),
 		PeerMaxPayload:    resp.MaxPayload,
-		Logger:            in.log,
+		Logger:            in.log.With("connection", k),
 	})
-	in.sess = sess
+	in.conns[k] = c
+	surplus := in.surplus
 	in.mu.Unlock()
-	in.log.Info("connected to agent", "session", resp.SessionID)
-	select {
-	case <-sess.Done():
-	case <-ctx.Done():
-		sess.GoAway(spear.CodeUnavailable, "instance shutting down", nil)
-	case <-in.stopped:
-		// Terminate: let in-flight requests finish, then say goodbye.
-		sess.Wait()
-		sess.GoAway(spear.CodeUnavailable, "instance terminated", nil)
+	sess := c.sess
+	in.log.Info("connected to agent", "session", resp.SessionID, "connection", k)
+	in.setTarget(ctx, int(max(resp.Connections, 1)))
+	for done := false; !done; {
+		select {
+		case <-sess.Done():
+			done = true
+		case <-ctx.Done():
+			sess.GoAway(spear.CodeUnavailable, "instance shutting down", nil)
+			done = true
+		case <-in.stopped:
+			// Terminate: let in-flight requests finish, then say goodbye.
+			sess.Wait()
+			sess.GoAway(spear.CodeUnavailable, "instance terminated", nil)
+			done = true
+		case <-surplus:
+			in.mu.Lock()
+			surplus = in.surplus
+			in.mu.Unlock()
+			if k > 0 && !in.wanted(k) {
+				// The agent sends nothing more here: finish, then go.
+				sess.Wait()
+				sess.GoAway(spear.CodeUnavailable, "surplus connection", nil)
+				done = true
+			}
+		}
 	}
 	sess.Close(nil)
 	sess.Wait()
 	in.mu.Lock()
-	in.sess = nil
+	if in.conns[k] == c {
+		delete(in.conns, k)
+	}
 	in.mu.Unlock()
 	return true, sess.Err()
 }
@@ -229,7 +344,12 @@ func (in *Instance) terminated() bool {
 // channel.Channel.Receive.
 func (in *Instance) Send(payload []byte) error {
 	in.mu.Lock()
-	s := in.sess
+	var s *session.Session
+	for k := range in.target {
+		if c := in.conns[k]; c != nil && s == nil {
+			s = c.sess
+		}
+	}
 	in.mu.Unlock()
 	if s == nil {
 		return fmt.Errorf("%w: not connected to the agent", spear.ErrNotConnected)
@@ -243,14 +363,15 @@ func (in *Instance) onMessage(f wire.Frame) {
 	}
 }
 
-// serve dispatches one request the agent opened.
-func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responder) {
+// serve dispatches one request the agent opened on c.
+func (in *Instance) serve(ctx context.Context, c *conn, f wire.Frame, r *session.Responder) {
 	switch f.Type {
 	case wire.TypeExecuteRequest:
-		// terminated is read before lastServed, which is set first.
+		// terminated is read before last, which is set first.
 		draining := in.terminated()
 		in.mu.Lock()
-		paused, last := in.paused, in.lastServed
+		c.seen = max(c.seen, f.ID)
+		paused, last := in.paused, c.last
 		in.mu.Unlock()
 		switch {
 		case draining && f.ID > last:
@@ -263,11 +384,11 @@ func (in *Instance) serve(ctx context.Context, f wire.Frame, r *session.Responde
 		}
 		serveExecute(ctx, in.opts.Handler, f, r)
 	case wire.TypeSignal:
-		in.signal(ctx, f, r)
+		in.signal(ctx, c, f, r)
 	}
 }
 
-func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Responder) {
+func (in *Instance) signal(ctx context.Context, c *conn, f wire.Frame, r *session.Responder) {
 	m, err := codec.DecodeSignal(f.Payload)
 	if err != nil {
 		_ = r.Error(spear.CodeInvalidMessage, err.Error())
@@ -281,11 +402,21 @@ func (in *Instance) signal(ctx context.Context, f wire.Frame, r *session.Respond
 		// request the agent sends once it has the ack is refused.
 		in.stopOne.Do(func() {
 			in.mu.Lock()
-			in.lastServed = f.ID
+			for _, x := range in.conns {
+				x.last = x.seen // what the agent sent on the others before it
+			}
+			c.last = f.ID
 			in.mu.Unlock()
 			close(in.stopped)
 		})
 		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
+		return
+	case s.Kind == spearpb.SignalKind_SIGNAL_KIND_CONNECTIONS:
+		_ = r.Send(&wire.Frame{Type: wire.TypeExecuteResponse})
+		in.mu.Lock()
+		serveCtx := in.ctx
+		in.mu.Unlock()
+		in.setTarget(serveCtx, int(m.Connections))
 		return
 	case in.opts.OnSignal != nil:
 		err = in.opts.OnSignal(ctx, s)

@@ -99,14 +99,18 @@ func (s *StreamConn) WriteFrame(f *wire.Frame) error {
 		frames, upto := s.queue, s.queued
 		s.queue = s.spare[:0]
 		s.mu.Unlock()
-		err := s.writeBatch(frames)
+		n, err := s.writeBatch(frames)
+		whole := wholeFrames(frames, n)
 		clear(frames)
 		s.mu.Lock()
 		s.spare = frames[:0] // the two queues take turns, so neither is reallocated
 		if err != nil {
-			// The frames of a failed batch were not (all) written:
-			// flushed stays put, so their writers get werr.
+			// Frames the failed write did not take whole get werr;
+			// those it took whole before failing were written, and
+			// their writers get nil: an error always means the peer
+			// cannot have read the frame (spear.ErrNotSent above).
 			s.werr = writeErr(err)
+			s.flushed = upto - uint64(len(frames)-whole)
 		} else {
 			s.flushed = upto
 		}
@@ -121,9 +125,21 @@ func (s *StreamConn) WriteFrame(f *wire.Frame) error {
 	return err
 }
 
+// wholeFrames counts the frames at the start of a batch that fit whole in
+// its first n bytes.
+func wholeFrames(frames []*wire.Frame, n int64) int {
+	for i, f := range frames {
+		if n -= int64(wire.HeaderSize + len(f.Payload)); n < 0 {
+			return i
+		}
+	}
+	return len(frames)
+}
+
 // writeBatch writes frames with one writev, copying small payloads next to
-// their headers so that a batch of small frames is one buffer.
-func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
+// their headers so that a batch of small frames is one buffer. It returns
+// how many bytes were written.
+func (s *StreamConn) writeBatch(frames []*wire.Frame) (int64, error) {
 	buf := s.buf[:0]
 	bufs := s.batch[:0]
 	mark := 0 // start of the part of buf not yet in bufs
@@ -151,7 +167,7 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 		_ = s.c.SetWriteDeadline(s.deadline)
 	}
 	s.wv = bufs // a field, not a local, so WriteTo's receiver does not escape per call
-	_, err := s.wv.WriteTo(s.c)
+	n, err := s.wv.WriteTo(s.c)
 	// Keep the buffers for the next batch unless a burst made them large.
 	if cap(buf) <= 64<<10 {
 		s.buf = buf[:0]
@@ -160,7 +176,7 @@ func (s *StreamConn) writeBatch(frames []*wire.Frame) error {
 	}
 	clear(bufs)
 	s.batch = bufs[:0]
-	return err
+	return n, err
 }
 
 // writeErr classifies a failed write: a passed write deadline means the

@@ -109,8 +109,8 @@ func startDaemonIn(t *testing.T, socketDir, stateDir string, env []string, args 
 		t.Skip("end-to-end test: skipped with -short")
 	}
 	d := &daemon{socketDir: socketDir, stateDir: stateDir, exited: make(chan struct{})}
-	args = append([]string{"serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
-		"--socket-dir", d.socketDir, "--state-dir", d.stateDir}, args...)
+	args = append([]string{"serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
+		"--channels-socket-dir", d.socketDir, "--state-dir", d.stateDir}, args...)
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Env = append(append(os.Environ(), "SPEARLET_CONFIG="), env...) // no config from the environment
 	stderr, err := d.cmd.StderrPipe()
@@ -194,7 +194,8 @@ func (d *daemon) wait(t *testing.T) error {
 // cli runs the spearlet CLI against d and returns its stdout.
 func (d *daemon) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(testCtx(t), binary, append([]string{"--addr", d.addr}, args...)...)
+	cmd := exec.CommandContext(testCtx(t), binary, args...)
+	cmd.Env = append(os.Environ(), client.EnvAddr+"="+d.addr)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -5,11 +5,13 @@
 //	spearlet serve                      # the embedded default config
 //	spearlet invoke echo hello
 //	spearlet instances
+//
+// Its exit status is 0 on success, 1 on an error, 2 on wrong arguments, 3
+// when the daemon cannot be reached, and 4 when an invocation failed.
 package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,9 +21,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cli.Run(ctx, os.Args[1:], stop); err != nil {
-		fmt.Fprintln(os.Stderr, "spearlet:", err)
-		os.Exit(1)
-	}
+	code := cli.Main(ctx, os.Args[1:], stop, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -38,8 +38,8 @@ func TestWasmCacheDir(t *testing.T) {
 	}
 
 	// A directory given explicitly that cannot be used is an error.
-	cmd := exec.CommandContext(testCtx(t), binary, "serve", "--http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
-		"--socket-dir", t.TempDir(), "--state-dir", filepath.Join(t.TempDir(), "state"), "--wasm-cache-dir", filepath.Join(blocked, "wasm"))
+	cmd := exec.CommandContext(testCtx(t), binary, "serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
+		"--channels-socket-dir", t.TempDir(), "--state-dir", filepath.Join(t.TempDir(), "state"), "--wasm-cache-dir", filepath.Join(blocked, "wasm"))
 	cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "wasm compilation cache") {

@@ -78,10 +78,20 @@ type Credentials struct {
 type Lookup func(id spear.InstanceID) (Credentials, bool)
 
 // OfferFunc is called once the instance has proved it is id, before it is
-// told it is accepted. It returns what to tell the instance, or an error
-// to refuse it after all; a *spear.RemoteError in that error chooses the
-// code the instance sees (UNAVAILABLE otherwise).
-type OfferFunc func(id spear.InstanceID) (Offer, error)
+// told it is accepted; slot is what it said of its connections. It returns
+// what to tell the instance, or an error to refuse it after all; a
+// *spear.RemoteError in that error chooses the code the instance sees
+// (UNAVAILABLE otherwise).
+type OfferFunc func(id spear.InstanceID, slot Slot) (Offer, error)
+
+// Slot is what an instance says of a connection in its AUTH_REQUEST: its
+// index among the instance's connections (0 for the first), and how many
+// the instance can hold (0 from instances that predate multiple
+// connections, which hold one).
+type Slot struct {
+	Connection     uint32
+	MaxConnections uint32
+}
 
 // Offer is what the agent tells an accepted instance.
 type Offer struct {
@@ -89,6 +99,7 @@ type Offer struct {
 	Features          []string
 	HeartbeatInterval uint32 // ms
 	MaxPayload        uint32
+	Connections       uint32 // how many connections to hold; 0 means one
 }
 
 // failedMessage is the one message every refusal carries, so a peer cannot
@@ -152,7 +163,7 @@ func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error)
 		}
 		return spear.InstanceID{}, fmt.Errorf("%w: bad proof or unknown instance %q", spear.ErrAuthFailed, req.InstanceID)
 	}
-	o, err := offer(id)
+	o, err := offer(id, Slot{Connection: req.Connection, MaxConnections: req.MaxConnections})
 	if err != nil {
 		// The instance is who it says, but the agent will not take it
 		// now (a connection cap): say why, instead of accepting.
@@ -169,6 +180,7 @@ func accept(conn Conn, lookup Lookup, offer OfferFunc) (spear.InstanceID, error)
 		ServerProof:         Proof(secret, roleAgent, nonce, req.ClientNonce, req.InstanceID),
 		HeartbeatIntervalMs: o.HeartbeatInterval,
 		MaxPayload:          o.MaxPayload,
+		Connections:         o.Connections,
 	})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthResponse, Payload: resp}); err != nil {
 		return spear.InstanceID{}, fmt.Errorf("%w: send auth response: %w", spear.ErrConnectionFailed, err)
@@ -188,16 +200,22 @@ func refuse(conn Conn, err error) {
 // proof too, so an instance never talks to an impostor. ctx bounds the
 // handshake as in Accept.
 func Connect(ctx context.Context, conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
+	return ConnectSlot(ctx, conn, id, secret, Slot{})
+}
+
+// ConnectSlot is Connect for connection slot.Connection of an instance
+// that can hold slot.MaxConnections connections.
+func ConnectSlot(ctx context.Context, conn Conn, id spear.InstanceID, secret spear.Secret, slot Slot) (*codec.AuthResponse, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	resp, err := connect(conn, id, secret)
+	resp, err := connect(conn, id, secret, slot)
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: handshake not completed in time: %w", spear.ErrTimeout, ctx.Err())
 	}
 	return resp, err
 }
 
-func connect(conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthResponse, error) {
+func connect(conn Conn, id spear.InstanceID, secret spear.Secret, slot Slot) (*codec.AuthResponse, error) {
 	f, err := conn.ReadFrame()
 	if err != nil {
 		return nil, fmt.Errorf("%w: read challenge: %w", spear.ErrConnectionFailed, err)
@@ -213,9 +231,11 @@ func connect(conn Conn, id spear.InstanceID, secret spear.Secret) (*codec.AuthRe
 	_, _ = rand.Read(clientNonce)
 	full := id.String()
 	req := codec.AppendAuthRequest(nil, &codec.AuthRequest{
-		InstanceID:  full,
-		ClientNonce: clientNonce,
-		Proof:       Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
+		InstanceID:     full,
+		ClientNonce:    clientNonce,
+		Proof:          Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
+		Connection:     slot.Connection,
+		MaxConnections: slot.MaxConnections,
 	})
 	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthRequest, Payload: req}); err != nil {
 		return nil, fmt.Errorf("%w: send auth request: %w", spear.ErrConnectionFailed, err)

@@ -52,7 +52,7 @@ func (k keys) lookup(id spear.InstanceID) (auth.Credentials, bool) {
 	return auth.Credentials{Secret: s}, ok
 }
 
-func testOffer(spear.InstanceID) (auth.Offer, error) {
+func testOffer(spear.InstanceID, auth.Slot) (auth.Offer, error) {
 	return auth.Offer{SessionID: "sess-1", Features: []string{"stream", "cancel"}, HeartbeatInterval: 1234, MaxPayload: 4096}, nil
 }
 
@@ -516,7 +516,7 @@ func TestOfferRefuses(t *testing.T) {
 	capped := errors.New("instance already has 4 connections")
 	done := make(chan error, 1)
 	go func() {
-		_, err := auth.Accept(ctx, a, keys{idA: secret}.lookup, func(spear.InstanceID) (auth.Offer, error) {
+		_, err := auth.Accept(ctx, a, keys{idA: secret}.lookup, func(spear.InstanceID, auth.Slot) (auth.Offer, error) {
 			return auth.Offer{}, errors.Join(capped, &spear.RemoteError{Code: spear.CodeResourceExhausted, Message: "too many connections"})
 		})
 		done <- err

@@ -6,6 +6,8 @@ package checkout
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 )
 
@@ -33,6 +35,43 @@ func Root(dir string) string {
 		}
 		dir = parent
 	}
+}
+
+// Built returns the root of the checkout the running program was built
+// from, when it is still there: a spearlet built with "go build" or "go
+// install ./cmd/spearlet" in a clone knows its clone. It returns "" for a
+// program built with -trimpath, or from the module cache (go install
+// ...@version), whose source is a published version, not a checkout.
+func Built() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) || strings.Contains(filepath.ToSlash(file), "/pkg/mod/") {
+		return ""
+	}
+	return Root(filepath.Dir(file))
+}
+
+// Version returns the Spear module version the running program was built
+// at, when it is a version the module proxy serves (go install
+// ...@version); "" for a build from a checkout ("(devel)", or a "+dirty"
+// or local pseudo-version).
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	mod := &bi.Main
+	if mod.Path != Module {
+		for _, d := range bi.Deps {
+			if d.Path == Module {
+				mod = d
+			}
+		}
+	}
+	v := mod.Version
+	if mod.Path != Module || !strings.HasPrefix(v, "v") || strings.Contains(v, "+") || Built() != "" {
+		return ""
+	}
+	return v
 }
 
 // PythonSDK returns the Python SDK's directory under root.

@@ -76,32 +76,37 @@ func DecodeAuthChallenge(b []byte) (AuthChallenge, error) {
 // AuthRequest is spear.v1.AuthRequest, the instance's answer to the
 // challenge.
 type AuthRequest struct {
-	InstanceID  string
-	ClientNonce []byte
-	Proof       []byte
+	InstanceID     string
+	ClientNonce    []byte
+	Proof          []byte
+	Connection     uint32 // this connection's index among the instance's
+	MaxConnections uint32 // how many the instance can hold; 0 means one
 }
 
 // AppendAuthRequest appends the encoding of m to dst.
 func AppendAuthRequest(dst []byte, m *AuthRequest) []byte {
 	dst = appendString(dst, 1, m.InstanceID)
 	dst = appendBytes(dst, 2, m.ClientNonce)
-	return appendBytes(dst, 3, m.Proof)
+	dst = appendBytes(dst, 3, m.Proof)
+	dst = appendVarint(dst, 4, uint64(m.Connection))
+	return appendVarint(dst, 5, uint64(m.MaxConnections))
 }
 
 // DecodeAuthRequest decodes b. The byte fields alias b.
 func DecodeAuthRequest(b []byte) (AuthRequest, error) {
 	var m AuthRequest
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if typ != protowire.BytesType {
-			return nil
-		}
-		switch num {
-		case 1:
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
 			m.InstanceID = string(v)
-		case 2:
+		case num == 2 && typ == protowire.BytesType:
 			m.ClientNonce = v
-		case 3:
+		case num == 3 && typ == protowire.BytesType:
 			m.Proof = v
+		case num == 4 && typ == protowire.VarintType:
+			m.Connection = uint32(n)
+		case num == 5 && typ == protowire.VarintType:
+			m.MaxConnections = uint32(n)
 		}
 		return nil
 	})
@@ -115,6 +120,7 @@ type AuthResponse struct {
 	ServerProof         []byte
 	HeartbeatIntervalMs uint32
 	MaxPayload          uint32
+	Connections         uint32 // how many connections to hold; 0 means one
 }
 
 // AppendAuthResponse appends the encoding of m to dst.
@@ -127,7 +133,8 @@ func AppendAuthResponse(dst []byte, m *AuthResponse) []byte {
 	}
 	dst = appendBytes(dst, 3, m.ServerProof)
 	dst = appendVarint(dst, 4, uint64(m.HeartbeatIntervalMs))
-	return appendVarint(dst, 5, uint64(m.MaxPayload))
+	dst = appendVarint(dst, 5, uint64(m.MaxPayload))
+	return appendVarint(dst, 6, uint64(m.Connections))
 }
 
 // DecodeAuthResponse decodes b. The server proof aliases b.
@@ -145,6 +152,8 @@ func DecodeAuthResponse(b []byte) (AuthResponse, error) {
 			m.HeartbeatIntervalMs = uint32(n)
 		case num == 5 && typ == protowire.VarintType:
 			m.MaxPayload = uint32(n)
+		case num == 6 && typ == protowire.VarintType:
+			m.Connections = uint32(n)
 		}
 		return nil
 	})
@@ -162,13 +171,15 @@ const (
 	SignalPause       SignalKind = 2
 	SignalResume      SignalKind = 3
 	SignalCustom      SignalKind = 4
+	SignalConnections SignalKind = 5
 )
 
 // Signal is spear.v1.Signal, the payload of a SIGNAL frame.
 type Signal struct {
-	Kind SignalKind
-	Name string // of a custom signal
-	Data []byte
+	Kind        SignalKind
+	Name        string // of a custom signal
+	Data        []byte
+	Connections uint32 // of a connections signal
 }
 
 // AppendSignal appends the encoding of m to dst.
@@ -176,7 +187,8 @@ func AppendSignal(dst []byte, m *Signal) []byte {
 	// An enum is an int32 varint: a negative one takes ten bytes.
 	dst = appendVarint(dst, 1, uint64(int64(m.Kind)))
 	dst = appendString(dst, 2, m.Name)
-	return appendBytes(dst, 3, m.Data)
+	dst = appendBytes(dst, 3, m.Data)
+	return appendVarint(dst, 4, uint64(m.Connections))
 }
 
 // DecodeSignal decodes b. The data aliases b.
@@ -190,6 +202,8 @@ func DecodeSignal(b []byte) (Signal, error) {
 			m.Name = string(v)
 		case num == 3 && typ == protowire.BytesType:
 			m.Data = v
+		case num == 4 && typ == protowire.VarintType:
+			m.Connections = uint32(n)
 		}
 		return nil
 	})

@@ -369,7 +369,11 @@ func waitReady(ctx context.Context, s *server, url string, caPEM []byte, token s
 		select {
 		case <-s.done:
 			t.Stop()
-			return fmt.Errorf("%s exited before it was ready (%v); see %s", s.name, s.err, s.log)
+			exit := s.err
+			if exit == nil {
+				exit = errors.New("exit status 0")
+			}
+			return fmt.Errorf("%s exited before it was ready (%w); see %s", s.name, exit, s.log)
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("%s not ready: %w (last answer: %s); see %s", s.name, ctx.Err(), last, s.log)

@@ -55,14 +55,22 @@ type Options struct {
 	// SDK is the root of a Spear checkout whose SDK the function uses;
 	// empty means the published package.
 	SDK string
+	// Version is the published version of the Spear module that a Go
+	// function requires when SDK is empty (see checkout.Version).
+	Version string
 }
 
 // Data is what templates see.
 type Data struct {
-	Name string // the function's name
-	Dir  string // the function's directory, absolute
-	SDK  string // the Spear checkout's root, absolute, or ""
+	Name    string // the function's name
+	Dir     string // the function's directory, absolute
+	SDK     string // the Spear checkout's root, absolute, or ""
+	Version string // the published Spear version to require, without SDK
 }
+
+// ErrNoSDK is returned for a Go function when neither a checkout nor a
+// published version of Spear is known to use.
+var ErrNoSDK = errors.New("scaffold: no Spear checkout (--sdk) and no published version to use")
 
 // ErrExists is returned when the target directory holds files already.
 var ErrExists = errors.New("scaffold: the directory exists and is not empty")
@@ -86,11 +94,14 @@ func Write(opts Options) ([]string, error) {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
 	}
-	data := Data{Name: opts.Name, Dir: dir}
+	data := Data{Name: opts.Name, Dir: dir, Version: opts.Version}
 	if opts.SDK != "" {
 		if data.SDK, err = filepath.Abs(opts.SDK); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Lang == "go" && data.SDK == "" && data.Version == "" {
+		return nil, ErrNoSDK
 	}
 	files, err := render(opts.Lang, data)
 	if err != nil {
@@ -162,6 +173,13 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// FindSDK returns the root of the Spear checkout that contains dir, or ""
-// when there is none.
-func FindSDK(dir string) string { return checkout.Root(dir) }
+// FindSDK returns the Spear checkout a function made in dir uses: the
+// one that contains dir, else the one the running program was built from
+// (a spearlet built in a clone works from anywhere), or "" when there is
+// none.
+func FindSDK(dir string) string {
+	if root := checkout.Root(dir); root != "" {
+		return root
+	}
+	return checkout.Built()
+}

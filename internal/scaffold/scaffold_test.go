@@ -11,12 +11,13 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/checkout"
 	"github.com/spear-go/spear/internal/scaffold"
 	"github.com/spear-go/spear/runtime/process"
 )
 
 func TestLanguages(t *testing.T) {
-	if got := scaffold.Languages(); !slices.Equal(got, []string{"python", "typescript"}) {
+	if got := scaffold.Languages(); !slices.Equal(got, []string{"go", "python", "typescript"}) {
 		t.Fatalf("Languages() = %v", got)
 	}
 }
@@ -29,6 +30,7 @@ func TestWriteServesFromConfig(t *testing.T) {
 		t.Fatal("the test runs inside a checkout, but FindSDK found none")
 	}
 	for lang, want := range map[string][]string{
+		"go":         {".gitignore", "README.md", "go.mod", "main.go", "spearlet.yaml"},
 		"python":     {"README.md", "main.py", "spearlet.yaml"},
 		"typescript": {".gitignore", "README.md", "package.json", "spearlet.yaml", "src/index.ts", "tsconfig.json"},
 	} {
@@ -61,6 +63,12 @@ func TestWriteServesFromConfig(t *testing.T) {
 			if lang == "python" && spec.Env["PYTHONPATH"] != filepath.Join(sdk, "sdk", "python") {
 				t.Errorf("PYTHONPATH = %q", spec.Env["PYTHONPATH"])
 			}
+			if lang == "go" {
+				b, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+				if !strings.Contains(string(b), "replace github.com/spear-go/spear => "+sdk+"\n") {
+					t.Errorf("go.mod does not point at the checkout:\n%s", b)
+				}
+			}
 			if lang == "typescript" {
 				b, _ := os.ReadFile(filepath.Join(dir, "package.json"))
 				if !strings.Contains(string(b), `"file:`+filepath.Join(sdk, "sdk", "typescript")+`"`) {
@@ -85,8 +93,20 @@ func TestWriteWithoutCheckout(t *testing.T) {
 	if !strings.Contains(string(b), `"@spear-go/sdk": "^0.1.0"`) {
 		t.Errorf("package.json:\n%s", b)
 	}
-	if got := scaffold.FindSDK(t.TempDir()); got != "" {
-		t.Errorf("FindSDK outside a checkout = %q", got)
+	// Outside a checkout, a program built in one uses its own.
+	if got, want := scaffold.FindSDK(t.TempDir()), checkout.Root("."); got != want {
+		t.Errorf("FindSDK outside a checkout = %q, want the checkout this test was built in, %q", got, want)
+	}
+	// A Go function needs a checkout or a published version.
+	if _, err := scaffold.Write(scaffold.Options{Name: "g", Lang: "go", Dir: filepath.Join(t.TempDir(), "g")}); !errors.Is(err, scaffold.ErrNoSDK) {
+		t.Errorf("Go without SDK or version: %v", err)
+	}
+	gdir := filepath.Join(t.TempDir(), "g")
+	if _, err := scaffold.Write(scaffold.Options{Name: "g", Lang: "go", Dir: gdir, Version: "v1.2.3"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(gdir, "go.mod")); !strings.Contains(string(b), "require github.com/spear-go/spear v1.2.3\n") || strings.Contains(string(b), "replace") {
+		t.Errorf("go.mod of a published version:\n%s", b)
 	}
 }
 

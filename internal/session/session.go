@@ -107,9 +107,11 @@ type Session struct {
 	// handlers counts running handlers. It is not a sync.WaitGroup
 	// because Wait may run while the reader starts new handlers.
 	handlers int
-	err      error  // why the session ended; set once
-	hbLast   uint64 // framesIn at the last heartbeat tick
-	hbMisses int    // ticks in a row without a frame
+	err      error     // why the session ended; set once
+	hbLast   uint64    // framesIn at the last heartbeat tick
+	hbMisses int       // ticks in a row without a frame
+	hbProbe  time.Time // when the unanswered probe was sent
+	hbRTT    time.Duration
 }
 
 // callPool recycles the calls of unary requests that got their answer.
@@ -241,7 +243,7 @@ func (s *Session) GoAway(code spear.Code, reason string, cause error) {
 func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Duration) (wire.Frame, error) {
 	c, err := s.register(f, false)
 	if err != nil {
-		return wire.Frame{}, err
+		return wire.Frame{}, notSent(err)
 	}
 	// A default timeout uses a pooled timer rather than a derived context:
 	// this is the common case, and it is on every request's path.
@@ -254,7 +256,7 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 	start := time.Now()
 	if err := s.write(f); err != nil {
 		s.forget(f.ID)
-		return wire.Frame{}, err
+		return wire.Frame{}, notSent(err)
 	}
 	select {
 	case r, ok := <-c.ch:
@@ -276,6 +278,16 @@ func (s *Session) Request(ctx context.Context, f *wire.Frame, timeout time.Durat
 		s.stats.Error(stats.KindTimeout)
 		return wire.Frame{}, fmt.Errorf("%w: request %d: no answer within %s", spear.ErrTimeout, f.ID, timeout)
 	}
+}
+
+// notSent marks the error of a request that was not written: the session
+// had ended, or the transport did not take the whole frame. The peer
+// cannot have acted on it.
+func notSent(err error) error {
+	if errors.Is(err, spear.ErrNotSent) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", spear.ErrNotSent, err)
 }
 
 var timers sync.Pool
@@ -303,11 +315,11 @@ func (s *Session) Send(f *wire.Frame) error { return s.write(f) }
 func (s *Session) OpenStream(ctx context.Context, f *wire.Frame) (*Stream, error) {
 	c, err := s.register(f, true)
 	if err != nil {
-		return nil, err
+		return nil, notSent(err)
 	}
 	if err := s.write(f); err != nil {
 		s.forget(f.ID)
-		return nil, err
+		return nil, notSent(err)
 	}
 	return &Stream{s: s, c: c, id: f.ID, ctx: ctx}, nil
 }
@@ -423,9 +435,11 @@ func (s *Session) write(f *wire.Frame) error {
 			return cause
 		}
 		s.stats.Error(stats.KindSend)
-		err = fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
-		s.end(err)
-		return err
+		// The writer learns its frame was not sent; the requests pending
+		// on the connection learn it was lost, as when the reader
+		// notices first.
+		s.end(fmt.Errorf("%w: %w", spear.ErrPeerGone, err))
+		return fmt.Errorf("%w: %s: %w", spear.ErrSendFailed, f.Type, err)
 	}
 	s.stats.Sent(f.Size())
 	return nil
@@ -461,6 +475,12 @@ func (s *Session) readLoop() error {
 		case wire.TypeHeartbeat:
 			if f.Flags&wire.FlagAck == 0 {
 				_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
+			} else {
+				s.mu.Lock()
+				if !s.hbProbe.IsZero() {
+					s.hbRTT, s.hbProbe = time.Since(s.hbProbe), time.Time{}
+				}
+				s.mu.Unlock()
 			}
 		case wire.TypeMessage:
 			if s.cfg.OnMessage != nil {
@@ -679,11 +699,26 @@ func (s *Session) heartbeat() {
 		return
 	}
 	if misses > 0 {
+		s.mu.Lock()
+		if s.hbProbe.IsZero() {
+			s.hbProbe = time.Now()
+		}
+		s.mu.Unlock()
 		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
 	}
 	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
 	s.mu.Unlock()
+}
+
+// Heartbeat returns the session's liveness figures: how many heartbeat
+// intervals in a row have passed without a frame from the peer (a probe
+// goes out after the first), and the round trip of the last probe the
+// peer answered (0 before any).
+func (s *Session) Heartbeat() (misses int, rtt time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hbMisses, s.hbRTT
 }
 
 // Responder answers one request the peer opened.

@@ -116,8 +116,22 @@ type FunctionInfo struct {
 	MaxInstances   uint32 `protobuf:"varint,4,opt,name=max_instances,json=maxInstances,proto3" json:"max_instances,omitempty"`
 	MaxConcurrency uint32 `protobuf:"varint,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	// instances counts the live instances, in_flight the running invocations.
-	Instances     uint32 `protobuf:"varint,6,opt,name=instances,proto3" json:"instances,omitempty"`
-	InFlight      uint32 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	Instances uint32 `protobuf:"varint,6,opt,name=instances,proto3" json:"instances,omitempty"`
+	InFlight  uint32 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// balancer is the balancing policy.
+	Balancer string `protobuf:"bytes,8,opt,name=balancer,proto3" json:"balancer,omitempty"`
+	// ready counts the instances balanced to now, queued the invocations
+	// waiting for a slot, desired the autoscaler's figure.
+	Ready   uint32 `protobuf:"varint,9,opt,name=ready,proto3" json:"ready,omitempty"`
+	Queued  uint32 `protobuf:"varint,10,opt,name=queued,proto3" json:"queued,omitempty"`
+	Desired uint32 `protobuf:"varint,11,opt,name=desired,proto3" json:"desired,omitempty"`
+	// state is "ok", "idle", "panic" or "crash-loop"; in crash-loop,
+	// failures starts failed in a row, the last with last_error, and the
+	// next is tried at next_retry (also when owed restarts are due).
+	State         string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"`
+	Failures      uint32                 `protobuf:"varint,13,opt,name=failures,proto3" json:"failures,omitempty"`
+	LastError     string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	NextRetry     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_retry,json=nextRetry,proto3" json:"next_retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +213,62 @@ func (x *FunctionInfo) GetInFlight() uint32 {
 		return x.InFlight
 	}
 	return 0
+}
+
+func (x *FunctionInfo) GetBalancer() string {
+	if x != nil {
+		return x.Balancer
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetReady() uint32 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetQueued() uint32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetDesired() uint32 {
+	if x != nil {
+		return x.Desired
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetFailures() uint32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetNextRetry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRetry
+	}
+	return nil
 }
 
 type ListInstancesRequest struct {
@@ -305,9 +375,16 @@ type InstanceInfo struct {
 	Pid             int64                  `protobuf:"varint,8,opt,name=pid,proto3" json:"pid,omitempty"`
 	InFlight        uint32                 `protobuf:"varint,9,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	// channel is the channel type: unix, tcp, grpc or memory.
-	Channel       string        `protobuf:"bytes,10,opt,name=channel,proto3" json:"channel,omitempty"`
-	Connected     bool          `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
-	Stats         *ChannelStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
+	Channel   string        `protobuf:"bytes,10,opt,name=channel,proto3" json:"channel,omitempty"`
+	Connected bool          `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
+	Stats     *ChannelStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
+	// health is the standing with outlier ejection: "ok", "ejected" (until
+	// ejected_until) or "probation", with health_reason.
+	Health       string                 `protobuf:"bytes,13,opt,name=health,proto3" json:"health,omitempty"`
+	HealthReason string                 `protobuf:"bytes,14,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	EjectedUntil *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=ejected_until,json=ejectedUntil,proto3" json:"ejected_until,omitempty"`
+	// connections counts the instance's bound connections.
+	Connections   uint32 `protobuf:"varint,16,opt,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +501,34 @@ func (x *InstanceInfo) GetStats() *ChannelStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *InstanceInfo) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetEjectedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EjectedUntil
+	}
+	return nil
+}
+
+func (x *InstanceInfo) GetConnections() uint32 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
 }
 
 // ChannelStats are an instance channel's counters.
@@ -789,7 +894,11 @@ type InvokeRequest struct {
 	Metadata map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// timeout bounds the invocation, waiting for an instance included
 	// (unset: the agent's invoke_timeout).
-	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// key is the affinity key of a function balanced by hash: invocations
+	// with the same key go to the same instance while the pool and its load
+	// allow.
+	Key           string `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,6 +966,13 @@ func (x *InvokeRequest) GetTimeout() *durationpb.Duration {
 		return x.Timeout
 	}
 	return nil
+}
+
+func (x *InvokeRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
 }
 
 type InvokeResponse struct {
@@ -966,6 +1082,111 @@ func (x *InvokeChunk) GetInstance() string {
 	return ""
 }
 
+type ReloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadRequest) Reset() {
+	*x = ReloadRequest{}
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadRequest) ProtoMessage() {}
+
+func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
+func (*ReloadRequest) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+// ReloadResponse says what the reload did to each function.
+type ReloadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Added         []string               `protobuf:"bytes,1,rep,name=added,proto3" json:"added,omitempty"`
+	Changed       []string               `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	Removed       []string               `protobuf:"bytes,3,rep,name=removed,proto3" json:"removed,omitempty"`
+	Unchanged     []string               `protobuf:"bytes,4,rep,name=unchanged,proto3" json:"unchanged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReloadResponse) Reset() {
+	*x = ReloadResponse{}
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReloadResponse) ProtoMessage() {}
+
+func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
+func (*ReloadResponse) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReloadResponse) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *ReloadResponse) GetUnchanged() []string {
+	if x != nil {
+		return x.Unchanged
+	}
+	return nil
+}
+
 var File_spear_v1_agent_proto protoreflect.FileDescriptor
 
 const file_spear_v1_agent_proto_rawDesc = "" +
@@ -973,7 +1194,7 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x14spear/v1/agent.proto\x12\bspear.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
 	"\x14ListFunctionsRequest\"M\n" +
 	"\x15ListFunctionsResponse\x124\n" +
-	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xea\x01\n" +
+	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xda\x03\n" +
 	"\fFunctionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aruntime\x18\x02 \x01(\tR\aruntime\x12#\n" +
@@ -981,11 +1202,22 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\rmax_instances\x18\x04 \x01(\rR\fmaxInstances\x12'\n" +
 	"\x0fmax_concurrency\x18\x05 \x01(\rR\x0emaxConcurrency\x12\x1c\n" +
 	"\tinstances\x18\x06 \x01(\rR\tinstances\x12\x1b\n" +
-	"\tin_flight\x18\a \x01(\rR\binFlight\"2\n" +
+	"\tin_flight\x18\a \x01(\rR\binFlight\x12\x1a\n" +
+	"\bbalancer\x18\b \x01(\tR\bbalancer\x12\x14\n" +
+	"\x05ready\x18\t \x01(\rR\x05ready\x12\x16\n" +
+	"\x06queued\x18\n" +
+	" \x01(\rR\x06queued\x12\x18\n" +
+	"\adesired\x18\v \x01(\rR\adesired\x12\x14\n" +
+	"\x05state\x18\f \x01(\tR\x05state\x12\x1a\n" +
+	"\bfailures\x18\r \x01(\rR\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\x129\n" +
+	"\n" +
+	"next_retry\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tnextRetry\"2\n" +
 	"\x14ListInstancesRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\"M\n" +
 	"\x15ListInstancesResponse\x124\n" +
-	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\x97\x03\n" +
+	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\xb7\x04\n" +
 	"\fInstanceInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x18\n" +
@@ -999,7 +1231,11 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\achannel\x18\n" +
 	" \x01(\tR\achannel\x12\x1c\n" +
 	"\tconnected\x18\v \x01(\bR\tconnected\x12,\n" +
-	"\x05stats\x18\f \x01(\v2\x16.spear.v1.ChannelStatsR\x05stats\"\xe0\x04\n" +
+	"\x05stats\x18\f \x01(\v2\x16.spear.v1.ChannelStatsR\x05stats\x12\x16\n" +
+	"\x06health\x18\r \x01(\tR\x06health\x12#\n" +
+	"\rhealth_reason\x18\x0e \x01(\tR\fhealthReason\x12?\n" +
+	"\rejected_until\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fejectedUntil\x12 \n" +
+	"\vconnections\x18\x10 \x01(\rR\vconnections\"\xe0\x04\n" +
 	"\fChannelStats\x12#\n" +
 	"\rmessages_sent\x18\x01 \x01(\x04R\fmessagesSent\x12+\n" +
 	"\x11messages_received\x18\x02 \x01(\x04R\x10messagesReceived\x12\x1d\n" +
@@ -1029,13 +1265,14 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05lines\x18\x02 \x01(\rR\x05lines\",\n" +
 	"\x14InstanceLogsResponse\x12\x14\n" +
-	"\x05lines\x18\x01 \x03(\tR\x05lines\"\x92\x02\n" +
+	"\x05lines\x18\x01 \x03(\tR\x05lines\"\xa4\x02\n" +
 	"\rInvokeRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12A\n" +
 	"\bmetadata\x18\x04 \x03(\v2%.spear.v1.InvokeRequest.MetadataEntryR\bmetadata\x123\n" +
-	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x1a;\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\tR\x03key\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"F\n" +
@@ -1044,7 +1281,13 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\binstance\x18\x02 \x01(\tR\binstance\"=\n" +
 	"\vInvokeChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1a\n" +
-	"\binstance\x18\x02 \x01(\tR\binstance2\x99\x04\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\"\x0f\n" +
+	"\rReloadRequest\"x\n" +
+	"\x0eReloadResponse\x12\x14\n" +
+	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
+	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged2\xd6\x04\n" +
 	"\x05Agent\x12P\n" +
 	"\rListFunctions\x12\x1e.spear.v1.ListFunctionsRequest\x1a\x1f.spear.v1.ListFunctionsResponse\x12P\n" +
 	"\rListInstances\x12\x1e.spear.v1.ListInstancesRequest\x1a\x1f.spear.v1.ListInstancesResponse\x12I\n" +
@@ -1052,7 +1295,8 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x0eDeleteInstance\x12\x1f.spear.v1.DeleteInstanceRequest\x1a .spear.v1.DeleteInstanceResponse\x12M\n" +
 	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12;\n" +
 	"\x06Invoke\x12\x17.spear.v1.InvokeRequest\x1a\x18.spear.v1.InvokeResponse\x12@\n" +
-	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01B1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
+	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01\x12;\n" +
+	"\x06Reload\x12\x17.spear.v1.ReloadRequest\x1a\x18.spear.v1.ReloadResponseB1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
 
 var (
 	file_spear_v1_agent_proto_rawDescOnce sync.Once
@@ -1066,7 +1310,7 @@ func file_spear_v1_agent_proto_rawDescGZIP() []byte {
 	return file_spear_v1_agent_proto_rawDescData
 }
 
-var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_spear_v1_agent_proto_goTypes = []any{
 	(*ListFunctionsRequest)(nil),   // 0: spear.v1.ListFunctionsRequest
 	(*ListFunctionsResponse)(nil),  // 1: spear.v1.ListFunctionsResponse
@@ -1083,43 +1327,49 @@ var file_spear_v1_agent_proto_goTypes = []any{
 	(*InvokeRequest)(nil),          // 12: spear.v1.InvokeRequest
 	(*InvokeResponse)(nil),         // 13: spear.v1.InvokeResponse
 	(*InvokeChunk)(nil),            // 14: spear.v1.InvokeChunk
-	nil,                            // 15: spear.v1.ChannelStats.ErrorsEntry
-	nil,                            // 16: spear.v1.InvokeRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 17: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*ReloadRequest)(nil),          // 15: spear.v1.ReloadRequest
+	(*ReloadResponse)(nil),         // 16: spear.v1.ReloadResponse
+	nil,                            // 17: spear.v1.ChannelStats.ErrorsEntry
+	nil,                            // 18: spear.v1.InvokeRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
 }
 var file_spear_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: spear.v1.ListFunctionsResponse.functions:type_name -> spear.v1.FunctionInfo
-	5,  // 1: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
-	17, // 2: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
-	17, // 3: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
-	6,  // 4: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
-	15, // 5: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
-	18, // 6: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
-	18, // 7: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
-	18, // 8: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
-	18, // 9: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
-	16, // 10: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
-	18, // 11: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
-	0,  // 12: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
-	3,  // 13: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
-	7,  // 14: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
-	8,  // 15: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
-	10, // 16: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
-	12, // 17: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
-	12, // 18: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
-	1,  // 19: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
-	4,  // 20: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
-	5,  // 21: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
-	9,  // 22: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
-	11, // 23: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
-	13, // 24: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
-	14, // 25: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	19, // 1: spear.v1.FunctionInfo.next_retry:type_name -> google.protobuf.Timestamp
+	5,  // 2: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
+	19, // 3: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
+	19, // 4: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
+	6,  // 5: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
+	19, // 6: spear.v1.InstanceInfo.ejected_until:type_name -> google.protobuf.Timestamp
+	17, // 7: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
+	20, // 8: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
+	20, // 9: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
+	20, // 10: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
+	20, // 11: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
+	18, // 12: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
+	20, // 13: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 14: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
+	3,  // 15: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
+	7,  // 16: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
+	8,  // 17: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
+	10, // 18: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
+	12, // 19: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
+	12, // 20: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
+	15, // 21: spear.v1.Agent.Reload:input_type -> spear.v1.ReloadRequest
+	1,  // 22: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
+	4,  // 23: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
+	5,  // 24: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
+	9,  // 25: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
+	11, // 26: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
+	13, // 27: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
+	14, // 28: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
+	16, // 29: spear.v1.Agent.Reload:output_type -> spear.v1.ReloadResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_spear_v1_agent_proto_init() }
@@ -1133,7 +1383,7 @@ func file_spear_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_agent_proto_rawDesc), len(file_spear_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Agent_InstanceLogs_FullMethodName   = "/spear.v1.Agent/InstanceLogs"
 	Agent_Invoke_FullMethodName         = "/spear.v1.Agent/Invoke"
 	Agent_InvokeStream_FullMethodName   = "/spear.v1.Agent/InvokeStream"
+	Agent_Reload_FullMethodName         = "/spear.v1.Agent/Reload"
 )
 
 // AgentClient is the client API for Agent service.
@@ -60,6 +61,12 @@ type AgentClient interface {
 	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
 	// InvokeStream runs a function and streams its output as it is written.
 	InvokeStream(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InvokeChunk], error)
+	// Reload reads the agent's configuration again and applies it: added
+	// functions start, removed ones drain and stop, changed ones roll, and
+	// unchanged ones are left alone. An invalid configuration is refused
+	// whole (INVALID_ARGUMENT, every problem in the message) and the old one
+	// keeps serving.
+	Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error)
 }
 
 type agentClient struct {
@@ -149,6 +156,16 @@ func (c *agentClient) InvokeStream(ctx context.Context, in *InvokeRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_InvokeStreamClient = grpc.ServerStreamingClient[InvokeChunk]
 
+func (c *agentClient) Reload(ctx context.Context, in *ReloadRequest, opts ...grpc.CallOption) (*ReloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReloadResponse)
+	err := c.cc.Invoke(ctx, Agent_Reload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -178,6 +195,12 @@ type AgentServer interface {
 	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)
 	// InvokeStream runs a function and streams its output as it is written.
 	InvokeStream(*InvokeRequest, grpc.ServerStreamingServer[InvokeChunk]) error
+	// Reload reads the agent's configuration again and applies it: added
+	// functions start, removed ones drain and stop, changed ones roll, and
+	// unchanged ones are left alone. An invalid configuration is refused
+	// whole (INVALID_ARGUMENT, every problem in the message) and the old one
+	// keeps serving.
+	Reload(context.Context, *ReloadRequest) (*ReloadResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -208,6 +231,9 @@ func (UnimplementedAgentServer) Invoke(context.Context, *InvokeRequest) (*Invoke
 }
 func (UnimplementedAgentServer) InvokeStream(*InvokeRequest, grpc.ServerStreamingServer[InvokeChunk]) error {
 	return status.Error(codes.Unimplemented, "method InvokeStream not implemented")
+}
+func (UnimplementedAgentServer) Reload(context.Context, *ReloadRequest) (*ReloadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reload not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -349,6 +375,24 @@ func _Agent_InvokeStream_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_InvokeStreamServer = grpc.ServerStreamingServer[InvokeChunk]
 
+func _Agent_Reload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Reload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Reload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Reload(ctx, req.(*ReloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -379,6 +423,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Invoke",
 			Handler:    _Agent_Invoke_Handler,
+		},
+		{
+			MethodName: "Reload",
+			Handler:    _Agent_Reload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -33,6 +33,9 @@ const (
 	SignalKind_SIGNAL_KIND_PAUSE       SignalKind = 2
 	SignalKind_SIGNAL_KIND_RESUME      SignalKind = 3
 	SignalKind_SIGNAL_KIND_CUSTOM      SignalKind = 4
+	// CONNECTIONS asks the instance to hold Signal.connections connections
+	// from now on; sent only to instances whose max_connections is above 1.
+	SignalKind_SIGNAL_KIND_CONNECTIONS SignalKind = 5
 )
 
 // Enum value maps for SignalKind.
@@ -43,6 +46,7 @@ var (
 		2: "SIGNAL_KIND_PAUSE",
 		3: "SIGNAL_KIND_RESUME",
 		4: "SIGNAL_KIND_CUSTOM",
+		5: "SIGNAL_KIND_CONNECTIONS",
 	}
 	SignalKind_value = map[string]int32{
 		"SIGNAL_KIND_UNSPECIFIED": 0,
@@ -50,6 +54,7 @@ var (
 		"SIGNAL_KIND_PAUSE":       2,
 		"SIGNAL_KIND_RESUME":      3,
 		"SIGNAL_KIND_CUSTOM":      4,
+		"SIGNAL_KIND_CONNECTIONS": 5,
 	}
 )
 
@@ -145,9 +150,16 @@ type AuthRequest struct {
 	ClientNonce []byte `protobuf:"bytes,2,opt,name=client_nonce,json=clientNonce,proto3" json:"client_nonce,omitempty"`
 	// proof is HMAC-SHA256(secret, "spear-auth-v1 instance" | nonce |
 	// client_nonce | instance_id); the secret itself never travels.
-	Proof         []byte `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Proof []byte `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	// connection is the index of this connection among the instance's, 0
+	// for the first (docs/protocol.md, section 18). A newer connection with
+	// the same index replaces the older one.
+	Connection uint32 `protobuf:"varint,4,opt,name=connection,proto3" json:"connection,omitempty"`
+	// max_connections is how many connections the instance can hold at
+	// once; 0 means one (an instance that predates the field).
+	MaxConnections uint32 `protobuf:"varint,5,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuthRequest) Reset() {
@@ -201,6 +213,20 @@ func (x *AuthRequest) GetProof() []byte {
 	return nil
 }
 
+func (x *AuthRequest) GetConnection() uint32 {
+	if x != nil {
+		return x.Connection
+	}
+	return 0
+}
+
+func (x *AuthRequest) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
+}
+
 // AuthResponse accepts the instance; a refusal is an ERROR frame instead.
 type AuthResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -214,7 +240,11 @@ type AuthResponse struct {
 	// heartbeat_interval_ms is how often the agent will send heartbeats.
 	HeartbeatIntervalMs uint32 `protobuf:"varint,4,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	// max_payload is the largest frame payload the agent accepts.
-	MaxPayload    uint32 `protobuf:"varint,5,opt,name=max_payload,json=maxPayload,proto3" json:"max_payload,omitempty"`
+	MaxPayload uint32 `protobuf:"varint,5,opt,name=max_payload,json=maxPayload,proto3" json:"max_payload,omitempty"`
+	// connections is how many connections the agent asks the instance to
+	// hold (indexes 0 to connections-1), at most its max_connections; 0
+	// means one.
+	Connections   uint32 `protobuf:"varint,6,opt,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +310,13 @@ func (x *AuthResponse) GetHeartbeatIntervalMs() uint32 {
 func (x *AuthResponse) GetMaxPayload() uint32 {
 	if x != nil {
 		return x.MaxPayload
+	}
+	return 0
+}
+
+func (x *AuthResponse) GetConnections() uint32 {
+	if x != nil {
+		return x.Connections
 	}
 	return 0
 }
@@ -414,8 +451,10 @@ type Signal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  SignalKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=spear.v1.SignalKind" json:"kind,omitempty"`
 	// name names a custom signal.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// connections is the count of a CONNECTIONS signal.
+	Connections   uint32 `protobuf:"varint,4,opt,name=connections,proto3" json:"connections,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,6 +508,13 @@ func (x *Signal) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *Signal) GetConnections() uint32 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
 }
 
 // Error is the payload of an ERROR frame.
@@ -585,12 +631,16 @@ const file_spear_v1_spear_proto_rawDesc = "" +
 	"\x14spear/v1/spear.proto\x12\bspear.v1\"A\n" +
 	"\rAuthChallenge\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1a\n" +
-	"\bversions\x18\x02 \x03(\rR\bversions\"g\n" +
+	"\bversions\x18\x02 \x03(\rR\bversions\"\xb0\x01\n" +
 	"\vAuthRequest\x12\x1f\n" +
 	"\vinstance_id\x18\x01 \x01(\tR\n" +
 	"instanceId\x12!\n" +
 	"\fclient_nonce\x18\x02 \x01(\fR\vclientNonce\x12\x14\n" +
-	"\x05proof\x18\x03 \x01(\fR\x05proof\"\xc1\x01\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\x12\x1e\n" +
+	"\n" +
+	"connection\x18\x04 \x01(\rR\n" +
+	"connection\x12'\n" +
+	"\x0fmax_connections\x18\x05 \x01(\rR\x0emaxConnections\"\xe3\x01\n" +
 	"\fAuthResponse\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1a\n" +
@@ -598,7 +648,8 @@ const file_spear_v1_spear_proto_rawDesc = "" +
 	"\fserver_proof\x18\x03 \x01(\fR\vserverProof\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x04 \x01(\rR\x13heartbeatIntervalMs\x12\x1f\n" +
 	"\vmax_payload\x18\x05 \x01(\rR\n" +
-	"maxPayload\"\xe2\x01\n" +
+	"maxPayload\x12 \n" +
+	"\vconnections\x18\x06 \x01(\rR\vconnections\"\xe2\x01\n" +
 	"\x0eExecuteRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1d\n" +
@@ -613,24 +664,26 @@ const file_spear_v1_spear_proto_rawDesc = "" +
 	"\bmetadata\x18\x02 \x03(\v2'.spear.v1.ExecuteResponse.MetadataEntryR\bmetadata\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Z\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
 	"\x06Signal\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.spear.v1.SignalKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"5\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12 \n" +
+	"\vconnections\x18\x04 \x01(\rR\vconnections\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"3\n" +
 	"\x05Close\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\x8b\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\xa8\x01\n" +
 	"\n" +
 	"SignalKind\x12\x1b\n" +
 	"\x17SIGNAL_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15SIGNAL_KIND_TERMINATE\x10\x01\x12\x15\n" +
 	"\x11SIGNAL_KIND_PAUSE\x10\x02\x12\x16\n" +
 	"\x12SIGNAL_KIND_RESUME\x10\x03\x12\x16\n" +
-	"\x12SIGNAL_KIND_CUSTOM\x10\x04B1Z/github.com/spear-go/spear/proto/spearpb;spearpbb\x06proto3"
+	"\x12SIGNAL_KIND_CUSTOM\x10\x04\x12\x1b\n" +
+	"\x17SIGNAL_KIND_CONNECTIONS\x10\x05B1Z/github.com/spear-go/spear/proto/spearpb;spearpbb\x06proto3"
 
 var (
 	file_spear_v1_spear_proto_rawDescOnce sync.Once

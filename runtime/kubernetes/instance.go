@@ -318,7 +318,7 @@ func (i *instance) finish(reason string) {
 	}
 	i.status, i.reason = runtime.StatusStopped, reason
 	i.mu.Unlock()
-	i.ch.Close()
+	i.ch.Lost("the pod ended: " + reason)
 	i.stopWatch()
 	i.rt.forget(i)
 	close(i.done)

@@ -28,6 +28,10 @@ const (
 	// the process is reaped; only a process that left the group and kept
 	// the pipes can hold them open that long.
 	drainTimeout = time.Second
+	// connDrainTimeout bounds how long an exited instance's channel waits
+	// for its connection to deliver what the instance wrote before it
+	// exited (see exit).
+	connDrainTimeout = 500 * time.Millisecond
 )
 
 // Instance is one child process and its channel. It implements
@@ -195,13 +199,24 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 }
 
 // exit records that the process has exited: its group is not signalled
-// again and the channel is closed, so pending requests fail at once.
+// again and the channel is closed as lost, so pending requests fail with
+// spear.ErrPeerGone. Answers the child wrote just before it exited may
+// still be unread in the socket, so the channel first waits, up to
+// connDrainTimeout, for its connections to end: the reader takes those
+// answers and then sees the end of the stream the exit caused. Only a
+// descendant that kept the socket open makes the wait last.
 func (i *Instance) exit() {
 	i.mu.Lock()
 	i.exited = true
 	i.mu.Unlock()
 	i.markExit()
-	i.ch.Close()
+	t := time.NewTimer(connDrainTimeout)
+	select {
+	case <-i.ch.Disconnected():
+	case <-t.C:
+	}
+	t.Stop()
+	i.ch.Lost("the instance's process exited")
 }
 
 // finish marks the instance stopped and closes Done. oom says the kernel

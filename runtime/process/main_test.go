@@ -93,6 +93,9 @@ func childProcesses() []string {
 	return kids
 }
 
+// lastWordsRepeat sizes the "last-words" chunk: about 2 MiB.
+const lastWordsRepeat = 200_000
+
 func runChild(mode string) int {
 	switch mode {
 	case "exit3":
@@ -204,7 +207,9 @@ func startGrandchild() error {
 //     the request's end;
 //   - method "environ" answers the environment the process started with
 //     (/proc/self/environ: NUL-separated), which the SDK cannot change;
-//   - method "getenv" answers the variable the payload names.
+//   - method "getenv" answers the variable the payload names;
+//   - method "last-words" streams one chunk of lastWordsRepeat times
+//     "last words " and exits the process.
 //
 // mod, which may be nil, adjusts the options.
 func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
@@ -217,6 +222,15 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 					fmt.Printf("handled %s\n", r.Payload)
 				}
 				return []byte(os.Getenv(spear.EnvInstanceID) + "|" + string(r.Payload)), nil
+			case "last-words":
+				// A chunk in the socket, then the process is gone: the
+				// agent must still deliver the chunk.
+				// Large, so that the end of it is still unread when the
+				// process exits.
+				if _, err := r.Write(bytes.Repeat([]byte("last words "), lastWordsRepeat)); err != nil {
+					return nil, err
+				}
+				os.Exit(0)
 			case "block":
 				if err := in.Send([]byte("blocked")); err != nil {
 					return nil, err

@@ -460,6 +460,24 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
+// TestExitDeliversWhatWasWritten: what an instance wrote just before it
+// exited reaches the caller; the exit does not race it away.
+func TestExitDeliversWhatWasWritten(t *testing.T) {
+	e := newEnv(t)
+	for range 10 {
+		inst := e.start(t, childSpec("echo"))
+		st, err := channel.ExecuteStream(testCtx(t), inst.Channel(), channel.Invocation{Method: "last-words"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chunk, err := st.Recv(); err != nil || !bytes.Equal(chunk, bytes.Repeat([]byte("last words "), lastWordsRepeat)) {
+			t.Fatalf("the chunk written before exit: %d bytes, %v", len(chunk), err)
+		}
+		st.Close()
+		<-inst.Done()
+	}
+}
+
 func TestCrashFailsPendingRequest(t *testing.T) {
 	e := newEnv(t)
 	inst := e.start(t, childSpec("echo"))

@@ -2,7 +2,9 @@ package process
 
 import (
 	"errors"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
@@ -33,7 +35,8 @@ type Spec struct {
 	// or a prefix ending in '*' ("OTEL_*"). Nothing else of the agent's
 	// environment reaches the child.
 	InheritEnv []string `json:"inherit_env,omitempty"`
-	// Dir is the working directory (default the agent's).
+	// Dir is the working directory (default the agent's; in a
+	// configuration file, the file's directory).
 	Dir string `json:"dir,omitempty"`
 	// Secret is how the instance receives its secret: through an
 	// inherited descriptor (channel.SecretViaFD, the default), or in
@@ -49,6 +52,26 @@ type Spec struct {
 	// run as root; the unix socket then belongs to that user, and the
 	// peer check admits only it.
 	User string `json:"user,omitempty"`
+}
+
+// Resolve makes a relative Command that names a file ("./fn", "bin/fn";
+// not a bare name, which is looked up in PATH) and a relative Dir
+// absolute against dir, the configuration file's directory, which is
+// also the default Dir. With dir "" it changes nothing.
+func (s Spec) Resolve(dir string) (runtime.Spec, error) {
+	if dir == "" {
+		return s, nil
+	}
+	if s.Command != SelfCommand && strings.ContainsRune(s.Command, filepath.Separator) && !filepath.IsAbs(s.Command) {
+		s.Command = filepath.Join(dir, s.Command)
+	}
+	switch {
+	case s.Dir == "":
+		s.Dir = dir
+	case !filepath.IsAbs(s.Dir):
+		s.Dir = filepath.Join(dir, s.Dir)
+	}
+	return s, nil
 }
 
 func init() {

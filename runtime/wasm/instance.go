@@ -382,7 +382,7 @@ func describeExit(err error) string {
 // finish ends the instance: its channel closes, Info reports it stopped
 // with reason, Done is closed.
 func (inst *Instance) finish(reason string) {
-	inst.ch.Close()
+	inst.ch.Lost("the wasm module ended: " + reason)
 	inst.logs.flush()
 	inst.setStatus(runtime.StatusStopped, reason)
 	inst.rt.forget(inst)

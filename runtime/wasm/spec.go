@@ -2,6 +2,10 @@ package wasm
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/runtime"
@@ -24,6 +28,29 @@ type Spec struct {
 	// Memory caps the instance's linear memory (0:
 	// Options.DefaultMemoryLimit).
 	Memory runtime.Bytes `json:"memory,omitempty"`
+}
+
+// Resolve makes a relative Module file absolute against dir, the
+// configuration file's directory, and reports a module file that does
+// not exist: a configuration that names one fails when it is loaded, not
+// at the first start.
+func (s Spec) Resolve(dir string) (runtime.Spec, error) {
+	if s.Module == "" || strings.HasPrefix(s.Module, "@") || len(s.Code) > 0 {
+		return s, nil
+	}
+	if dir != "" && !filepath.IsAbs(s.Module) {
+		s.Module = filepath.Join(dir, s.Module)
+	}
+	st, err := os.Stat(s.Module)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s, runtime.BadField("wasm", "%s: no such file", s.Module)
+	case err != nil:
+		return s, runtime.BadField("wasm", "%v", err)
+	case !st.Mode().IsRegular():
+		return s, runtime.BadField("wasm", "%s is not a file", s.Module)
+	}
+	return s, nil
 }
 
 func init() {

@@ -88,7 +88,7 @@ func startGuestOffering(t *testing.T, secret, agentSecret spear.Secret, o auth.O
 	lookup := func(id spear.InstanceID) (auth.Credentials, bool) {
 		return auth.Credentials{Secret: agentSecret}, id == testID
 	}
-	offer := func(spear.InstanceID) (auth.Offer, error) { return o, nil }
+	offer := func(spear.InstanceID, auth.Slot) (auth.Offer, error) { return o, nil }
 	_, err := auth.Accept(ctx, a.conn, lookup, offer)
 	return a, err
 }

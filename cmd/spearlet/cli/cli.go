@@ -5,72 +5,152 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/spear-go/spear/client"
 )
 
-// Run runs the command line args. ctx ends on SIGINT or SIGTERM; stopSignals
-// restores the default signal handling (serve calls it once a shutdown has
-// begun, so that a second signal kills the process).
+// Exit statuses of the spearlet command (docs/agent.md). Scripts can tell
+// a daemon that is not running from a function that failed.
+const (
+	ExitOK          = 0
+	ExitError       = 1 // any other failure
+	ExitUsage       = 2 // bad arguments or flags; the usage was printed
+	ExitUnreachable = 3 // the daemon could not be reached
+	ExitInvocation  = 4 // the daemon ran the invocation, and it failed
+)
+
+// Main runs the command line args, prints an error (with the command's
+// usage when the arguments were wrong) to stderr, and returns the exit
+// status. ctx ends on SIGINT or SIGTERM; stopSignals restores the default
+// signal handling (serve calls it once a shutdown has begun, so that a
+// second signal kills the process).
+func Main(ctx context.Context, args []string, stopSignals func(), stderr io.Writer) int {
+	err := Run(ctx, args, stopSignals)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "spearlet:", err)
+	if ue, ok := errors.AsType[*usageError](err); ok && ue.cmd != nil {
+		fmt.Fprintf(stderr, "\nUsage: %s\nRun '%s --help' for more.\n", ue.cmd.UseLine(), ue.cmd.CommandPath())
+	}
+	return ExitCode(err)
+}
+
+// Run runs the command line args and returns its error; Main prints it.
 func Run(ctx context.Context, args []string, stopSignals func()) error {
 	root := newRoot(stopSignals)
 	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
+		return &usageError{cmd: cmd, err: err}
+	}
+	return err
 }
 
-// globals are the flags every client command shares.
-type globals struct {
-	addr   string
-	output string
+// ExitCode returns the exit status that reports err.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, new(*usageError)):
+		return ExitUsage
+	case errors.As(err, new(*unreachableError)):
+		return ExitUnreachable
+	case errors.As(err, new(*invocationError)):
+		return ExitInvocation
+	}
+	return ExitError
 }
+
+// usageError is a command used wrongly: Main prints the usage after it.
+type usageError struct {
+	cmd *cobra.Command
+	err error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a *usageError of cmd.
+func usagef(cmd *cobra.Command, format string, args ...any) error {
+	return &usageError{cmd: cmd, err: fmt.Errorf(format, args...)}
+}
+
+// invocationError is an invocation that the daemon ran, or refused, with
+// an error of its own.
+type invocationError struct{ err error }
+
+func (e *invocationError) Error() string { return e.err.Error() }
+func (e *invocationError) Unwrap() error { return e.err }
 
 func newRoot(stopSignals func()) *cobra.Command {
-	g := &globals{}
 	root := &cobra.Command{
-		Use:           "spearlet",
-		Short:         "Spear node agent: run functions in runtime instances and invoke them",
+		Use:   "spearlet",
+		Short: "Spear node agent: run functions in runtime instances and invoke them",
+		Long: `Spear node agent: run functions in runtime instances and invoke them.
+
+  spearlet serve                    run the daemon (the embedded default serves "echo" and "wasm-echo")
+  spearlet invoke echo hello        invoke a function through the running daemon
+  spearlet new function NAME --lang go|python|typescript
+
+Exit status: 0 success, 1 error, 2 wrong arguments or flags, 3 the daemon
+could not be reached, 4 the invocation failed.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&g.addr, "addr", "",
-		"daemon API address (host:port or URL; default $"+client.EnvAddr+" or "+client.DefaultAddr+")")
-	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format of listings: table or json")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{cmd: cmd, err: flagHint(cmd, err)}
+	})
 	root.AddCommand(
 		newServeCmd(stopSignals),
 		newWorkerCmd(),
-		newInvokeCmd(g),
-		newInstancesCmd(g),
-		newFunctionsCmd(g),
-		newHealthCmd(g),
+		newInvokeCmd(),
+		newInstancesCmd(),
+		newFunctionsCmd(),
+		newHealthCmd(),
+		newReloadCmd(),
 		newVersionCmd(),
-		newConformanceCmd(g),
+		newConformanceCmd(),
 		newNewCmd(),
 	)
+	usageOnArgErrors(root)
 	return root
 }
 
-func (g *globals) client() *client.Client { return client.FromEnv(g.addr) }
-
-// print writes v as JSON with -o json, else calls table with a tabwriter.
-func (g *globals) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {
-	switch g.output {
-	case "json":
-		return printJSON(w, v)
-	case "table", "":
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		table(tw)
-		return tw.Flush()
+// usageOnArgErrors makes the argument checks of cmd and its subcommands
+// return *usageError values.
+func usageOnArgErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &usageError{cmd: c, err: err}
+			}
+			return nil
+		}
 	}
-	return fmt.Errorf("unknown output format %q (want table or json)", g.output)
+	for _, c := range cmd.Commands() {
+		usageOnArgErrors(c)
+	}
+}
+
+// flagHint adds to an unknown-flag error on serve that the client flags
+// belong to the client commands.
+func flagHint(cmd *cobra.Command, err error) error {
+	if cmd.Name() != "serve" {
+		return err
+	}
+	for _, f := range []string{"--addr", "-o", "--output"} {
+		if strings.Contains(err.Error(), "flag: "+f) || strings.Contains(err.Error(), "shorthand flag: '"+strings.TrimPrefix(f, "-")+"'") {
+			return fmt.Errorf("%w (%s is a flag of the client commands, such as invoke; serve listens on --api-http-addr)", err, f)
+		}
+	}
+	return err
 }
 
 // ago formats how long ago t was, for tables.
@@ -101,10 +181,4 @@ func orDash(s string) string {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +18,7 @@ import (
 // report.
 var errNotConformant = errors.New("the instance failed conformance checks")
 
-func newConformanceCmd(g *globals) *cobra.Command {
+func newConformanceCmd() *cobra.Command {
 	var (
 		opts       conformance.Options
 		transports []string
@@ -39,63 +38,56 @@ reconnecting. The instance must serve the conformance handler contract
 (docs/conformance.md). With --wasm, a WASI module runs through the wasm
 runtime instead.
 
-It prints a pass/fail table (or JSON with -o json) and exits non-zero when a
-check fails.`,
+It prints a pass/fail table (or JSON or YAML with -o) and exits non-zero
+when a check fails.`,
 		Example: `  spearlet conformance -- python3 conformance/fixtures/python/instance.py
   spearlet conformance --transports unix -- node instance.js
   spearlet conformance --wasm guest.wasm -o json`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			if list {
-				return listChecks(out, g.output)
+	}
+	output := addOutput(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		out := cmd.OutOrStdout()
+		if list {
+			return output.print(out, conformance.Checks(), listChecks)
+		}
+		if wasmFile != "" {
+			if len(args) > 0 {
+				return usagef(cmd, "give --wasm or a command, not both")
 			}
-			if wasmFile != "" {
-				if len(args) > 0 {
-					return errors.New("give --wasm or a command, not both")
-				}
-				b, err := os.ReadFile(wasmFile)
-				if err != nil {
-					return err
-				}
-				opts.Wasm = b
-			} else if len(args) == 0 {
-				return errors.New("give the instance's command after --, or --wasm FILE")
-			}
-			opts.Command = args
-			for _, t := range transports {
-				ct, err := channel.ParseType(strings.TrimSpace(t))
-				if err != nil {
-					return err
-				}
-				opts.Transports = append(opts.Transports, ct)
-			}
-			if g.output != "table" && g.output != "json" {
-				return fmt.Errorf("unknown output format %q (want table or json)", g.output)
-			}
-			if verbose {
-				errOut := cmd.ErrOrStderr()
-				opts.Logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
-				opts.Progress = func(r conformance.Result) {
-					fmt.Fprintf(errOut, "%-5s %-18s %s  %s\n", r.Transport, r.Check, r.Status, r.Detail)
-				}
-			}
-			rep, err := conformance.Run(cmd.Context(), opts)
+			b, err := os.ReadFile(wasmFile)
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
-				err = rep.WriteJSON(out)
-			} else {
-				err = rep.WriteTable(out)
-			}
+			opts.Wasm = b
+		} else if len(args) == 0 {
+			return usagef(cmd, "give the instance's command after --, or --wasm FILE")
+		}
+		opts.Command = args
+		for _, t := range transports {
+			ct, err := channel.ParseType(strings.TrimSpace(t))
 			if err != nil {
-				return err
+				return usagef(cmd, "--transports: %v", err)
 			}
-			if !rep.OK() {
-				return fmt.Errorf("%w: %s", errNotConformant, strings.Join(rep.Failures(), ", "))
+			opts.Transports = append(opts.Transports, ct)
+		}
+		if verbose {
+			errOut := cmd.ErrOrStderr()
+			opts.Logger = slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			opts.Progress = func(r conformance.Result) {
+				fmt.Fprintf(errOut, "%-5s %-18s %s  %s\n", r.Transport, r.Check, r.Status, r.Detail)
 			}
-			return nil
-		},
+		}
+		rep, err := conformance.Run(cmd.Context(), opts)
+		if err != nil {
+			return err
+		}
+		if err := output.print(out, rep, rep.WriteTable); err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return fmt.Errorf("%w: %s", errNotConformant, strings.Join(rep.Failures(), ", "))
+		}
+		return nil
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", []string{"unix", "tcp"}, "transports to check a process instance on: unix, tcp, grpc")
@@ -103,8 +95,9 @@ check fails.`,
 	f.StringVar(&opts.Dir, "dir", "", "working directory of the instance")
 	f.StringArrayVar(&opts.Env, "env", nil, "KEY=VALUE added to the instance's environment (repeatable)")
 	f.Uint32Var(&opts.MaxPayload, "max-payload", 0, "payload limit the agent announces (default and at most 16 MiB)")
-	f.DurationVar(&opts.Timeout, "timeout", conformance.DefaultTimeout, "bound on each check")
-	f.DurationVar(&opts.Patience, "patience", conformance.DefaultPatience, "how long to wait for what the instance should do promptly")
+	opts.Timeout, opts.Patience = conformance.DefaultTimeout, conformance.DefaultPatience
+	f.Var(durationFlag{&opts.Timeout}, "timeout", "bound on each check")
+	f.Var(durationFlag{&opts.Patience}, "patience", "how long to wait for what the instance should do promptly")
 	f.StringSliceVar(&opts.Only, "only", nil, "run only these checks")
 	f.StringSliceVar(&opts.Skip, "skip", nil, "do not run these checks")
 	f.BoolVar(&list, "list", false, "list the checks and exit")
@@ -112,13 +105,10 @@ check fails.`,
 	return cmd
 }
 
-func listChecks(w io.Writer, output string) error {
-	if output == "json" {
-		return printJSON(w, conformance.Checks())
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, c := range conformance.Checks() {
-		fmt.Fprintf(tw, "%s\t%s\n", c.Name, c.Doc)
-	}
-	return tw.Flush()
+func listChecks(w io.Writer) error {
+	return printTable(w, func(tw io.Writer) {
+		for _, c := range conformance.Checks() {
+			fmt.Fprintf(tw, "%s\t%s\n", c.Name, c.Doc)
+		}
+	})
 }

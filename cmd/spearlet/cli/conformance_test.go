@@ -44,7 +44,7 @@ func TestConformanceRefusesBadArguments(t *testing.T) {
 		{"conformance", "--wasm", "x.wasm", "--", "cmd"},
 		{"conformance", "--transports", "pigeon", "--", "cmd"},
 		{"conformance", "--only", "no-such-check", "--", "cmd"},
-		{"conformance", "-o", "yaml", "--", "cmd"},
+		{"conformance", "-o", "xml", "--", "cmd"},
 	} {
 		if _, err := runCLI(t, args...); err == nil {
 			t.Errorf("%v: accepted", args)

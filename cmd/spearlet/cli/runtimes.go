@@ -54,16 +54,15 @@ var runtimes = map[spear.RuntimeType]agent.NewRuntime{
 // wasmCacheDir is where compiled wasm modules are kept across restarts,
 // so that a module is compiled once per machine and user rather than at
 // every start: the configured wasm.cache_dir (one that cannot be used is
-// an error, from the runtime), else a directory in the user's cache
-// directory, or none when that cannot be created (a read-only root
-// filesystem); then modules are compiled in memory at every start.
+// an error, from the runtime), else defaultWasmCacheDir, or none when that
+// cannot be created (a read-only root filesystem); then modules are
+// compiled in memory at every start.
 func wasmCacheDir(env agent.RuntimeEnv) string {
 	if env.Config.Wasm.CacheDir != "" {
 		return env.Config.Wasm.CacheDir
 	}
-	dir, err := os.UserCacheDir()
+	dir, err := defaultWasmCacheDir()
 	if err == nil {
-		dir = filepath.Join(dir, "spearlet", "wasm")
 		err = os.MkdirAll(dir, 0o700)
 	}
 	if err != nil {
@@ -71,4 +70,14 @@ func wasmCacheDir(env agent.RuntimeEnv) string {
 		return ""
 	}
 	return dir
+}
+
+// defaultWasmCacheDir is the compiled modules' directory in the user's
+// cache directory.
+func defaultWasmCacheDir() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "spearlet", "wasm"), nil
 }

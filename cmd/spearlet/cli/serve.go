@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -14,29 +16,53 @@ import (
 // serveFlags are serve's flags; set ones win over the config file and the
 // environment.
 type serveFlags struct {
-	config                       string
-	logLevel                     string
-	printConfig                  bool
-	httpAddr, apiGRPCAddr        string
-	socketDir, tcpAddr, grpcAddr string
-	advertiseTCP, advertiseGRPC  string
-	kubeconfig, kubeNamespace    string
-	nodeName, wasmCacheDir       string
-	stateDir                     string
+	config      string
+	logLevel    string
+	printConfig string
+	settings    map[string]*string // by flag name, the settings below
+}
+
+// settingFlag is a flag of serve that sets one string of the
+// configuration. The listener flags are named after the configuration's
+// sections (api.*, channels.*), so that the API's addresses and the ones
+// instances connect to cannot be mixed up; old names the flag replaced
+// still work, hidden, with a warning.
+type settingFlag struct {
+	name, old string
+	usage     string
+	field     func(*agent.Config) *string
+}
+
+var settingFlags = []settingFlag{
+	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + ")", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
+	{"api-grpc-addr", "", "gRPC API address (default " + agent.DefaultGRPCAddr + ")", func(c *agent.Config) *string { return &c.API.GRPCAddr }},
+	{"channels-socket-dir", "socket-dir", "where instances' unix sockets go (default the temporary directory)", func(c *agent.Config) *string { return &c.Channels.SocketDir }},
+	{"channels-tcp-addr", "tcp-addr", "listener instances connect to over tcp (default " + agent.DefaultChannelAddr + ")", func(c *agent.Config) *string { return &c.Channels.TCPAddr }},
+	{"channels-grpc-addr", "grpc-addr", "listener instances connect to over grpc, not the API (default " + agent.DefaultChannelAddr + ")", func(c *agent.Config) *string { return &c.Channels.GRPCAddr }},
+	{"channels-advertise-tcp", "advertise-tcp", "tcp address handed to instances, when it differs from the listener's", func(c *agent.Config) *string { return &c.Channels.AdvertiseTCP }},
+	{"channels-advertise-grpc", "advertise-grpc", "grpc address handed to instances, when it differs from the listener's", func(c *agent.Config) *string { return &c.Channels.AdvertiseGRPC }},
+	{"kubeconfig", "", "kubeconfig for kubernetes functions (default in-cluster)", func(c *agent.Config) *string { return &c.Kubernetes.Kubeconfig }},
+	{"kube-namespace", "", "default namespace of function pods", func(c *agent.Config) *string { return &c.Kubernetes.Namespace }},
+	{"node-name", "", "the node the agent runs on: pods go there, labelled with it, and a previous run's are deleted", func(c *agent.Config) *string { return &c.Kubernetes.NodeName }},
+	{"wasm-cache-dir", "", "directory of compiled wasm modules (default in the user's cache directory, if writable)", func(c *agent.Config) *string { return &c.Wasm.CacheDir }},
+	{"state-dir", "", "the agent's private state directory (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
 }
 
 func newServeCmd(stopSignals func()) *cobra.Command {
-	f := &serveFlags{}
+	f := &serveFlags{settings: map[string]*string{}}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the daemon",
 		Long: `Run the daemon: start the configured functions' instances and serve the
 HTTP and gRPC APIs until SIGINT or SIGTERM, then shut down gracefully.
+SIGHUP (or "spearlet reload") reads the configuration again and applies it
+without a restart.
 
 The configuration comes from --config (or $SPEARLET_CONFIG); without one the
 embedded default runs: a process function "echo" and a wasm function
 "wasm-echo". Environment variables (` + fmt.Sprint(agent.EnvVars()) + `)
-override the file, and flags override both.`,
+override the file, and flags override both. --print-config prints the
+result, defaults filled in and secrets hidden.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runServe(cmd, f, stopSignals)
@@ -45,77 +71,68 @@ override the file, and flags override both.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "YAML config file (default $SPEARLET_CONFIG, else the embedded default)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error (also $SPEARLET_LOG_LEVEL)")
-	fl.BoolVar(&f.printConfig, "print-config", false, "print the effective configuration (defaults filled in) as JSON, which is valid YAML, and exit")
-	fl.StringVar(&f.httpAddr, "http-addr", "", "HTTP API address (default "+agent.DefaultHTTPAddr+")")
-	fl.StringVar(&f.apiGRPCAddr, "api-grpc-addr", "", "gRPC API address (default "+agent.DefaultGRPCAddr+")")
-	fl.StringVar(&f.socketDir, "socket-dir", "", "directory for the instances' unix sockets (default the temp dir)")
-	fl.StringVar(&f.tcpAddr, "tcp-addr", "", "listener for instances' tcp channels (default 127.0.0.1:0)")
-	fl.StringVar(&f.grpcAddr, "grpc-addr", "", "listener for instances' grpc channels (default 127.0.0.1:0)")
-	fl.StringVar(&f.advertiseTCP, "advertise-tcp", "", "tcp address handed to instances")
-	fl.StringVar(&f.advertiseGRPC, "advertise-grpc", "", "grpc address handed to instances")
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for kubernetes functions (default in-cluster)")
-	fl.StringVar(&f.kubeNamespace, "kube-namespace", "", "default namespace of function pods")
-	fl.StringVar(&f.nodeName, "node-name", "", "the node the agent runs on: pods go there, labelled with it, and a previous run's are deleted")
-	fl.StringVar(&f.wasmCacheDir, "wasm-cache-dir", "", "directory of compiled wasm modules (default in the user's cache directory, if writable)")
-	fl.StringVar(&f.stateDir, "state-dir", "", "the agent's private state directory (default "+statedir.Default()+")")
+	fl.StringVar(&f.printConfig, "print-config", "", "print the effective configuration, as yaml (the default) or json, and exit")
+	fl.Lookup("print-config").NoOptDefVal = "yaml"
+	_ = cmd.RegisterFlagCompletionFunc("print-config", cobra.FixedCompletions([]string{"yaml", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	for _, s := range settingFlags {
+		v := new(string)
+		f.settings[s.name] = v
+		fl.StringVar(v, s.name, "", s.usage)
+		if s.old != "" {
+			fl.StringVar(v, s.old, "", s.usage)
+			_ = fl.MarkDeprecated(s.old, "use --"+s.name+" (the listener flags are named after their config section)")
+		}
+	}
 	return cmd
 }
 
 func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
-	path := f.config
-	if path == "" {
-		path = os.Getenv("SPEARLET_CONFIG")
-	}
-	cfg, err := loadConfig(path)
+	// Catch SIGHUP first: from here on it reloads instead of killing.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	load := func() (agent.Config, error) { return f.load(cmd) }
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	cfg.ApplyEnv(os.LookupEnv)
-	fl := cmd.Flags()
-	for _, o := range []struct {
-		flag string
-		dst  *string
-		val  string
-	}{
-		{"http-addr", &cfg.API.HTTPAddr, f.httpAddr},
-		{"api-grpc-addr", &cfg.API.GRPCAddr, f.apiGRPCAddr},
-		{"socket-dir", &cfg.Channels.SocketDir, f.socketDir},
-		{"tcp-addr", &cfg.Channels.TCPAddr, f.tcpAddr},
-		{"grpc-addr", &cfg.Channels.GRPCAddr, f.grpcAddr},
-		{"advertise-tcp", &cfg.Channels.AdvertiseTCP, f.advertiseTCP},
-		{"advertise-grpc", &cfg.Channels.AdvertiseGRPC, f.advertiseGRPC},
-		{"kubeconfig", &cfg.Kubernetes.Kubeconfig, f.kubeconfig},
-		{"kube-namespace", &cfg.Kubernetes.Namespace, f.kubeNamespace},
-		{"node-name", &cfg.Kubernetes.NodeName, f.nodeName},
-		{"wasm-cache-dir", &cfg.Wasm.CacheDir, f.wasmCacheDir},
-		{"state-dir", &cfg.StateDir, f.stateDir},
-	} {
-		if fl.Changed(o.flag) {
-			*o.dst = o.val
+	if f.printConfig != "" {
+		if cfg.Wasm.CacheDir == "" {
+			cfg.Wasm.CacheDir, _ = defaultWasmCacheDir()
 		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	if f.printConfig {
-		return printJSON(cmd.OutOrStdout(), cfg.WithDefaults())
+		if err := cfg.WithDefaults().Print(cmd.OutOrStdout(), f.printConfig); err != nil {
+			return usagef(cmd, "--print-config: %v", err)
+		}
+		return nil
 	}
 	level := f.logLevel
-	if v := os.Getenv("SPEARLET_LOG_LEVEL"); v != "" && !fl.Changed("log-level") {
+	if v := os.Getenv("SPEARLET_LOG_LEVEL"); v != "" && !cmd.Flags().Changed("log-level") {
 		level = v
 	}
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return usagef(cmd, "--log-level %q: want debug, info, warn or error", level)
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
-
 	ctx := cmd.Context()
+	reload := make(chan struct{})
 	go func() {
-		// A second signal during the shutdown kills the process.
-		<-ctx.Done()
-		if stopSignals != nil {
-			stopSignals()
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				// A second signal during the shutdown kills the process.
+				if stopSignals != nil {
+					stopSignals()
+				}
+				return
+			}
 		}
 	}()
 	// The state directory comes first: a second agent on it stops here,
@@ -125,7 +142,29 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 		return err
 	}
 	defer state.Close()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes, State: state})
+	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes, State: state, Load: load, Reload: reload})
+}
+
+// load reads the configuration as serve runs it: the file (or the
+// embedded default), then the environment, then the flags that are set.
+// A reload reads it again so.
+func (f *serveFlags) load(cmd *cobra.Command) (agent.Config, error) {
+	path := f.config
+	if path == "" {
+		path = os.Getenv("SPEARLET_CONFIG")
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.ApplyEnv(os.LookupEnv)
+	fl := cmd.Flags()
+	for _, s := range settingFlags {
+		if fl.Changed(s.name) || s.old != "" && fl.Changed(s.old) {
+			*s.field(&cfg) = *f.settings[s.name]
+		}
+	}
+	return cfg, cfg.Validate()
 }
 
 // loadConfig reads the config file at path, or the default config when

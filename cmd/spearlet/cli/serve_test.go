@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/runtime/process"
 	"github.com/spear-go/spear/runtime/wasm"
 )
@@ -60,5 +63,32 @@ func TestNoKubernetesBuild(t *testing.T) {
 	}
 	if got := deps("github.com/spear-go/spear/agent"); len(got) > 0 {
 		t.Errorf("package agent imports %v", got)
+	}
+}
+
+// Issue 7: a wasm module file that does not exist is refused when the
+// configuration loads, naming the field and its line; a relative one is
+// found next to the configuration file.
+func TestWasmFileCheckedAtLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spearlet.yaml")
+	if err := os.WriteFile(path, []byte("functions:\n  - name: w\n    runtime: wasm\n    wasm: missing.wasm\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(path)
+	want := path + ":4:11: functions[0].wasm: " + filepath.Join(dir, "missing.wasm") + ": no such file"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "missing.wasm"), wasmecho.Module, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Functions[0].Spec.(wasm.Spec); w.Module != filepath.Join(dir, "missing.wasm") {
+		t.Errorf("module = %q", w.Module)
 	}
 }

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spear-go/spear/client"
+)
+
+// All the CLI knows about where the daemon listens is in this file: the
+// flag and the environment that say it, the defaults (client.FromEnv), and
+// what to say when nothing answers there.
+
+// daemonFlags say how a client command reaches the daemon.
+type daemonFlags struct{ addr string }
+
+// clientCommand makes cmd, and its subcommands, client commands: they
+// take --addr, and a failure to reach the daemon becomes an
+// *unreachableError that says how to start one. Call it once cmd's RunE
+// and subcommands are set.
+func clientCommand(cmd *cobra.Command) *daemonFlags {
+	d := &daemonFlags{}
+	cmd.PersistentFlags().StringVar(&d.addr, "addr", "",
+		"daemon API address (host:port or URL; default $"+client.EnvAddr+", else "+client.DefaultAddr+")")
+	d.wrap(cmd)
+	return d
+}
+
+func (d *daemonFlags) wrap(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return d.explain(run(c, args)) }
+	}
+	for _, c := range cmd.Commands() {
+		d.wrap(c)
+	}
+}
+
+// client returns a client of the daemon the flags name.
+func (d *daemonFlags) client() *client.Client { return client.FromEnv(d.addr) }
+
+// unreachableError is a daemon that did not answer: nothing listens where
+// the CLI looked, or the address is wrong.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the spearlet daemon: %v\n"+
+		"Is it running? Start one with \"spearlet serve\", or point --addr (or $%s) at the one you run.", e.err, client.EnvAddr)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// explain turns err into an *unreachableError when the connection to the
+// daemon could not be made, over tcp or a unix socket alike.
+func (d *daemonFlags) explain(err error) error {
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
+		return &unreachableError{err: op}
+	}
+	return err
+}

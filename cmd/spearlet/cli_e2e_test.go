@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// run runs the built binary with env added and returns its exit status,
+// stdout and stderr.
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.CommandContext(testCtx(t), binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	t.Fatal(err)
+	return 0, "", ""
+}
+
+// The binary's exit statuses and messages, as a script or a person sees
+// them: usage on wrong arguments (2), how to start a daemon when none
+// answers (3), an invocation's failure (4).
+func TestCLIExitStatuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	code, _, stderr := run(t, []string{"SPEARLET_ADDR=" + dead}, "invoke", "echo", "hello")
+	if code != 3 || !strings.Contains(stderr, "cannot reach the spearlet daemon") || !strings.Contains(stderr, `Start one with "spearlet serve"`) {
+		t.Errorf("no daemon: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = run(t, nil, "invoke")
+	if code != 2 || !strings.Contains(stderr, "Usage: spearlet invoke FUNCTION [DATA] [flags]") {
+		t.Errorf("no arguments: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = run(t, nil, "serve", "--addr", dead)
+	if code != 2 || !strings.Contains(stderr, "unknown flag: --addr") {
+		t.Errorf("serve --addr: exit %d\n%s", code, stderr)
+	}
+	d := startDaemon(t)
+	env := []string{"SPEARLET_ADDR=" + d.addr}
+	code, _, stderr = run(t, env, "invoke", "echo", "-m", "fail", "boom")
+	if code != 4 || !strings.Contains(stderr, "boom") {
+		t.Errorf("failing invocation: exit %d\n%s", code, stderr)
+	}
+	code, out, stderr := run(t, env, "invoke", "echo", "-m", "sleep", "-t", "5", "10ms")
+	if code != 0 || !strings.Contains(out, "slept 10ms") {
+		t.Errorf("-t 5: exit %d %q\n%s", code, out, stderr)
+	}
+	// SIGHUP reloads rather than kills.
+	d.signal(syscall.SIGHUP)
+	eventually(t, "the reload", func() bool { return strings.Contains(d.logText(), `msg="configuration reloaded"`) })
+	if code, _, stderr := run(t, env, "health"); code != 0 {
+		t.Errorf("after SIGHUP: health exit %d\n%s", code, stderr)
+	}
+}
