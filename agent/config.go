@@ -15,6 +15,7 @@ import (
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/balancer"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/internal/yamlpos"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/transport"
@@ -421,6 +422,8 @@ func (c Config) withDefaults() Config {
 	c.Channels.GRPCAddr = cmp.Or(c.Channels.GRPCAddr, DefaultChannelAddr)
 	c.Channels.RequestTimeout = cmp.Or(c.Channels.RequestTimeout, Duration(ch.RequestTimeout))
 	c.Channels.HeartbeatInterval = cmp.Or(c.Channels.HeartbeatInterval, Duration(ch.HeartbeatInterval))
+	c.Process.Cgroups = cmp.Or(c.Process.Cgroups, "auto")
+	c.StateDir = cmp.Or(c.StateDir, statedir.Default())
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()

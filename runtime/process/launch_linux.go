@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"syscall"
 
@@ -61,6 +62,7 @@ type rlimit struct {
 // before its program runs. Unless it fails, the caller must call
 // childReaped once the process has been waited for.
 func startChild(cmd *exec.Cmd, limits childLimits) error {
+	keepInheritedFromChildren()
 	forker.mu.Lock()
 	if forker.reqs == nil {
 		forker.reqs = make(chan forkRequest)
@@ -241,4 +243,27 @@ func (w *exitWatch) wait() bool {
 		return err != nil || exited
 	})
 	return err == nil && exited
+}
+
+// keepInheritedFromChildren marks every descriptor from 3 up
+// close-on-exec; startChild calls it before each fork. The Go runtime opens
+// its own descriptors so, but what the agent inherited from its parent, or
+// what code in it opened without the flag, would otherwise reach every
+// instance: a channel between instances that nothing accounts for. A
+// child still gets cmd.ExtraFiles (the secret's pipe): the fork duplicates
+// them into place, which clears the flag on the copy.
+func keepInheritedFromChildren() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Before Linux 5.11: one descriptor at a time.
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
 }

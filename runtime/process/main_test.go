@@ -208,6 +208,8 @@ func startGrandchild() error {
 //   - method "environ" answers the environment the process started with
 //     (/proc/self/environ: NUL-separated), which the SDK cannot change;
 //   - method "getenv" answers the variable the payload names;
+//   - method "fds" answers what the process's descriptors refer to, one
+//     per line ("3 pipe:[1234]");
 //   - method "last-words" streams one chunk of lastWordsRepeat times
 //     "last words " and exits the process.
 //
@@ -241,6 +243,8 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 				return os.ReadFile("/proc/self/environ")
 			case "getenv":
 				return []byte(os.Getenv(string(r.Payload))), nil
+			case "fds":
+				return openFiles()
 			case "attack":
 				if mode == "attacker" {
 					return attackHandler(r.Payload)
