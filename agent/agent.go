@@ -12,10 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/buildinfo"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -34,6 +36,13 @@ type Options struct {
 	// Load reads the configuration again, for ReloadConfig (SIGHUP, the
 	// API's reload); nil: the agent cannot reload by itself.
 	Load func() (Config, error)
+	// TracerProvider, when set, turns tracing on: every invocation gets
+	// spans, and its trace context travels to the instance
+	// (docs/observability.md). Nil (the default) is off, at no cost.
+	TracerProvider trace.TracerProvider
+	// Version is the agent's version for spearlet_build_info; empty means
+	// the module version from the build info.
+	Version string
 }
 
 // Agent runs a node's functions: one pool of instances per function, and
@@ -103,10 +112,13 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		}
 		rts[i] = rt
 	}
-	a.met = newMetrics(a.reg, a)
+	a.met = newMetrics(a.reg, a, buildinfo.Read(opts.Version), cfg.Metrics.perInstance())
+	if opts.TracerProvider != nil {
+		a.met.tracer = opts.TracerProvider.Tracer(tracerName)
+	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i, fn := range cfg.Functions {
-		a.met.init(fn.Name)
+		a.met.init(fn.Name, rts[i].Type())
 		a.fns[fn.Name] = &function{pool: newPool(fn, rts[i], a.log, a.met)}
 		a.order = append(a.order, fn.Name)
 	}
@@ -188,8 +200,10 @@ type Result struct {
 // ErrQueueFull, ErrNoInstance, spear.ErrTimeout,
 // spear.ErrConnectionFailed (the instance died: a *spear.InstanceError
 // naming it), or are a *spear.RemoteError (the function failed).
-func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
+func (a *Agent) Invoke(ctx context.Context, inv Invocation) (res Result, err error) {
 	started := time.Now()
+	ctx, span := a.startInvokeSpan(ctx, &inv, false)
+	defer func() { endSpan(span, err) }()
 	fn, timeout, err := a.admit(inv)
 	if err != nil {
 		a.observe(fn, inv.Function, started, err)
@@ -200,13 +214,15 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx, inv.Key)
+		m, err := a.acquire(ctx, p, inv.Key)
 		if err != nil {
 			a.observe(fn, inv.Function, started, err)
 			return Result{}, err
 		}
 		began := time.Now()
-		out, err := channel.Execute(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		xctx, xspan, md := a.startExecuteSpan(ctx, m.inst, inv, attempt)
+		out, err := channel.Execute(xctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: md})
+		endSpan(xspan, err)
 		p.release(m, measured(err, time.Since(began)), err)
 		if retryable(ctx, err, attempt) {
 			continue
@@ -215,8 +231,20 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		setInstance(span, m.inst.ID())
 		return Result{Instance: m.inst.ID(), Payload: out}, nil
 	}
+}
+
+// acquire waits for a free instance of p's function, chosen for key,
+// under its span, and records the wait.
+func (a *Agent) acquire(ctx context.Context, p *pool, key string) (*member, error) {
+	begun := time.Now()
+	actx, span := a.startAcquireSpan(ctx, p.fn.Name)
+	m, err := p.acquire(actx, key)
+	endSpan(span, err)
+	a.met.wait.WithLabelValues(p.fn.Name).Observe(time.Since(begun).Seconds())
+	return m, err
 }
 
 // Stream is a streamed invocation's output. It is for one goroutine; the
@@ -233,7 +261,8 @@ type Stream struct {
 	started time.Time
 	name    string
 	ended   bool
-	err     error // what ended the stream, for the instance's health
+	err     error         // what ended the stream, for the instance's standing
+	spans   [2]trace.Span // the invocation's and the execute request's; nil when tracing is off
 }
 
 // InvokeStream starts inv with streamed output. It picks an instance as
@@ -241,25 +270,32 @@ type Stream struct {
 // arrives from Stream.Recv.
 func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, error) {
 	started := time.Now()
+	ctx, span := a.startInvokeSpan(ctx, &inv, true)
 	fn, timeout, err := a.admit(inv)
 	if err != nil {
 		a.observe(fn, inv.Function, started, err)
+		endSpan(span, err)
 		return nil, err
 	}
 	p := fn.pool
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	for attempt := 1; ; attempt++ {
-		m, err := p.acquire(ctx, inv.Key)
+		m, err := a.acquire(ctx, p, inv.Key)
 		if err != nil {
 			cancel()
 			a.leave(fn)
 			a.observe(fn, inv.Function, started, err)
+			endSpan(span, err)
 			return nil, err
 		}
-		st, err := channel.ExecuteStream(ctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: inv.Metadata})
+		xctx, xspan, md := a.startExecuteSpan(ctx, m.inst, inv, attempt)
+		st, err := channel.ExecuteStream(xctx, m.inst.Channel(), channel.Invocation{Method: inv.Method, Payload: inv.Payload, Metadata: md})
 		if err == nil {
-			return &Stream{Instance: m.inst.ID(), a: a, fn: fn, m: m, st: st, cancel: cancel, started: started, name: inv.Function}, nil
+			setInstance(span, m.inst.ID())
+			return &Stream{Instance: m.inst.ID(), a: a, fn: fn, m: m, st: st, cancel: cancel, started: started,
+				name: inv.Function, spans: [2]trace.Span{xspan, span}}, nil
 		}
+		endSpan(xspan, err)
 		p.release(m, 0, err)
 		if retryable(ctx, err, attempt) {
 			continue
@@ -267,6 +303,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		cancel()
 		a.leave(fn)
 		a.observe(fn, inv.Function, started, err)
+		endSpan(span, err)
 		return nil, err
 	}
 }
@@ -281,15 +318,21 @@ func (s *Stream) Recv() ([]byte, error) {
 	if err != nil {
 		s.ended = true
 		if errors.Is(err, io.EOF) {
-			err = nil
-		}
-		s.err = err
-		s.a.observe(s.fn, s.name, s.started, err)
-		if err == nil {
-			err = io.EOF
+			s.finish(nil)
+		} else {
+			s.err = err
+			s.finish(err)
 		}
 	}
 	return b, err
+}
+
+// finish records how the invocation ended.
+func (s *Stream) finish(err error) {
+	s.a.observe(s.fn, s.name, s.started, err)
+	for _, span := range s.spans {
+		endSpan(span, err)
+	}
 }
 
 // Close ends the invocation, abandoning it if it has not finished, and
@@ -300,7 +343,7 @@ func (s *Stream) Close() {
 	}
 	if !s.ended {
 		s.ended = true
-		s.a.observe(s.fn, s.name, s.started, context.Canceled)
+		s.finish(context.Canceled)
 	}
 	s.st.Close()
 	s.cancel()
@@ -355,14 +398,17 @@ func (a *Agent) observe(fn *function, name string, started time.Time, err error)
 	if fn == nil {
 		return
 	}
+	took := time.Since(started)
 	a.met.invocations.WithLabelValues(name, outcome(err)).Inc()
-	a.met.duration.WithLabelValues(name).Observe(time.Since(started).Seconds())
+	a.met.duration.WithLabelValues(name).Observe(took.Seconds())
+	a.met.latencyOf(name).Latency(took)
 	if err != nil && HTTPStatus(err) >= 500 {
 		a.log.Debug("invocation failed", "function", name, "err", err)
 	}
 }
 
-// Functions describes the configured functions, in config order.
+// Functions describes the configured functions, in config order, with
+// their health.
 func (a *Agent) Functions() []api.Function {
 	pools := a.pools(false)
 	out := make([]api.Function, 0, len(pools))
@@ -382,7 +428,10 @@ func (a *Agent) PoolStatus(function string) (PoolStatus, bool) {
 	return fn.pool.status(), true
 }
 
+// describeFunction is fn's row of the functions list: its settings, its
+// pool's state and its health.
 func describeFunction(fn FunctionConfig, st PoolStatus) api.Function {
+	h := functionHealth(fn, st)
 	f := api.Function{
 		Name:           fn.Name,
 		Runtime:        fn.Runtime,
@@ -390,25 +439,23 @@ func describeFunction(fn FunctionConfig, st PoolStatus) api.Function {
 		MaxInstances:   fn.MaxInstances,
 		MaxConcurrency: fn.MaxConcurrency,
 		Balancer:       fn.Balancer,
+		Readiness:      fn.Readiness,
 		Instances:      st.Live,
 		Ready:          st.Ready,
 		InFlight:       st.InFlight,
 		Queued:         st.Queued,
 		Desired:        st.Desired,
-		State:          "ok",
+		Panicking:      st.Panicking,
+		Health:         h.State,
+		HealthReason:   h.Reason,
+		ReadinessMet:   h.ReadinessMet,
+		Restarts:       st.Restarts,
+		LastError:      st.LastFailure,
+		LastErrorAt:    st.LastFailureAt,
+		NextRetry:      st.RestartAt,
 	}
-	switch {
-	case st.CrashLoop != nil:
-		f.State = "crash-loop"
-		f.LastError, f.NextRetry = st.CrashLoop.LastError, st.CrashLoop.RetryAt
-		f.Failures = st.CrashLoop.Failures
-	case st.Live == 0 && st.Starting == 0:
-		f.State = "idle"
-	case st.Panicking:
-		f.State = "panic"
-	}
-	if st.RestartsOwed > 0 && f.NextRetry.IsZero() {
-		f.NextRetry = st.RestartAt
+	if c := st.CrashLoop; c != nil {
+		f.FailedStarts, f.NextRetry = c.Failures, c.RetryAt
 	}
 	return f
 }
@@ -430,6 +477,7 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 		for _, m := range st.Members {
 			in := describe(m.Instance, m.InFlight)
 			in.Health, in.HealthReason, in.EjectedUntil = m.Health, m.Reason, m.EjectedUntil
+			in.LastError, in.LastErrorAt = m.LastError, m.LastErrorAt
 			out = append(out, in)
 		}
 		for _, inst := range st.Stopped {
@@ -442,7 +490,8 @@ func (a *Agent) Instances(function string) ([]api.Instance, error) {
 func describe(inst runtime.Instance, inflight int) api.Instance {
 	info := inst.Info()
 	ch := inst.Channel()
-	return api.Instance{
+	s := ch.Stats()
+	in := api.Instance{
 		ID:              info.ID.String(),
 		Function:        info.Function,
 		Runtime:         info.ID.Runtime.String(),
@@ -451,12 +500,15 @@ func describe(inst runtime.Instance, inflight int) api.Instance {
 		Created:         info.Created,
 		LastHealthCheck: info.LastHealthCheck,
 		PID:             info.PID,
+		Pod:             info.Pod,
 		InFlight:        inflight,
+		Restarts:        int(reconnects(s)),
 		Channel:         string(ch.Type()),
 		Connected:       ch.IsConnected(),
 		Connections:     ch.Connections(),
-		Stats:           ch.Stats(),
+		Stats:           s,
 	}
+	return in
 }
 
 // CreateInstance starts one more instance of function and waits until it
@@ -494,20 +546,58 @@ func (a *Agent) DeleteInstance(ctx context.Context, id string) error {
 
 // Logs returns up to n of the instance's latest output lines.
 func (a *Agent) Logs(id string, n int) ([]string, error) {
-	iid, err := spear.ParseInstanceID(id)
+	inst, err := a.findInstance(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, err
 	}
 	if n < 0 {
 		return nil, fmt.Errorf("%w: negative line count", ErrBadRequest)
 	}
+	lines := inst.Logs(n)
+	if lines == nil {
+		lines = []string{}
+	}
+	return lines, nil
+}
+
+// FollowLogs calls fn with up to tail of the instance's latest output
+// lines, then with each new line as it comes, until the instance has
+// stopped and its output is drained (nil), ctx ends (its error) or fn
+// fails (its error). Errors match ErrBadRequest for a malformed id or an
+// instance whose runtime cannot follow output, and ErrUnknownInstance.
+func (a *Agent) FollowLogs(ctx context.Context, id string, tail int, fn func(line string) error) error {
+	f, err := a.follower(id)
+	if err != nil {
+		return err
+	}
+	if tail < 0 {
+		return fmt.Errorf("%w: negative line count", ErrBadRequest)
+	}
+	return f.FollowLogs(ctx, tail, fn)
+}
+
+// follower returns the instance id if its output can be followed.
+func (a *Agent) follower(id string) (runtime.Follower, error) {
+	inst, err := a.findInstance(id)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := inst.(runtime.Follower)
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s runtime cannot follow an instance's output", ErrBadRequest, inst.ID().Runtime)
+	}
+	return f, nil
+}
+
+// findInstance returns the live or recently stopped instance id.
+func (a *Agent) findInstance(id string) (runtime.Instance, error) {
+	iid, err := spear.ParseInstanceID(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	for _, p := range a.pools(true) {
 		if _, inst := p.find(iid); inst != nil {
-			lines := inst.Logs(n)
-			if lines == nil {
-				lines = []string{}
-			}
-			return lines, nil
+			return inst, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrUnknownInstance, id)

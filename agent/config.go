@@ -50,6 +50,12 @@ const (
 	maxPayloadLimit = 15 << 20
 )
 
+// Readiness values of a function.
+const (
+	ReadinessRequired = "required" // /readyz waits for the function's min_instances
+	ReadinessOptional = "optional" // /readyz ignores the function
+)
+
 // Restart policies.
 const (
 	RestartOnFailure = "on-failure" // replace an instance that stopped unasked, with backoff
@@ -64,6 +70,7 @@ type Config struct {
 	Process    ProcessConfig    `json:"process,omitzero"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
 	Wasm       WasmConfig       `json:"wasm,omitzero"`
+	Metrics    MetricsConfig    `json:"metrics,omitzero"`
 	// StateDir is the agent's private state directory (default
 	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): the
 	// records of what it started, for the next start to clean up after a
@@ -113,6 +120,18 @@ type ProcessConfig struct {
 	// agent must run as root.
 	UserRange string `json:"user_range,omitempty"`
 }
+
+// MetricsConfig configures the Prometheus metrics (docs/observability.md).
+type MetricsConfig struct {
+	// PerInstance exports the per-instance series (spearlet_instance_*):
+	// one set for each live instance, removed when it goes (default
+	// true). false keeps only the per-function series, for agents that
+	// run so many instances that the series would cost too much.
+	PerInstance *bool `json:"per_instance,omitempty"`
+}
+
+// perInstance reports whether per-instance series are on.
+func (m MetricsConfig) perInstance() bool { return m.PerInstance == nil || *m.PerInstance }
 
 // KubernetesConfig configures the kubernetes runtime. It is used only when
 // a function has runtime kubernetes.
@@ -189,6 +208,11 @@ type FunctionConfig struct {
 	PanicThreshold    float64  `json:"panic_threshold,omitempty"`
 	// Outlier configures the ejection of failing or slow instances.
 	Outlier OutlierConfig `json:"outlier,omitzero"`
+
+	// Readiness is required (default: the agent is not ready until the
+	// function has min_instances ready) or optional (the function never
+	// holds back /readyz, though its health still shows).
+	Readiness string `json:"readiness,omitempty"`
 
 	Channel      FunctionChannelConfig `json:"channel,omitzero"`
 	Restart      RestartConfig         `json:"restart,omitzero"`
@@ -458,6 +482,7 @@ func (f FunctionConfig) withDefaults() FunctionConfig {
 	o.MaxEjection = max(cmp.Or(o.MaxEjection, Duration(DefaultMaxEjection)), o.BaseEjection)
 	o.MaxEjectedPercent = cmp.Or(o.MaxEjectedPercent, 50)
 	o.Probation = cmp.Or(o.Probation, 3)
+	f.Readiness = cmp.Or(f.Readiness, ReadinessRequired)
 	f.Restart.Policy = cmp.Or(f.Restart.Policy, RestartOnFailure)
 	f.Restart.InitialBackoff = cmp.Or(f.Restart.InitialBackoff, Duration(DefaultInitialBackoff))
 	f.Restart.MaxBackoff = cmp.Or(f.Restart.MaxBackoff, Duration(DefaultMaxBackoff))
@@ -569,6 +594,9 @@ func (f FunctionConfig) validate(p *problems, at string) {
 	}
 	if h := f.Channel.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
 		p.add(at+".channel.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
+	}
+	if r := f.Readiness; r != "" && r != ReadinessRequired && r != ReadinessOptional {
+		p.add(at+".readiness", "%q: want required or optional%s", r, didYouMean(r, []string{ReadinessRequired, ReadinessOptional}))
 	}
 	if pol := f.Restart.Policy; pol != "" && pol != RestartOnFailure && pol != RestartNever {
 		p.add(at+".restart.policy", "%q: want on-failure or never%s", pol, didYouMean(pol, []string{RestartOnFailure, RestartNever}))

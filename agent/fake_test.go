@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,10 +118,15 @@ func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, set runtim
 		return nil, err
 	}
 	cr := ch.Credentials()
-	in := &fakeInstance{id: id, function: set.Function, ch: ch, created: time.Now(), done: make(chan struct{}), status: runtime.StatusStarting}
+	in := &fakeInstance{id: id, function: set.Function, ch: ch, created: time.Now(), done: make(chan struct{}), status: runtime.StatusStarting,
+		out: runtime.NewOutput(nil, 100)}
 	sdkIn, err := sdk.New(sdk.Options{
 		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,
 		Handler: sdk.HandlerFunc(func(ctx context.Context, req *sdk.Request) ([]byte, error) {
+			if req.Method == "log" { // a line of output, as a process prints one
+				in.out.Line("stdout", string(req.Payload))
+				return nil, nil
+			}
 			return r.handle(ctx, id, req)
 		}),
 	})
@@ -136,6 +141,7 @@ func (r *fakeRuntime) Start(ctx context.Context, id spear.InstanceID, set runtim
 		defer r.wg.Done()
 		_ = sdkIn.Serve(serveCtx)
 		ch.Close()
+		in.out.Close()
 		in.mu.Lock()
 		in.status = runtime.StatusStopped
 		if in.reason == "" {
@@ -272,6 +278,7 @@ type fakeInstance struct {
 	created  time.Time
 	cancel   context.CancelFunc
 	done     chan struct{}
+	out      *runtime.Output // what the "log" method writes
 
 	mu     sync.Mutex
 	status runtime.Status
@@ -292,6 +299,9 @@ func (in *fakeInstance) ID() spear.InstanceID      { return in.id }
 func (in *fakeInstance) Channel() *channel.Channel { return in.ch }
 func (in *fakeInstance) Done() <-chan struct{}     { return in.done }
 func (in *fakeInstance) Logs(n int) []string       { return []string{"log of " + in.id.String()}[:min(n, 1)] }
+func (in *fakeInstance) FollowLogs(ctx context.Context, tail int, fn func(string) error) error {
+	return in.out.Follow(ctx, tail, fn)
+}
 func (in *fakeInstance) Info() runtime.Info {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -344,4 +354,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(traceChildEnv) != "" { // the test binary as a process instance
+		os.Exit(runTraceChild())
+	}
+	goleak.VerifyTestMain(m)
+}

@@ -44,7 +44,7 @@ func grpcErr(ctx context.Context, err error) error {
 func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunctionsRequest) (*agentpb.ListFunctionsResponse, error) {
 	resp := &agentpb.ListFunctionsResponse{}
 	for _, f := range g.a.Functions() {
-		pb := &agentpb.FunctionInfo{
+		resp.Functions = append(resp.Functions, &agentpb.FunctionInfo{
 			Name:           f.Name,
 			Runtime:        f.Runtime,
 			MinInstances:   uint32(f.MinInstances),
@@ -53,17 +53,20 @@ func (g *grpcService) ListFunctions(ctx context.Context, _ *agentpb.ListFunction
 			Instances:      uint32(f.Instances),
 			InFlight:       uint32(f.InFlight),
 			Balancer:       f.Balancer,
+			Readiness:      f.Readiness,
 			Ready:          uint32(f.Ready),
 			Queued:         uint32(f.Queued),
 			Desired:        uint32(f.Desired),
-			State:          f.State,
-			Failures:       uint32(f.Failures),
+			Panicking:      f.Panicking,
+			Health:         f.Health,
+			HealthReason:   f.HealthReason,
+			ReadinessMet:   f.ReadinessMet,
+			FailedStarts:   uint32(f.FailedStarts),
+			NextRetry:      timestamp(f.NextRetry),
+			Restarts:       uint32(f.Restarts),
 			LastError:      f.LastError,
-		}
-		if !f.NextRetry.IsZero() {
-			pb.NextRetry = timestamppb.New(f.NextRetry)
-		}
-		resp.Functions = append(resp.Functions, pb)
+			LastErrorAt:    timestamp(f.LastErrorAt),
+		})
 	}
 	return resp, nil
 }
@@ -107,8 +110,22 @@ func (g *grpcService) InstanceLogs(ctx context.Context, req *agentpb.InstanceLog
 	return &agentpb.InstanceLogsResponse{Lines: lines}, nil
 }
 
+func (g *grpcService) FollowInstanceLogs(req *agentpb.InstanceLogsRequest, srv grpc.ServerStreamingServer[agentpb.InstanceLogLine]) error {
+	n := int(req.GetLines())
+	if n == 0 {
+		n = defaultLogLines
+	}
+	err := g.a.FollowLogs(srv.Context(), req.GetId(), min(n, maxLogLines), func(line string) error {
+		return srv.Send(&agentpb.InstanceLogLine{Line: line})
+	})
+	if err != nil && srv.Context().Err() == nil {
+		return grpcErr(srv.Context(), err)
+	}
+	return err
+}
+
 func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*agentpb.InvokeResponse, error) {
-	res, err := g.a.Invoke(ctx, invocationPB(req))
+	res, err := g.a.Invoke(g.a.grpcCallerTrace(ctx), invocationPB(req))
 	if err != nil {
 		return nil, grpcErr(ctx, err)
 	}
@@ -116,7 +133,7 @@ func (g *grpcService) Invoke(ctx context.Context, req *agentpb.InvokeRequest) (*
 }
 
 func (g *grpcService) InvokeStream(req *agentpb.InvokeRequest, srv grpc.ServerStreamingServer[agentpb.InvokeChunk]) error {
-	s, err := g.a.InvokeStream(srv.Context(), invocationPB(req))
+	s, err := g.a.InvokeStream(g.a.grpcCallerTrace(srv.Context()), invocationPB(req))
 	if err != nil {
 		return grpcErr(srv.Context(), err)
 	}
@@ -177,6 +194,11 @@ func instancePB(in api.Instance) *agentpb.InstanceInfo {
 		Connections:  uint32(in.Connections),
 		Health:       in.Health,
 		HealthReason: in.HealthReason,
+		EjectedUntil: timestamp(in.EjectedUntil),
+		Pod:          in.Pod,
+		Restarts:     uint32(in.Restarts),
+		LastError:    in.LastError,
+		LastErrorAt:  timestamp(in.LastErrorAt),
 		Stats: &agentpb.ChannelStats{
 			MessagesSent:     in.Stats.MessagesSent,
 			MessagesReceived: in.Stats.MessagesReceived,
@@ -191,12 +213,18 @@ func instancePB(in api.Instance) *agentpb.InstanceInfo {
 			Connects:         in.Stats.Connects,
 			Disconnects:      in.Stats.Disconnects,
 		},
+		LastHealthCheck: timestamp(in.LastHealthCheck),
 	}
-	if !in.LastHealthCheck.IsZero() {
-		pb.LastHealthCheck = timestamppb.New(in.LastHealthCheck)
-	}
-	if !in.EjectedUntil.IsZero() {
-		pb.EjectedUntil = timestamppb.New(in.EjectedUntil)
+	if in.Stats.HeartbeatRTT > 0 {
+		pb.Stats.HeartbeatRtt = durationpb.New(in.Stats.HeartbeatRTT)
 	}
 	return pb
+}
+
+// timestamp converts t, leaving a zero time unset.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

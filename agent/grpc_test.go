@@ -15,8 +15,10 @@ import (
 	"github.com/spear-go/spear/proto/agentpb"
 )
 
-func TestGRPC(t *testing.T) {
-	a, _ := newTestAgent(t, testConfig(nil))
+// newGRPCClient serves a's gRPC API on a loopback port and returns a
+// client of it; both end with the test.
+func newGRPCClient(t *testing.T, a *Agent) agentpb.AgentClient {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -24,13 +26,18 @@ func TestGRPC(t *testing.T) {
 	srv := grpc.NewServer()
 	a.RegisterGRPC(srv)
 	go srv.Serve(ln)
-	defer srv.Stop()
+	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	c := agentpb.NewAgentClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return agentpb.NewAgentClient(conn)
+}
+
+func TestGRPC(t *testing.T) {
+	a, _ := newTestAgent(t, testConfig(nil))
+	c := newGRPCClient(t, a)
 	ctx := testCtx(t)
 
 	res, err := c.Invoke(ctx, &agentpb.InvokeRequest{Function: "fn", Payload: []byte("hi")})

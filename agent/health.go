@@ -2,180 +2,211 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
+	"net/http"
 	"time"
 
-	"github.com/spear-go/spear"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/spear-go/spear/agent/api"
+	"github.com/spear-go/spear/runtime"
 )
 
-// standing is a member's standing with outlier ejection. An instance that
-// fails consecutive_errors invocations in a row with instance-side
-// errors, whose latency or heartbeat round trip stands latency_factor
-// times above its peers' median, or that misses heartbeats, is ejected:
-// out of balancing for a back-off (base_ejection doubling with each
-// ejection in a row, up to max_ejection). Then it is readmitted on
-// probation: one invocation at a time, until it has served probation
-// successes; one failure on probation ejects it again. Ejection never
-// takes the last ready instance, nor more than max_ejected_percent.
-type standing struct {
-	consecutive int       // instance-side failures in a row
-	ejections   int       // ejections in a row, for the back-off
-	until       time.Time // ejected until then
-	probation   int       // successes still owed on probation
-	reason      string    // why it was last ejected
+// A function's health states, worst first (docs/observability.md). An
+// instance's standing with outlier ejection (InstanceOK, ...) is another
+// thing; it counts here.
+const (
+	// HealthCrashLooping: its starts keep failing (crashLoopAfter in a
+	// row, and none has succeeded since): the pool's crash-loop back-off.
+	HealthCrashLooping = "crash_looping"
+	// HealthNoInstances: no instance is ready. With min_instances 0 and
+	// nothing live that is the resting state; the next invocation starts
+	// one.
+	HealthNoInstances = "no_instances"
+	// HealthDegraded: instances are ready, but fewer than min_instances,
+	// or some live ones are ejected, on probation, unhealthy or
+	// disconnected.
+	HealthDegraded = "degraded"
+	// HealthServing: min_instances are ready and every live instance is
+	// well.
+	HealthServing = "serving"
+)
+
+// healthStates are the values of the "state" label of
+// spearlet_function_health.
+var healthStates = []string{HealthServing, HealthDegraded, HealthCrashLooping, HealthNoInstances}
+
+// GRPCHealthPrefix starts the gRPC health service name of each function:
+// "spear.function.<name>".
+const GRPCHealthPrefix = "spear.function."
+
+// healthPoll is how often Run refreshes the gRPC health statuses.
+const healthPoll = 500 * time.Millisecond
+
+// fnHealth is a function's aggregated health.
+type fnHealth struct {
+	State  string
+	Reason string
+	// ReadinessMet: min_instances are ready, or readiness is optional.
+	ReadinessMet bool
 }
 
-func (h *standing) ejectedAt(now time.Time) bool { return now.Before(h.until) }
-
-// ejectionStats count ejections for the metrics and the API.
-type ejectionStats struct {
-	total       int // instances ejected
-	refusedLast int // ejections not done: the instance was the last ready one
-	refusedCap  int // ejections not done: max_ejected_percent reached
-}
-
-// instanceFault reports whether an invocation's error counts against the
-// instance that ran it: a lost or broken connection, an answer that broke
-// the protocol, a timeout, or the instance's own failure (INTERNAL,
-// UNAVAILABLE, ...). The caller's doing does not count: a cancellation,
-// an unknown method, a payload too large.
-func instanceFault(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
-	}
-	if re, ok := errors.AsType[*spear.RemoteError](err); ok {
-		switch re.Code {
-		case spear.CodeNotFound, spear.CodeTooLarge, spear.CodeCanceled:
-			return false
+// functionHealth aggregates a function's health from its pool's state:
+// the crash loop, the ready instances against min_instances, and the
+// live instances that are not well. Instances being stopped on purpose
+// do not count.
+func functionHealth(fn FunctionConfig, st PoolStatus) fnHealth {
+	var sick []string
+	for _, m := range st.Members {
+		if m.Leaving {
+			continue
+		}
+		info := m.Instance.Info()
+		switch {
+		case m.Health != InstanceOK:
+			sick = append(sick, describeSick(info.ID.String(), m.Health, m.Reason))
+		case info.Status == runtime.StatusStarting:
+		case info.Status == runtime.StatusRunning && !m.Instance.Channel().IsConnected():
+			sick = append(sick, describeSick(info.ID.String(), "disconnected", ""))
+		case info.Status != runtime.StatusRunning:
+			sick = append(sick, describeSick(info.ID.String(), string(info.Status), info.Reason))
 		}
 	}
-	return true
-}
-
-// observeLocked updates m's health with an invocation's outcome.
-func (p *pool) observeLocked(m *member, now time.Time, err error) {
-	if p.fn.Outlier.Disabled {
-		return
-	}
-	h := &m.health
+	h := fnHealth{ReadinessMet: fn.Readiness == ReadinessOptional || st.Ready >= fn.MinInstances}
 	switch {
-	case err == nil:
-		h.consecutive = 0
-		if h.probation > 0 {
-			if h.probation--; h.probation == 0 {
-				h.ejections = max(h.ejections-1, 0)
-				p.dirty = true // full capacity again
-				p.log.Info("instance passed probation", "instance", m.inst.ID().String())
-			}
-		}
-	case instanceFault(err):
-		h.consecutive++
+	case st.CrashLoop != nil:
+		h.State = HealthCrashLooping
+		h.Reason = fmt.Sprintf("%d starts failed in a row", st.CrashLoop.Failures)
+	case st.Ready == 0:
+		h.State = HealthNoInstances
 		switch {
-		case h.probation > 0:
-			p.ejectLocked(m, now, fmt.Sprintf("failed on probation: %v", err))
-		case h.consecutive >= p.fn.Outlier.ConsecutiveErrors:
-			p.ejectLocked(m, now, fmt.Sprintf("%d instance-side failures in a row, the last: %v", h.consecutive, err))
+		case st.Starting > 0:
+			h.Reason = fmt.Sprintf("%d starting", st.Starting)
+		case len(sick) > 0:
+			h.Reason = sickReason(sick)
+		case st.RestartsOwed > 0:
+			h.Reason = fmt.Sprintf("%d restarts waiting out their back-off", st.RestartsOwed)
+		case fn.MinInstances == 0:
+			h.Reason = "none needed (min_instances 0); the next invocation starts one"
+		case st.LastFailure != "":
+			h.Reason = st.LastFailure
 		}
+	case st.Ready < fn.MinInstances:
+		h.State = HealthDegraded
+		h.Reason = fmt.Sprintf("%d of min_instances %d ready", st.Ready, fn.MinInstances)
+		if len(sick) > 0 {
+			h.Reason += "; " + sickReason(sick)
+		}
+	case len(sick) > 0:
+		h.State = HealthDegraded
+		h.Reason = sickReason(sick)
+	default:
+		h.State = HealthServing
+	}
+	return h
+}
+
+func describeSick(id, status, reason string) string {
+	if reason == "" {
+		return id + " " + status
+	}
+	return id + " " + status + ": " + reason
+}
+
+// sickReason names the first instance that is not well, and counts the
+// others.
+func sickReason(sick []string) string {
+	if len(sick) == 1 {
+		return sick[0]
+	}
+	return fmt.Sprintf("%s (and %d more)", sick[0], len(sick)-1)
+}
+
+// Ready reports whether the agent is ready for traffic, and the functions
+// that hold it back: it is not draining, and every function has its
+// min_instances ready or is marked readiness: optional. The API's
+// answering is the rest of readiness (it listens).
+func (a *Agent) Ready() (bool, []api.FunctionHealth) {
+	ready := !a.isDraining()
+	var waiting []api.FunctionHealth
+	for _, f := range a.Functions() {
+		if !f.ReadinessMet {
+			ready = false
+			waiting = append(waiting, api.FunctionHealth{Function: f.Name, Health: f.Health, Reason: f.HealthReason,
+				Ready: f.Ready, MinInstances: f.MinInstances, LastError: f.LastError, NextRetry: f.NextRetry})
+		}
+	}
+	return ready, waiting
+}
+
+// handleLive answers /livez: 200 while the process serves its API, even
+// while draining (restarting a draining agent would cut its invocations
+// short).
+func (a *Agent) handleLive(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+// handleReady answers /readyz: 200 when Ready, else 503 naming the
+// functions that are not.
+func (a *Agent) handleReady(w http.ResponseWriter, r *http.Request) {
+	ready, waiting := a.Ready()
+	switch {
+	case a.isDraining():
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "shutting_down"})
+	case !ready:
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "not_ready", Waiting: waiting})
+	default:
+		writeJSON(w, http.StatusOK, api.Health{Status: "ready"})
 	}
 }
 
-// ejectLocked ejects m, unless it is the last ready instance or the cap
-// on ejected instances is reached. It reports whether it did.
-func (p *pool) ejectLocked(m *member, now time.Time, reason string) bool {
-	h := &m.health
-	if m.leaving || h.ejectedAt(now) {
-		return false
+// updateGRPCHealth sets the gRPC health statuses: "" follows Ready, and
+// spear.function.<name> is SERVING while the function can take
+// invocations: an instance is ready, or none is needed (no_instances with
+// min_instances 0: an invocation starts one). grpc's health server tells
+// watchers only of changes. A function that a reload removed (served
+// holds the names served before) turns NOT_SERVING.
+func (a *Agent) updateGRPCHealth(s *health.Server, served map[string]bool) {
+	if a.isDraining() {
+		return // Run's Shutdown has set every service NOT_SERVING
 	}
-	ready, ejected := 0, 0
-	for _, x := range p.members {
-		switch {
-		case x.health.ejectedAt(now):
-			ejected++
-		case x != m && p.eligibleLocked(x, now):
-			ready++
+	status := func(ok bool) healthpb.HealthCheckResponse_ServingStatus {
+		if ok {
+			return healthpb.HealthCheckResponse_SERVING
+		}
+		return healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	now := map[string]bool{}
+	for _, f := range a.Functions() {
+		ok := f.Ready > 0 || (f.Health == HealthNoInstances && f.MinInstances == 0)
+		s.SetServingStatus(GRPCHealthPrefix+f.Name, status(ok))
+		now[f.Name] = true
+	}
+	for name := range served {
+		if !now[name] {
+			s.SetServingStatus(GRPCHealthPrefix+name, status(false))
+			delete(served, name)
 		}
 	}
-	if ready == 0 {
-		p.ejected.refusedLast++
-		p.met.ejections.WithLabelValues(p.fn.Name, "refused_last").Inc()
-		p.log.Warn("not ejecting the last ready instance", "instance", m.inst.ID().String(), "reason", reason)
-		h.consecutive = 0
-		return false
+	for name := range now {
+		served[name] = true
 	}
-	if limit := max(1, len(p.members)*p.fn.Outlier.MaxEjectedPercent/100); ejected >= limit {
-		p.ejected.refusedCap++
-		p.met.ejections.WithLabelValues(p.fn.Name, "refused_cap").Inc()
-		p.log.Warn("not ejecting: max_ejected_percent reached", "instance", m.inst.ID().String(), "ejected", ejected, "reason", reason)
-		return false
-	}
-	o := p.fn.Outlier
-	d := doubled(o.BaseEjection.D(), o.MaxEjection.D(), h.ejections)
-	h.until, h.reason = now.Add(d), reason
-	h.ejections++
-	h.probation = o.Probation
-	h.consecutive = 0
-	p.ejected.total++
-	p.met.ejections.WithLabelValues(p.fn.Name, "ejected").Inc()
-	p.dirty = true
-	p.scheduleLocked(h.until)
-	p.log.Warn("instance ejected", "instance", m.inst.ID().String(), "for", d, "reason", reason)
-	return true
+	ready, _ := a.Ready()
+	s.SetServingStatus("", status(ready))
 }
 
-// checkOutliersLocked ejects, on the ticker, the ready instances whose
-// heartbeats go unanswered, and, with latency_factor set, those whose
-// latency average or heartbeat round trip stands that many times above
-// the median of their peers'.
-func (p *pool) checkOutliersLocked(now time.Time) {
-	o := p.fn.Outlier
-	if o.Disabled {
-		return
-	}
-	var ready []*member
-	for _, m := range p.members {
-		if p.eligibleLocked(m, now) {
-			ready = append(ready, m)
+// watchHealth keeps s up to date until ctx ends.
+func (a *Agent) watchHealth(ctx context.Context, s *health.Server) {
+	t := time.NewTicker(healthPoll)
+	defer t.Stop()
+	served := map[string]bool{}
+	for {
+		a.updateGRPCHealth(s, served)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
-	for _, m := range ready {
-		hb := m.inst.Channel().Heartbeat()
-		if hb.Misses >= 2 {
-			p.ejectLocked(m, now, fmt.Sprintf("%d heartbeat intervals without a frame", hb.Misses))
-			continue
-		}
-		if o.LatencyFactor <= 0 || len(ready) < 2 {
-			continue
-		}
-		lat := func(x *member) time.Duration { return x.ep.Latency() }
-		rtt := func(x *member) time.Duration { return x.inst.Channel().Heartbeat().RTT }
-		for _, signal := range []struct {
-			name string
-			of   func(*member) time.Duration
-		}{{"latency", lat}, {"heartbeat round trip", rtt}} {
-			v, median := signal.of(m), peerMedian(ready, m, signal.of)
-			if v > 0 && median > 0 && float64(v) > o.LatencyFactor*float64(median) {
-				if p.ejectLocked(m, now, fmt.Sprintf("%s %s is over %g times its peers' median %s", signal.name, v, o.LatencyFactor, median)) {
-					break
-				}
-			}
-		}
-	}
-}
-
-// peerMedian is the median of of over the members other than m that have
-// a figure.
-func peerMedian(ms []*member, m *member, of func(*member) time.Duration) time.Duration {
-	var vs []time.Duration
-	for _, x := range ms {
-		if v := of(x); x != m && v > 0 {
-			vs = append(vs, v)
-		}
-	}
-	if len(vs) == 0 {
-		return 0
-	}
-	slices.Sort(vs)
-	return vs[len(vs)/2]
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/spear-go/spear/agent/api"
 )
@@ -31,13 +33,18 @@ const (
 //	GET    /v1/instances?function=
 //	POST   /v1/instances                  {"function": "..."}
 //	DELETE /v1/instances/{id}
-//	GET    /v1/instances/{id}/logs?lines=N
+//	GET    /v1/instances/{id}/logs?lines=N&follow=
 //	POST   /v1/reload                     read the configuration again and apply it
+//	GET    /livez
+//	GET    /readyz
+//	GET    /ui/...                        the dashboard (docs/observability.md)
 //
 // Errors are JSON api.Error bodies with the status HTTPStatus gives.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.handleHealth)
+	mux.HandleFunc("GET /livez", a.handleLive)
+	mux.HandleFunc("GET /readyz", a.handleReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, api.FunctionList{Functions: a.Functions()})
@@ -48,6 +55,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/instances/{id}", a.handleDeleteInstance)
 	mux.HandleFunc("GET /v1/instances/{id}/logs", a.handleLogs)
 	mux.HandleFunc("POST /v1/reload", a.handleReload)
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	mux.Handle("GET /ui/", uiHandler())
+	mux.HandleFunc("GET /ui/events", a.handleUIEvents)
 	return mux
 }
 
@@ -105,9 +115,14 @@ func (a *Agent) handleReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// handleLogs answers with an instance's latest lines, or with follow=true
+// streams them and every new line as server-sent events: one event per
+// line, then an "end" event once the instance has stopped (or an "error"
+// event).
 func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
 	n := defaultLogLines
-	if s := r.URL.Query().Get("lines"); s != "" {
+	if s := q.Get("lines"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
 			a.writeError(w, r, fmt.Errorf("%w: lines=%q is not a count", ErrBadRequest, s))
@@ -116,12 +131,43 @@ func (a *Agent) handleLogs(w http.ResponseWriter, r *http.Request) {
 		n = min(v, maxLogLines)
 	}
 	id := r.PathValue("id")
+	if s := q.Get("follow"); s != "" {
+		follow, err := strconv.ParseBool(s)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("%w: follow=%q is not a boolean", ErrBadRequest, s))
+			return
+		}
+		if follow {
+			a.followLogs(w, r, id, n)
+			return
+		}
+	}
 	lines, err := a.Logs(id, n)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, api.Logs{ID: id, Lines: lines})
+}
+
+// followLogs streams an instance's output as server-sent events.
+func (a *Agent) followLogs(w http.ResponseWriter, r *http.Request, id string, n int) {
+	f, err := a.follower(id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	s := startSSE(w)
+	err = s.streamLines(r.Context(), func(ctx context.Context, fn func(string) error) error {
+		return f.FollowLogs(ctx, n, fn)
+	})
+	switch {
+	case r.Context().Err() != nil: // the client left
+	case err != nil:
+		_ = s.event("error", err.Error())
+	default:
+		_ = s.event("end", "the instance stopped")
+	}
 }
 
 // handleInvoke runs a function with the request body as payload and
@@ -134,8 +180,9 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	ctx := a.callerTrace(r.Context(), propagation.HeaderCarrier(r.Header))
 	if !stream {
-		res, err := a.Invoke(r.Context(), inv)
+		res, err := a.Invoke(ctx, inv)
 		if err != nil {
 			a.writeError(w, r, err)
 			return
@@ -148,7 +195,7 @@ func (a *Agent) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(res.Payload)
 		return
 	}
-	s, err := a.InvokeStream(r.Context(), inv)
+	s, err := a.InvokeStream(ctx, inv)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -24,7 +24,8 @@ func newTestServer(t *testing.T, cfg Config) (*Agent, *fakeRuntime, *httptest.Se
 	return a, rt, srv
 }
 
-func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+// send makes a request; the caller reads and closes the body.
+func send(t *testing.T, method, url string, body []byte) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(testCtx(t), method, url, bytes.NewReader(body))
 	if err != nil {
@@ -34,6 +35,13 @@ func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// do makes a request and reads the answer.
+func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp := send(t, method, url, body)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {

@@ -70,6 +70,10 @@ type pool struct {
 	startDur time.Duration // how long the latest successful start took
 	timer    *time.Timer   // wakes reconcile at timerAt
 	timerAt  time.Time
+	// lastFailure says why the last start failed or the last instance
+	// stopped unasked, for status.
+	lastFailure   string
+	lastFailureAt time.Time
 }
 
 // member is a live instance of the pool.
@@ -78,10 +82,12 @@ type member struct {
 	ep      *balancer.Endpoint
 	started time.Time
 	// Guarded by pool.mu.
-	leaving  bool      // being stopped on purpose: never picked, never restarted
-	lastUsed time.Time // when an invocation last began or ended
-	health   standing
-	conns    connTune
+	leaving   bool      // being stopped on purpose: never picked, never restarted
+	lastUsed  time.Time // when an invocation last began or ended
+	standing  standing  // with outlier ejection
+	conns     connTune
+	lastErr   string // the last error an invocation on it ended with
+	lastErrAt time.Time
 }
 
 // attempt is one instance start; done is closed when inst and err are set.
@@ -141,12 +147,14 @@ func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metri
 func (p *pool) acquire(ctx context.Context, key string) (*member, error) {
 	var own *attempt // the start this caller asked for, if any
 	queued := false  // counted in p.waiting
+	var cold *coldStart
 	defer func() {
 		if queued {
 			p.mu.Lock()
 			p.waiting--
 			p.mu.Unlock()
 		}
+		cold.end(own)
 	}()
 	for {
 		p.mu.Lock()
@@ -175,6 +183,7 @@ func (p *pool) acquire(ctx context.Context, key string) (*member, error) {
 		}
 		if own == nil && p.needStartLocked(now) {
 			own = p.startLocked(startDemand)
+			cold = p.met.coldStart(ctx, p.fn.Name, p.rt.Type())
 		}
 		changed, live := p.changed, len(p.members)
 		p.mu.Unlock()
@@ -194,6 +203,7 @@ func (p *pool) acquire(ctx context.Context, key string) (*member, error) {
 				ErrNoInstance, p.fn.Name, live, p.fn.MaxInstances, p.fn.MaxConcurrency)
 		}
 		if own != nil && closed(own.done) {
+			cold.end(own)
 			if own.err != nil {
 				return nil, fmt.Errorf("%w: function %s: %w", ErrNoInstance, p.fn.Name, own.err)
 			}
@@ -233,7 +243,7 @@ func (p *pool) refreshLocked() {
 	for _, m := range p.members {
 		if p.eligibleLocked(m, now) {
 			m.ep.Capacity = p.fn.MaxConcurrency
-			if m.health.probation > 0 {
+			if m.standing.probation > 0 {
 				m.ep.Capacity = 1 // on probation: one invocation at a time
 			}
 			eps = append(eps, m.ep)
@@ -245,7 +255,7 @@ func (p *pool) refreshLocked() {
 
 // eligibleLocked reports whether m may be balanced to.
 func (p *pool) eligibleLocked(m *member, now time.Time) bool {
-	if m.leaving || m.health.ejectedAt(now) {
+	if m.leaving || m.standing.ejectedAt(now) {
 		return false
 	}
 	s := m.inst.Info().Status
@@ -274,14 +284,18 @@ func (p *pool) needStartLocked(now time.Time) bool {
 }
 
 // release gives back the invocation slot acquire took, and records how
-// the invocation went: its latency for the balancer, and whether it
-// counts against the instance's health. took is 0 when the latency says
-// nothing about the instance.
+// the invocation went: its latency for the balancer, whether it counts
+// against the instance's standing with outlier ejection, and its error as
+// the instance's last. took is 0 when the latency says nothing about the
+// instance.
 func (p *pool) release(m *member, took time.Duration, err error) {
 	p.mu.Lock()
 	now := p.now()
 	m.ep.End(now, took, balancer.DefaultDecay)
 	m.lastUsed = now
+	if err != nil {
+		m.lastErr, m.lastErrAt = err.Error(), now
+	}
 	p.observeLocked(m, now, err)
 	p.broadcastLocked()
 	p.mu.Unlock()
@@ -372,8 +386,8 @@ func (p *pool) wake() {
 	// end (reconcile armed it for restarts and the crash loop).
 	now := p.now()
 	for _, m := range p.members {
-		if m.health.ejectedAt(now) {
-			p.scheduleLocked(m.health.until)
+		if m.standing.ejectedAt(now) {
+			p.scheduleLocked(m.standing.until)
 		}
 	}
 	p.broadcastLocked()
@@ -395,14 +409,15 @@ func (p *pool) start(a *attempt, why startReason) {
 	defer p.wg.Done()
 	began := p.now()
 	id, inst, err := p.startNamed()
+	took := p.now().Sub(began)
 	if err == nil {
-		p.met.starts.WithLabelValues(p.fn.Name, "ok").Inc()
-		p.log.Info("instance started", "instance", id.String(), "why", string(why), "took", p.now().Sub(began))
+		p.met.started(p.fn.Name, p.rt.Type(), took)
+		p.log.Info("instance started", "instance", id.String(), "why", string(why), "took", took)
 	} else {
 		p.met.starts.WithLabelValues(p.fn.Name, "error").Inc()
 		p.log.Warn("instance start failed", "instance", id.String(), "why", string(why), "err", err)
 	}
-	p.finish(a, inst, err, p.now().Sub(began))
+	p.finish(a, inst, err, took)
 }
 
 // nameTries bounds the names a start tries when the runtime finds each
@@ -448,6 +463,7 @@ func (p *pool) finish(a *attempt, inst runtime.Instance, err error, took time.Du
 		go p.watch(m)
 	case !errors.Is(err, ErrShuttingDown) && p.ctx.Err() == nil:
 		p.crash.failed(now, err, p.fn.Restart)
+		p.lastFailure, p.lastFailureAt = "start failed: "+err.Error(), now
 		if p.crash.looping(now) {
 			p.log.Warn("function in crash-loop back-off", "failures", p.crash.failures, "retry_at", p.crash.retryAt, "err", err)
 		}
@@ -496,6 +512,9 @@ func (p *pool) remove(m *member) {
 	now := p.now()
 	unasked := !m.leaving && !p.closed
 	restart := unasked && p.fn.Restart.Policy == RestartOnFailure
+	if unasked {
+		p.lastFailure, p.lastFailureAt = "stopped unasked: "+info.Reason, now
+	}
 	var delay time.Duration
 	if restart {
 		delay = p.restarts.crashed(now, now.Sub(m.started), p.fn.Restart)

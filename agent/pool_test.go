@@ -48,8 +48,8 @@ func TestCrashLoopFailsFast(t *testing.T) {
 		t.Fatalf("%d more starts during the back-off", rt.starts.Load()-starts)
 	}
 	f := a.Functions()[0]
-	if f.State != "crash-loop" || !strings.Contains(f.LastError, "fake start failure") || f.NextRetry.IsZero() || f.Failures != crashLoopAfter {
-		t.Fatalf("functions shows %+v, want the crash-loop state, last error and next retry", f)
+	if f.Health != HealthCrashLooping || !strings.Contains(f.LastError, "fake start failure") || f.NextRetry.IsZero() || f.FailedStarts != crashLoopAfter {
+		t.Fatalf("functions shows %+v, want it crash-looping, with the last error and next retry", f)
 	}
 	rec := httptest.NewRecorder()
 	a.Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/v1/functions/fn/invoke", nil))
@@ -119,7 +119,7 @@ func TestOutlierEjectionAndRecovery(t *testing.T) {
 	a, rt := newTestAgent(t, testConfig(func(f *FunctionConfig) {
 		f.MinInstances, f.MaxInstances = 3, 3
 		f.Balancer = string(balancer.RoundRobin)
-		f.Outlier = OutlierConfig{ConsecutiveErrors: n, BaseEjection: Duration(100 * time.Millisecond), Probation: 2}
+		f.Outlier = OutlierConfig{ConsecutiveErrors: n, BaseEjection: Duration(time.Second), Probation: 2}
 	}))
 	eventually(t, "three instances ready", func() bool { st, _ := a.PoolStatus("fn"); return st.Ready == 3 })
 	sick := rt.ids()[0]
@@ -153,6 +153,17 @@ func TestOutlierEjectionAndRecovery(t *testing.T) {
 	if list, _ := a.Instances("fn"); !hasHealth(list, sick, "ejected") {
 		t.Fatalf("instances does not show the ejection: %+v", list)
 	}
+	// The function's health, and the metrics, read the same state.
+	if f := a.Functions()[0]; f.Health != HealthDegraded || !strings.Contains(f.HealthReason, sick.String()+" ejected: 3 instance-side failures") {
+		t.Fatalf("function while an instance is ejected: %s (%s), want degraded naming it", f.Health, f.HealthReason)
+	}
+	s := series(t, a)
+	if m := labelled(s["spearlet_pool_ejected_instances"], map[string]string{"function": "fn"}); m.GetGauge().GetValue() != 1 {
+		t.Fatalf("spearlet_pool_ejected_instances %v, want 1", m)
+	}
+	if m := labelled(s["spearlet_function_health"], map[string]string{"function": "fn", "state": HealthDegraded}); m.GetGauge().GetValue() != 1 {
+		t.Fatalf("spearlet_function_health{state=degraded} %v, want 1", m)
+	}
 	// It recovers; once the ejection ends it serves again.
 	rt.setSick(sick, false)
 	eventually(t, "the recovered instance serving again", func() bool {
@@ -164,6 +175,9 @@ func TestOutlierEjectionAndRecovery(t *testing.T) {
 		list, _ := a.Instances("fn")
 		return hasHealth(list, sick, "ok")
 	})
+	if f := a.Functions()[0]; f.Health != HealthServing {
+		t.Fatalf("function once probation passed: %s (%s), want serving", f.Health, f.HealthReason)
+	}
 }
 
 func hasHealth(list []api.Instance, id spear.InstanceID, health string) bool {
@@ -219,7 +233,7 @@ func TestScaleToZeroAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the idle instance stopped", func() bool {
-		return a.Functions()[0].Instances == 0 && a.Functions()[0].State == "idle"
+		return a.Functions()[0].Instances == 0 && a.Functions()[0].Health == HealthNoInstances
 	})
 	res, err := invoke(t, a, "", "y")
 	if err != nil || res.Instance == first.Instance {

@@ -48,6 +48,7 @@ type restartState struct {
 	consecutive int       // unasked stops in a row, for the back-off
 	owed        int       // replacements not yet started
 	at          time.Time // when they are due
+	total       int       // replacements owed since the pool started
 }
 
 // crashed records an unasked stop of an instance that ran for ran, and
@@ -60,6 +61,7 @@ func (r *restartState) crashed(now time.Time, ran time.Duration, cfg RestartConf
 	d := backoff(cfg, r.consecutive)
 	r.consecutive++
 	r.owed++
+	r.total++
 	if at := now.Add(d); r.owed == 1 || at.Before(r.at) {
 		r.at = at
 	}

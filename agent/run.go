@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -54,6 +55,11 @@ type RunOptions struct {
 	Load func() (Config, error)
 	// Reload asks for a reload; serve sends on it at each SIGHUP.
 	Reload <-chan struct{}
+	// TracerProvider turns tracing on (Options.TracerProvider); the
+	// caller owns it and shuts it down after Run returns.
+	TracerProvider trace.TracerProvider
+	// Version is the daemon's version (Options.Version).
+	Version string
 }
 
 // reloadTimeout bounds a reload that Reload asked for: the new instances'
@@ -130,9 +136,11 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		return err
 	}
 	a, err := New(cfg, Options{
-		Runtimes: runtimes,
-		Logger:   log,
-		Load:     opts.Load,
+		Runtimes:       runtimes,
+		Logger:         log,
+		TracerProvider: opts.TracerProvider,
+		Version:        opts.Version,
+		Load:           opts.Load,
 		NewRuntime: func(t spear.RuntimeType) (runtime.Runtime, error) {
 			build, ok := opts.Runtimes[t]
 			if !ok {
@@ -170,8 +178,14 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxPayload + 64<<10))
 	a.RegisterGRPC(grpcSrv)
 	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until ready
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
+	// Per-function health (spear.function.<name>) and readiness (""),
+	// kept current until the shutdown begins.
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); a.watchHealth(healthCtx, healthSrv) }()
 
 	var g errgroup.Group
 	g.Go(func() error {
@@ -218,6 +232,8 @@ serve:
 
 	grace := a.Config().ShutdownGrace.D()
 	log.Info("shutting down", "grace", grace.String())
+	stopHealth()
+	<-healthDone
 	healthSrv.Shutdown() // NOT_SERVING from now on
 	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
 	if err := a.Drain(drainCtx); err != nil {

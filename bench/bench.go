@@ -91,6 +91,8 @@ var comparisons = []comparison{
 	{name: "unix1m", throughput: true, setup: func(ctx context.Context) (*pair, error) { return unixPair(ctx, 1<<20) }},
 	{name: "python64", setup: foreignPair(python, 64)},
 	{name: "typescript64", setup: foreignPair(typescript, 64)},
+	{name: "invoke64", setup: invokePair(false)},
+	{name: "traced64", setup: invokePair(true)},
 	{name: "idle", run: runIdle},
 	{name: "start", run: runStart},
 	{name: "coldstart", run: runColdStart},

@@ -139,3 +139,10 @@ func BenchmarkMemoryRoundTrip64(b *testing.B) {
 }
 
 func BenchmarkConcurrent64(b *testing.B) { benchPair(b, concurrentPair) }
+
+// BenchmarkInvoke64 is Agent.Invoke (spear) against channel.Execute
+// (base); BenchmarkTraced64 Agent.Invoke traced (spear) against untraced
+// (base). -benchmem shows the allocations tracing adds when on, and that
+// off adds none.
+func BenchmarkInvoke64(b *testing.B) { benchPair(b, invokePair(false)) }
+func BenchmarkTraced64(b *testing.B) { benchPair(b, invokePair(true)) }

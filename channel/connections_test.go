@@ -174,7 +174,9 @@ func TestLostIsConnectionFailed(t *testing.T) {
 }
 
 // Heartbeat reports the silent intervals of an instance that answers no
-// probe, and the round trip of one that answers.
+// probe, and the round trip of one that answers: the figure its
+// statistics report too (one measurement, for outlier ejection and the
+// metrics alike).
 func TestHeartbeatFigures(t *testing.T) {
 	f := newFactory(t, channel.Options{SocketDir: t.TempDir()})
 	// Many misses allowed, so the silent instance stays connected.
@@ -199,5 +201,11 @@ func TestHeartbeatFigures(t *testing.T) {
 			t.Fatalf("silent %+v, alive %+v: want 2+ misses and a round trip", silent.Heartbeat(), alive.Heartbeat())
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+	if hb, st := alive.Heartbeat().RTT, alive.Stats().HeartbeatRTT; hb != st {
+		t.Errorf("Heartbeat().RTT %s, Stats().HeartbeatRTT %s: want the one measurement", hb, st)
+	}
+	if silent.Heartbeat().RTT != 0 || silent.Stats().HeartbeatRTT != 0 {
+		t.Errorf("a round trip for an instance that answers no probe: %+v", silent.Heartbeat())
 	}
 }

@@ -257,7 +257,8 @@ func (c *Channel) Connected() <-chan struct{} {
 
 // HeartbeatHealth is what the heartbeats tell of an instance's
 // connections: the most intervals in a row without a frame on any of
-// them, and the slowest round trip of their last answered probes.
+// them, and the round trip of the last probe answered on any of them
+// (the figure Stats reports as HeartbeatRTT; 0 before any).
 type HeartbeatHealth struct {
 	Misses int
 	RTT    time.Duration
@@ -267,11 +268,10 @@ type HeartbeatHealth struct {
 func (c *Channel) Heartbeat() HeartbeatHealth {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var h HeartbeatHealth
+	h := HeartbeatHealth{RTT: c.stats.LastHeartbeatRTT()}
 	for _, sl := range c.slots {
 		if sl.s != nil {
-			misses, rtt := sl.s.Heartbeat()
-			h.Misses, h.RTT = max(h.Misses, misses), max(h.RTT, rtt)
+			h.Misses = max(h.Misses, sl.s.HeartbeatMisses())
 		}
 	}
 	return h
@@ -307,6 +307,12 @@ func (c *Channel) Disconnected() <-chan struct{} {
 
 // Stats returns the channel's statistics.
 func (c *Channel) Stats() stats.Snapshot { return c.stats.Snapshot() }
+
+// LatencyHistogram returns the channel's request latencies counted under
+// each of bounds (sorted ascending), for exporting as a histogram.
+func (c *Channel) LatencyHistogram(bounds []time.Duration) stats.Histogram {
+	return c.stats.LatencyHistogram(bounds)
+}
 
 // Close closes the channel: pending requests fail at once with
 // spear.ErrChannelClosed, the instance's connections and listening address

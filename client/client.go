@@ -6,7 +6,9 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,10 +122,130 @@ func (c *Client) Reload(ctx context.Context) (api.Reload, error) {
 	return out, err
 }
 
-// Health returns nil when the daemon is up and taking invocations.
+// Health returns nil when the daemon is up and taking invocations
+// (GET /healthz).
 func (c *Client) Health(ctx context.Context) error {
 	var out api.Health
 	return c.doJSON(ctx, http.MethodGet, "/healthz", nil, &out)
+}
+
+// Live returns nil while the daemon serves its API, draining included
+// (GET /livez).
+func (c *Client) Live(ctx context.Context) error {
+	var out api.Health
+	return c.doJSON(ctx, http.MethodGet, "/livez", nil, &out)
+}
+
+// Ready returns nil when the daemon is ready for traffic (GET /readyz):
+// every function that requires it has its min_instances running. Else
+// the *Error's code is "not_ready" (or "shutting_down") and its message
+// names the functions that hold it back and why.
+func (c *Client) Ready(ctx context.Context) error {
+	req, err := c.newRequest(ctx, http.MethodGet, "/readyz", nil)
+	if err != nil {
+		return err
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach the spearlet daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	var h api.Health
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&h); err != nil {
+		return &Error{StatusCode: resp.StatusCode, Message: "undecodable /readyz answer: " + err.Error()}
+	}
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var why []string
+	for _, f := range h.Waiting {
+		msg := fmt.Sprintf("%s: %s, %d of min_instances %d ready", f.Function, f.Health, f.Ready, f.MinInstances)
+		if f.Reason != "" {
+			msg += " (" + f.Reason + ")"
+		}
+		if f.LastError != "" {
+			msg += ", last error: " + f.LastError
+		}
+		why = append(why, msg)
+	}
+	return &Error{StatusCode: resp.StatusCode, Code: h.Status, Message: cmp.Or(strings.Join(why, "; "), h.Status)}
+}
+
+// FollowLogs calls fn with up to lines of the instance's latest output
+// lines (0: the daemon's default of 100), then with each new line as the
+// instance writes it (GET /v1/instances/{id}/logs?follow=true, server-sent
+// events). It returns nil once the instance has stopped and fn has had
+// its last line, ctx's error when ctx ends first, fn's error, or an
+// *Error from the daemon.
+func (c *Client) FollowLogs(ctx context.Context, id string, lines int, fn func(line string) error) error {
+	path := "/v1/instances/" + url.PathEscape(id) + "/logs?follow=true"
+	if lines > 0 {
+		path += "&lines=" + strconv.Itoa(lines)
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	err = readEvents(resp.Body, func(event, data string) (bool, error) {
+		switch event {
+		case "":
+			return false, fn(data)
+		case "end":
+			return true, nil
+		case "error":
+			return true, &Error{StatusCode: resp.StatusCode, Code: "follow_failed", Message: data}
+		}
+		return false, nil // events of later versions
+	})
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	return err
+}
+
+// readEvents reads server-sent events from r and calls fn with each
+// event's name and data until fn says it is done or fails. A stream that
+// ends before that is an error.
+func readEvents(r io.Reader, fn func(event, data string) (done bool, err error)) error {
+	br := bufio.NewReader(r)
+	var event string
+	var data []string
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("the daemon ended the event stream early: %w", io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("read event stream: %w", err)
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch {
+		case line == "":
+			if data != nil {
+				done, err := fn(event, strings.Join(data, "\n"))
+				if done || err != nil {
+					return err
+				}
+			}
+			event, data = "", nil
+		case field == "event":
+			event = value
+		case field == "data":
+			data = append(data, value)
+		}
+	}
 }
 
 // InvokeOptions refine an invocation.

@@ -116,11 +116,21 @@ func TestDaemonSetHardening(t *testing.T) {
 		t.Errorf("runAsUser %v, want the image's user %d", psc.RunAsUser, spearimage.UID)
 	}
 
-	// The probes run the CLI of the image against the loopback API.
+	// The probes run the CLI of the image against the loopback API:
+	// readiness checks /readyz, liveness and startup /livez (a draining or
+	// not yet ready agent must not be restarted).
 	def, _ := spearimage.Lookup("spearlet")
-	for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{def.Binary, "health"}) {
-			t.Errorf("%s probe %+v, want exec %s health", name, p, def.Binary)
+	for _, pr := range []struct {
+		name  string
+		probe *corev1.Probe
+		args  []string
+	}{
+		{"startup", c.StartupProbe, []string{def.Binary, "health", "--live"}},
+		{"liveness", c.LivenessProbe, []string{def.Binary, "health", "--live"}},
+		{"readiness", c.ReadinessProbe, []string{def.Binary, "health"}},
+	} {
+		if p := pr.probe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, pr.args) {
+			t.Errorf("%s probe %+v, want exec %v", pr.name, p, pr.args)
 		}
 	}
 

@@ -42,6 +42,7 @@ type Info struct {
 	Created         time.Time        `json:"created"`
 	LastHealthCheck time.Time        `json:"last_health_check,omitzero"`
 	PID             int              `json:"pid,omitempty"` // process instances
+	Pod             string           `json:"pod,omitempty"` // kubernetes instances: "namespace/name"
 }
 
 // Instance is one running (or stopped) runtime instance.
@@ -58,6 +59,17 @@ type Instance interface {
 	// Logs returns up to n of the instance's most recent output lines,
 	// oldest first.
 	Logs(n int) []string
+}
+
+// Follower is an Instance whose output can be followed as it is written.
+// The runtimes in this module implement it; the agent refuses to follow
+// an instance that does not.
+type Follower interface {
+	// FollowLogs calls fn with up to tail of the latest output lines,
+	// then with each new line as it comes. It returns nil once the
+	// instance has stopped and fn has had its last line, ctx's error when
+	// ctx ends first, or fn's error.
+	FollowLogs(ctx context.Context, tail int, fn func(line string) error) error
 }
 
 // Runtime starts and stops instances of one runtime type. Implementations

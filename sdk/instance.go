@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/codec"
@@ -47,6 +49,11 @@ type Options struct {
 	OnMessage func(payload []byte)
 	// Logger receives the SDK's logs; nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when set, opens a spear.handler span around each
+	// handler call, a child of the agent's span. Without it the handler's
+	// context still carries the agent's trace context, so the function's
+	// own spans join the agent's trace (see Handler).
+	TracerProvider trace.TracerProvider
 
 	ID     spear.InstanceID
 	Secret spear.Secret
@@ -157,6 +164,7 @@ func New(opts Options) (*Instance, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	opts.Handler = traced(opts.Handler, opts.TracerProvider)
 	return &Instance{
 		opts:    opts,
 		log:     log.With("instance", opts.ID.String(), "transport", opts.Channel),

@@ -42,6 +42,9 @@ import (
 // Handler runs the function for one request. It may stream output by
 // writing to req; its result follows whatever it wrote. A returned error
 // reaches the caller as a remote error (see Error for choosing its code).
+// ctx ends when the caller gives up, and carries the agent's trace
+// context when tracing is on: spans started from it join the agent's
+// trace (go.opentelemetry.io/otel/trace.SpanContextFromContext reads it).
 type Handler interface {
 	Execute(ctx context.Context, req *Request) ([]byte, error)
 }

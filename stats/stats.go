@@ -46,6 +46,7 @@ type Counters struct {
 	errors                [numErrorKinds]atomic.Uint64
 	latency               atomic.Pointer[histogram] // allocated at the first sample
 	connects, disconnects atomic.Uint64
+	heartbeatRTT          atomic.Int64 // ns; the last heartbeat probe's round trip
 }
 
 // New returns counters whose uptime starts now.
@@ -70,6 +71,14 @@ func (c *Counters) Connected() { c.connects.Add(1) }
 // Disconnected counts an instance connection ending.
 func (c *Counters) Disconnected() { c.disconnects.Add(1) }
 
+// HeartbeatRTT records the round trip of a heartbeat probe that this side
+// sent and the peer acknowledged.
+func (c *Counters) HeartbeatRTT(d time.Duration) { c.heartbeatRTT.Store(int64(d)) }
+
+// LastHeartbeatRTT returns the round trip HeartbeatRTT recorded last, 0
+// before any: Snapshot's HeartbeatRTT, without the rest of a snapshot.
+func (c *Counters) LastHeartbeatRTT() time.Duration { return time.Duration(c.heartbeatRTT.Load()) }
+
 // Latency records one request's round-trip time.
 func (c *Counters) Latency(d time.Duration) {
 	h := c.latency.Load()
@@ -91,6 +100,10 @@ type Snapshot struct {
 	Uptime           time.Duration     `json:"uptime_ns"`
 	Connects         uint64            `json:"connects"`
 	Disconnects      uint64            `json:"disconnects"`
+	// HeartbeatRTT is the round trip of the last acknowledged heartbeat
+	// probe; zero until one was measured. Probes go out only on an idle
+	// connection, so it may be as old as the last quiet spell.
+	HeartbeatRTT time.Duration `json:"heartbeat_rtt_ns,omitempty"`
 }
 
 // Latency summarises request round trips. Percentiles come from the
@@ -111,6 +124,7 @@ func (c *Counters) Snapshot() Snapshot {
 		BytesSent: c.bytesOut.Load(), BytesReceived: c.bytesIn.Load(),
 		Uptime:   time.Since(c.start),
 		Connects: c.connects.Load(), Disconnects: c.disconnects.Load(),
+		HeartbeatRTT: c.LastHeartbeatRTT(),
 	}
 	for k := range c.errors {
 		if n := c.errors[k].Load(); n > 0 {
@@ -124,6 +138,45 @@ func (c *Counters) Snapshot() Snapshot {
 		s.Latency = h.summary()
 	}
 	return s
+}
+
+// Histogram is the latency histogram re-bucketed at chosen upper bounds,
+// the shape Prometheus histograms take.
+type Histogram struct {
+	Count uint64
+	Sum   time.Duration
+	// Cumulative[i] counts the samples at or under the i-th bound. A
+	// sample counts under a bound when its bucket of the log-linear
+	// histogram ends there or before, so a bound is accurate to the
+	// bucket width (about 3%).
+	Cumulative []uint64
+}
+
+// LatencyHistogram returns the request latencies counted under each of
+// bounds, which must be sorted ascending.
+func (c *Counters) LatencyHistogram(bounds []time.Duration) Histogram {
+	out := Histogram{Cumulative: make([]uint64, len(bounds))}
+	h := c.latency.Load()
+	if h == nil {
+		return out
+	}
+	b, seen := 0, uint64(0)
+	for i := range h.counts {
+		upper := bucketUpper(i)
+		for b < len(bounds) && int64(bounds[b]) < upper {
+			out.Cumulative[b] = seen
+			b++
+		}
+		seen += uint64(h.counts[i].Load())
+	}
+	for ; b < len(bounds); b++ {
+		out.Cumulative[b] = seen
+	}
+	// Count from the buckets, so that Count >= every cumulative count even
+	// while samples land during the read.
+	out.Count = seen
+	out.Sum = time.Duration(h.sum.Load())
+	return out
 }
 
 // The histogram has subBuckets linear buckets in each power of two of

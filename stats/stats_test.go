@@ -207,3 +207,58 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("uptime %v", s.Uptime)
 	}
 }
+
+func TestLatencyHistogramCountsUnderBounds(t *testing.T) {
+	c := New()
+	if h := c.LatencyHistogram([]time.Duration{time.Millisecond}); h.Count != 0 || h.Cumulative[0] != 0 {
+		t.Fatalf("empty histogram = %+v", h)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	var samples []time.Duration
+	var sum time.Duration
+	for range 5000 {
+		d := time.Duration(r.Int64N(int64(200 * time.Millisecond)))
+		samples = append(samples, d)
+		sum += d
+		c.Latency(d)
+	}
+	bounds := []time.Duration{0, 100 * time.Microsecond, time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, time.Second}
+	h := c.LatencyHistogram(bounds)
+	if h.Count != uint64(len(samples)) || h.Sum != sum {
+		t.Fatalf("count %d sum %s, want %d and %s", h.Count, h.Sum, len(samples), sum)
+	}
+	for i, b := range bounds {
+		// Exact counts at b and at b less one bucket width (3%) bracket
+		// the re-bucketed count.
+		var atB, under uint64
+		for _, s := range samples {
+			if s <= b {
+				atB++
+			}
+			if float64(s) <= float64(b)*(1-1.0/subBuckets)-1 {
+				under++
+			}
+		}
+		if got := h.Cumulative[i]; got > atB || got < under {
+			t.Errorf("le %s: %d samples, want between %d and %d", b, got, under, atB)
+		}
+		if i > 0 && h.Cumulative[i] < h.Cumulative[i-1] {
+			t.Errorf("cumulative counts fall at %s", b)
+		}
+	}
+	if h.Cumulative[len(bounds)-1] != h.Count {
+		t.Errorf("every sample is under 1s, but le=1s counts %d of %d", h.Cumulative[len(bounds)-1], h.Count)
+	}
+}
+
+func TestHeartbeatRTTInSnapshot(t *testing.T) {
+	c := New()
+	if c.Snapshot().HeartbeatRTT != 0 {
+		t.Fatal("heartbeat RTT before any probe")
+	}
+	c.HeartbeatRTT(3 * time.Millisecond)
+	c.HeartbeatRTT(2 * time.Millisecond)
+	if got := c.Snapshot().HeartbeatRTT; got != 2*time.Millisecond {
+		t.Fatalf("HeartbeatRTT = %s, want the last, 2ms", got)
+	}
+}

@@ -16,26 +16,55 @@ type Function struct {
 	MinInstances   int    `json:"min_instances"`
 	MaxInstances   int    `json:"max_instances"`
 	MaxConcurrency int    `json:"max_concurrency"`
-	// Balancer is the balancing policy.
-	Balancer string `json:"balancer,omitempty"`
-	// Instances counts the live instances, Ready those balanced to now,
-	// InFlight the invocations running on them, Queued those waiting for
-	// a slot; Desired is the autoscaler's figure (0 without a target).
-	Instances int `json:"instances"`
-	Ready     int `json:"ready"`
-	InFlight  int `json:"in_flight"`
-	Queued    int `json:"queued"`
-	Desired   int `json:"desired,omitempty"`
-	// State is "ok", "idle" (no instance: the next invocation is a cold
-	// start), "panic" (the autoscaler scales on its panic window) or
-	// "crash-loop" (starts keep failing: invocations that find no
-	// instance fail at once until NextRetry; Failures starts failed in a
-	// row, the last with LastError). NextRetry is also when owed
-	// restarts are due.
-	State     string    `json:"state"`
-	Failures  int       `json:"failures,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	NextRetry time.Time `json:"next_retry,omitzero"`
+	// Balancer is the balancing policy; Readiness is required or
+	// optional: whether the function holds back the agent's readiness
+	// until min_instances are ready.
+	Balancer  string `json:"balancer,omitempty"`
+	Readiness string `json:"readiness"`
+	// Instances counts the live instances, Ready those balanced to now
+	// (running, connected, not ejected), InFlight the invocations running
+	// on them, Queued those waiting for a slot; Desired is the
+	// autoscaler's figure (0 without a target), Panicking whether it
+	// scales on its panic window.
+	Instances int  `json:"instances"`
+	Ready     int  `json:"ready"`
+	InFlight  int  `json:"in_flight"`
+	Queued    int  `json:"queued"`
+	Desired   int  `json:"desired,omitempty"`
+	Panicking bool `json:"panicking,omitempty"`
+	// Health is serving, degraded, crash_looping or no_instances, and
+	// HealthReason says why when it is not serving
+	// (docs/observability.md). ReadinessMet is false while the function
+	// holds back the agent's readiness.
+	Health       string `json:"health"`
+	HealthReason string `json:"health_reason,omitempty"`
+	ReadinessMet bool   `json:"readiness_met"`
+	// FailedStarts counts the starts that failed in a row while the
+	// function is crash-looping; invocations that find no instance fail
+	// at once until NextRetry. NextRetry is also when owed restarts are
+	// due.
+	FailedStarts int       `json:"failed_starts,omitempty"`
+	NextRetry    time.Time `json:"next_retry,omitzero"`
+	// Restarts counts the restarts of instances that stopped unasked
+	// since the agent started; LastError says why the last start failed
+	// or the last instance stopped unasked, at LastErrorAt.
+	Restarts    int       `json:"restarts"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// FunctionHealth names a function that holds back readiness, in a
+// not-ready answer of GET /readyz: its health, its ready instances
+// against min_instances, and, when it is failing, its last error and
+// next retry.
+type FunctionHealth struct {
+	Function     string    `json:"function"`
+	Health       string    `json:"health"`
+	Reason       string    `json:"reason,omitempty"`
+	Ready        int       `json:"ready"`
+	MinInstances int       `json:"min_instances"`
+	LastError    string    `json:"last_error,omitempty"`
+	NextRetry    time.Time `json:"next_retry,omitzero"`
 }
 
 // Instance describes an instance (GET /v1/instances).
@@ -51,13 +80,23 @@ type Instance struct {
 	Created         time.Time `json:"created"`
 	LastHealthCheck time.Time `json:"last_health_check,omitzero"`
 	PID             int       `json:"pid,omitempty"`
-	InFlight        int       `json:"in_flight"`
-	// Health is the instance's standing with outlier ejection: "ok",
+	// Pod is "namespace/name" of a kubernetes instance's pod.
+	Pod      string `json:"pod,omitempty"`
+	InFlight int    `json:"in_flight"`
+	// Restarts counts the times the instance connected again after its
+	// first connection (a lost connection, a wasm instance's reset).
+	Restarts int `json:"restarts"`
+	// Health is the live instance's standing with outlier ejection: "ok",
 	// "ejected" (until EjectedUntil) or "probation", with HealthReason;
-	// empty for stopped instances.
+	// empty for stopped instances. Its function's health is
+	// Function.Health.
 	Health       string    `json:"health,omitempty"`
 	HealthReason string    `json:"health_reason,omitempty"`
 	EjectedUntil time.Time `json:"ejected_until,omitzero"`
+	// LastError is the last error an invocation on the instance ended
+	// with (a stopped instance's Reason says why it stopped).
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Channel is the channel type; Connected whether the instance is
 	// connected to it now, over Connections connections.
 	Channel     string         `json:"channel"`
@@ -97,10 +136,13 @@ type Reload struct {
 	Unchanged []string `json:"unchanged"`
 }
 
-// Health is the body of GET /healthz.
+// Health is the body of GET /healthz, /livez and /readyz.
 type Health struct {
-	// Status is "ok", or "shutting_down" (with HTTP status 503).
+	// Status is "ok" (/healthz, /livez), "ready" or "not_ready" (/readyz),
+	// or "shutting_down" (503 from /healthz and /readyz).
 	Status string `json:"status"`
+	// Waiting lists the functions that hold back readiness.
+	Waiting []FunctionHealth `json:"waiting,omitempty"`
 }
 
 // Error is the body of every error response.

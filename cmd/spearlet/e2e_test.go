@@ -86,7 +86,9 @@ type daemon struct {
 	log       bytes.Buffer // its stderr
 }
 
-var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S+)`)
+// servingLine finds the API's addresses in the daemon's log, text or
+// JSON (--log-format json).
+var servingLine = regexp.MustCompile(`msg="spearlet serving" http=(\S+) grpc=(\S+)|"msg":"spearlet serving","http":"([^"]+)","grpc":"([^"]+)"`)
 
 // startDaemon runs "spearlet serve" on free ports with a private socket
 // directory, plus args, and waits until it serves.
@@ -132,7 +134,10 @@ func startDaemonIn(t *testing.T, socketDir, stateDir string, env []string, args 
 			d.log.WriteString(line + "\n")
 			d.mu.Unlock()
 			if m := servingLine.FindStringSubmatch(line); m != nil {
-				ready <- m[1:]
+				if m[1] == "" {
+					m = m[2:] // the JSON form's groups
+				}
+				ready <- m[1:3]
 			}
 		}
 	}()
@@ -321,9 +326,24 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	defer conn.Close()
 	ctx := testCtx(t)
-	h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	if err != nil || h.Status != healthpb.HealthCheckResponse_SERVING {
-		t.Errorf("health: %v, %v", h, err)
+	// "" is the agent's readiness: SERVING once both functions have their
+	// min_instances; each function has its own service.
+	hc := healthpb.NewHealthClient(conn)
+	serving := func(service string) healthpb.HealthCheckResponse_ServingStatus {
+		h, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatalf("health of %q: %v", service, err)
+		}
+		return h.Status
+	}
+	eventually(t, "gRPC health SERVING", func() bool { return serving("") == healthpb.HealthCheckResponse_SERVING })
+	for _, fn := range []string{"echo", "wasm-echo"} {
+		if s := serving("spear.function." + fn); s != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %s: %v", fn, s)
+		}
+	}
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "spear.function.nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("health of an unknown function: %v, want NotFound", err)
 	}
 	c := agentpb.NewAgentClient(conn)
 	res, err := c.Invoke(ctx, &agentpb.InvokeRequest{Function: "echo", Payload: []byte("grpc")})

@@ -218,7 +218,8 @@ func TestKubeInvokeAndReplace(t *testing.T) {
 		{"invoke echo hello", "hello"}, // the payload as it is: no newline added off a terminal
 		{"invoke echo hello --method upper", "HELLO"},
 		{"invoke echo --method whoami", first.ID},
-		{"health", "ok\n"},
+		{"health", "ready\n"},
+		{"health --live", "live\n"},
 	} {
 		out, err := d.cli(t, "", strings.Fields(tc.args)...)
 		if err != nil || out != tc.want {

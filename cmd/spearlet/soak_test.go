@@ -149,10 +149,10 @@ functions:
 		}
 		f := fns[0]
 		list := instances(t, d, "soak")
-		return f.Ready >= 4 && f.Ready == countRunning(list) && f.State == "ok"
+		return f.Ready >= 4 && f.Ready == countRunning(list) && f.Health == "serving"
 	})
 	fns, _ := d.client.Functions(testCtx(t))
-	t.Logf("the pool ends with %d instances ready (state %s)", fns[0].Ready, fns[0].State)
+	t.Logf("the pool ends with %d instances ready (health %s)", fns[0].Ready, fns[0].Health)
 }
 
 type soakOutcome struct {
@@ -264,11 +264,13 @@ functions:
 		t.Fatalf("invocation in crash-loop back-off: %v", err)
 	}
 	out, err := d.cli(t, "", "functions")
-	if err != nil || !strings.Contains(out, "crash-loop") || !strings.Contains(out, "in ") {
+	if err != nil || !strings.Contains(out, "crash_looping") || !strings.Contains(out, "3 starts failed in a row") ||
+		!strings.Contains(out, "in ") || !strings.Contains(out, "start failed: ") {
 		t.Errorf("spearlet functions:\n%s%v", out, err)
 	}
 	out, err = d.cli(t, "", "instances")
-	if err != nil || !strings.Contains(out, "function broken: crash-loop: 3 starts failed in a row; next retry in") {
+	if err != nil || !strings.Contains(out, "function broken: crash_looping: 3 starts failed in a row; next retry in") ||
+		!strings.Contains(out, "; last error: start failed: ") {
 		t.Errorf("spearlet instances:\n%s%v", out, err)
 	}
 }

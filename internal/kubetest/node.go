@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -731,6 +732,42 @@ func (n *Node) serveLogs(w http.ResponseWriter, req *http.Request) {
 	for _, l := range lines {
 		fmt.Fprintln(w, l)
 	}
+	if req.URL.Query().Get("follow") != "true" {
+		return
+	}
+	// Follow, as the kubelet does: what the container writes next, until
+	// it exits or the client leaves. f is at the end of what was sent.
+	exited := n.exited(req.PathValue("namespace"), req.PathValue("pod"))
+	rc := http.NewResponseController(w)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, _ = io.Copy(w, f)
+		_ = rc.Flush()
+		select {
+		case <-exited:
+			_, _ = io.Copy(w, f)
+			return
+		case <-req.Context().Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// exited returns a channel closed once the pod's container has exited
+// (at once for a pod the node does not run).
+func (n *Node) exited(namespace, name string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.pods {
+		if r.namespace == namespace && r.name == name {
+			return r.exited
+		}
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
 func closed(ch <-chan struct{}) bool {

@@ -16,6 +16,7 @@ package session
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -107,11 +108,9 @@ type Session struct {
 	// handlers counts running handlers. It is not a sync.WaitGroup
 	// because Wait may run while the reader starts new handlers.
 	handlers int
-	err      error     // why the session ended; set once
-	hbLast   uint64    // framesIn at the last heartbeat tick
-	hbMisses int       // ticks in a row without a frame
-	hbProbe  time.Time // when the unanswered probe was sent
-	hbRTT    time.Duration
+	err      error  // why the session ended; set once
+	hbLast   uint64 // framesIn at the last heartbeat tick
+	hbMisses int    // ticks in a row without a frame
 }
 
 // callPool recycles the calls of unary requests that got their answer.
@@ -475,12 +474,8 @@ func (s *Session) readLoop() error {
 		case wire.TypeHeartbeat:
 			if f.Flags&wire.FlagAck == 0 {
 				_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Flags: wire.FlagAck, ID: f.ID, Payload: f.Payload})
-			} else {
-				s.mu.Lock()
-				if !s.hbProbe.IsZero() {
-					s.hbRTT, s.hbProbe = time.Since(s.hbProbe), time.Time{}
-				}
-				s.mu.Unlock()
+			} else if rtt, ok := probeRTT(f.Payload); ok {
+				s.stats.HeartbeatRTT(rtt)
 			}
 		case wire.TypeMessage:
 			if s.cfg.OnMessage != nil {
@@ -699,26 +694,42 @@ func (s *Session) heartbeat() {
 		return
 	}
 	if misses > 0 {
-		s.mu.Lock()
-		if s.hbProbe.IsZero() {
-			s.hbProbe = time.Now()
-		}
-		s.mu.Unlock()
-		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat})
+		_ = s.write(&wire.Frame{Type: wire.TypeHeartbeat, Payload: probePayload()})
 	}
 	s.mu.Lock()
 	s.hbTimer.Reset(s.cfg.HeartbeatInterval)
 	s.mu.Unlock()
 }
 
-// Heartbeat returns the session's liveness figures: how many heartbeat
-// intervals in a row have passed without a frame from the peer (a probe
-// goes out after the first), and the round trip of the last probe the
-// peer answered (0 before any).
-func (s *Session) Heartbeat() (misses int, rtt time.Duration) {
+// HeartbeatMisses returns how many heartbeat intervals in a row have
+// passed without a frame from the peer (a probe goes out after the
+// first). The probes' round trip is in the session's counters
+// (stats.Counters.HeartbeatRTT).
+func (s *Session) HeartbeatMisses() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.hbMisses, s.hbRTT
+	return s.hbMisses
+}
+
+// probeEpoch is the clock that heartbeat probes carry, so that the echoed
+// payload tells the probe's round trip without remembering probes.
+var probeEpoch = time.Now()
+
+// probePayload is a probe's payload: the monotonic nanoseconds since
+// probeEpoch, 8 bytes big-endian (docs/protocol.md allows any payload).
+func probePayload() []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(time.Since(probeEpoch)))
+}
+
+// probeRTT returns the round trip of the probe whose acknowledgement
+// echoed p. A payload that is not one of this process's probes (another
+// length, or a time in the future or over a minute ago) yields false.
+func probeRTT(p []byte) (time.Duration, bool) {
+	if len(p) != 8 {
+		return 0, false
+	}
+	rtt := time.Since(probeEpoch) - time.Duration(binary.BigEndian.Uint64(p))
+	return rtt, rtt >= 0 && rtt < time.Minute
 }
 
 // Responder answers one request the peer opened.

@@ -476,6 +476,10 @@ func TestHeartbeatKeepsAnsweringPeerAlive(t *testing.T) {
 		if err := agent.Err(); err != nil {
 			t.Fatalf("an idle session with an answering peer ended: %v", err)
 		}
+		// The acks echoed the probes' clock: their round trip was measured.
+		if rtt := agent.Stats().Snapshot().HeartbeatRTT; rtt <= 0 || rtt >= time.Minute {
+			t.Fatalf("heartbeat RTT after 5 acks = %s, want a measured round trip", rtt)
+		}
 	})
 }
 

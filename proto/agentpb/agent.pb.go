@@ -120,18 +120,33 @@ type FunctionInfo struct {
 	InFlight  uint32 `protobuf:"varint,7,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	// balancer is the balancing policy.
 	Balancer string `protobuf:"bytes,8,opt,name=balancer,proto3" json:"balancer,omitempty"`
-	// ready counts the instances balanced to now, queued the invocations
-	// waiting for a slot, desired the autoscaler's figure.
-	Ready   uint32 `protobuf:"varint,9,opt,name=ready,proto3" json:"ready,omitempty"`
-	Queued  uint32 `protobuf:"varint,10,opt,name=queued,proto3" json:"queued,omitempty"`
-	Desired uint32 `protobuf:"varint,11,opt,name=desired,proto3" json:"desired,omitempty"`
-	// state is "ok", "idle", "panic" or "crash-loop"; in crash-loop,
-	// failures starts failed in a row, the last with last_error, and the
-	// next is tried at next_retry (also when owed restarts are due).
-	State         string                 `protobuf:"bytes,12,opt,name=state,proto3" json:"state,omitempty"`
-	Failures      uint32                 `protobuf:"varint,13,opt,name=failures,proto3" json:"failures,omitempty"`
-	LastError     string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	NextRetry     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_retry,json=nextRetry,proto3" json:"next_retry,omitempty"`
+	// ready counts the instances balanced to now (running, connected, not
+	// ejected), queued the invocations waiting for a slot, desired the
+	// autoscaler's figure; panicking is set while it scales on its panic
+	// window.
+	Ready     uint32 `protobuf:"varint,9,opt,name=ready,proto3" json:"ready,omitempty"`
+	Queued    uint32 `protobuf:"varint,10,opt,name=queued,proto3" json:"queued,omitempty"`
+	Desired   uint32 `protobuf:"varint,11,opt,name=desired,proto3" json:"desired,omitempty"`
+	Panicking bool   `protobuf:"varint,22,opt,name=panicking,proto3" json:"panicking,omitempty"`
+	// failed_starts counts the starts that failed in a row while the
+	// function is crash-looping; invocations that find no instance fail at
+	// once until next_retry, which is also when owed restarts are due.
+	FailedStarts uint32                 `protobuf:"varint,13,opt,name=failed_starts,json=failedStarts,proto3" json:"failed_starts,omitempty"`
+	NextRetry    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=next_retry,json=nextRetry,proto3" json:"next_retry,omitempty"`
+	// restarts counts the restarts of instances that stopped unasked since
+	// the agent started; last_error says why the last start failed or the
+	// last instance stopped unasked, at last_error_at.
+	Restarts    uint32                 `protobuf:"varint,20,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastError   string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
+	// health is serving, degraded, crash_looping or no_instances;
+	// health_reason says why when it is not serving (docs/observability.md).
+	Health       string `protobuf:"bytes,16,opt,name=health,proto3" json:"health,omitempty"`
+	HealthReason string `protobuf:"bytes,17,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	// readiness is required or optional; readiness_met is false while the
+	// function holds back the agent's readiness.
+	Readiness     string `protobuf:"bytes,18,opt,name=readiness,proto3" json:"readiness,omitempty"`
+	ReadinessMet  bool   `protobuf:"varint,19,opt,name=readiness_met,json=readinessMet,proto3" json:"readiness_met,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,16 +258,30 @@ func (x *FunctionInfo) GetDesired() uint32 {
 	return 0
 }
 
-func (x *FunctionInfo) GetState() string {
+func (x *FunctionInfo) GetPanicking() bool {
 	if x != nil {
-		return x.State
+		return x.Panicking
 	}
-	return ""
+	return false
 }
 
-func (x *FunctionInfo) GetFailures() uint32 {
+func (x *FunctionInfo) GetFailedStarts() uint32 {
 	if x != nil {
-		return x.Failures
+		return x.FailedStarts
+	}
+	return 0
+}
+
+func (x *FunctionInfo) GetNextRetry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRetry
+	}
+	return nil
+}
+
+func (x *FunctionInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
 	}
 	return 0
 }
@@ -264,11 +293,39 @@ func (x *FunctionInfo) GetLastError() string {
 	return ""
 }
 
-func (x *FunctionInfo) GetNextRetry() *timestamppb.Timestamp {
+func (x *FunctionInfo) GetLastErrorAt() *timestamppb.Timestamp {
 	if x != nil {
-		return x.NextRetry
+		return x.LastErrorAt
 	}
 	return nil
+}
+
+func (x *FunctionInfo) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetReadiness() string {
+	if x != nil {
+		return x.Readiness
+	}
+	return ""
+}
+
+func (x *FunctionInfo) GetReadinessMet() bool {
+	if x != nil {
+		return x.ReadinessMet
+	}
+	return false
 }
 
 type ListInstancesRequest struct {
@@ -379,12 +436,22 @@ type InstanceInfo struct {
 	Connected bool          `protobuf:"varint,11,opt,name=connected,proto3" json:"connected,omitempty"`
 	Stats     *ChannelStats `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
 	// health is the standing with outlier ejection: "ok", "ejected" (until
-	// ejected_until) or "probation", with health_reason.
+	// ejected_until) or "probation", with health_reason; the function's
+	// health is FunctionInfo.health.
 	Health       string                 `protobuf:"bytes,13,opt,name=health,proto3" json:"health,omitempty"`
 	HealthReason string                 `protobuf:"bytes,14,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
 	EjectedUntil *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=ejected_until,json=ejectedUntil,proto3" json:"ejected_until,omitempty"`
 	// connections counts the instance's bound connections.
-	Connections   uint32 `protobuf:"varint,16,opt,name=connections,proto3" json:"connections,omitempty"`
+	Connections uint32 `protobuf:"varint,16,opt,name=connections,proto3" json:"connections,omitempty"`
+	// pod is "namespace/name" of a kubernetes instance's pod.
+	Pod string `protobuf:"bytes,17,opt,name=pod,proto3" json:"pod,omitempty"`
+	// restarts counts the instance's reconnections after its first
+	// connection (a wasm instance's resets included).
+	Restarts uint32 `protobuf:"varint,18,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// last_error is the last error an invocation on the instance ended with
+	// (a stopped instance's reason says why it stopped).
+	LastError     string                 `protobuf:"bytes,19,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt   *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -531,6 +598,34 @@ func (x *InstanceInfo) GetConnections() uint32 {
 	return 0
 }
 
+func (x *InstanceInfo) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *InstanceInfo) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *InstanceInfo) GetLastErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorAt
+	}
+	return nil
+}
+
 // ChannelStats are an instance channel's counters.
 type ChannelStats struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -546,8 +641,11 @@ type ChannelStats struct {
 	Uptime           *durationpb.Duration   `protobuf:"bytes,10,opt,name=uptime,proto3" json:"uptime,omitempty"`
 	Connects         uint64                 `protobuf:"varint,11,opt,name=connects,proto3" json:"connects,omitempty"`
 	Disconnects      uint64                 `protobuf:"varint,12,opt,name=disconnects,proto3" json:"disconnects,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// heartbeat_rtt is the round trip of the last heartbeat probe the agent
+	// sent on the idle channel (unset until one was measured).
+	HeartbeatRtt  *durationpb.Duration `protobuf:"bytes,13,opt,name=heartbeat_rtt,json=heartbeatRtt,proto3" json:"heartbeat_rtt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChannelStats) Reset() {
@@ -662,6 +760,13 @@ func (x *ChannelStats) GetDisconnects() uint64 {
 		return x.Disconnects
 	}
 	return 0
+}
+
+func (x *ChannelStats) GetHeartbeatRtt() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatRtt
+	}
+	return nil
 }
 
 type CreateInstanceRequest struct {
@@ -885,6 +990,51 @@ func (x *InstanceLogsResponse) GetLines() []string {
 	return nil
 }
 
+// InstanceLogLine is one line of an instance's output.
+type InstanceLogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Line          string                 `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceLogLine) Reset() {
+	*x = InstanceLogLine{}
+	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceLogLine) ProtoMessage() {}
+
+func (x *InstanceLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceLogLine.ProtoReflect.Descriptor instead.
+func (*InstanceLogLine) Descriptor() ([]byte, []int) {
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *InstanceLogLine) GetLine() string {
+	if x != nil {
+		return x.Line
+	}
+	return ""
+}
+
 type InvokeRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Function string                 `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
@@ -905,7 +1055,7 @@ type InvokeRequest struct {
 
 func (x *InvokeRequest) Reset() {
 	*x = InvokeRequest{}
-	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	mi := &file_spear_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1067,7 @@ func (x *InvokeRequest) String() string {
 func (*InvokeRequest) ProtoMessage() {}
 
 func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[12]
+	mi := &file_spear_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1080,7 @@ func (x *InvokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeRequest.ProtoReflect.Descriptor instead.
 func (*InvokeRequest) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InvokeRequest) GetFunction() string {
@@ -986,7 +1136,7 @@ type InvokeResponse struct {
 
 func (x *InvokeResponse) Reset() {
 	*x = InvokeResponse{}
-	mi := &file_spear_v1_agent_proto_msgTypes[13]
+	mi := &file_spear_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1148,7 @@ func (x *InvokeResponse) String() string {
 func (*InvokeResponse) ProtoMessage() {}
 
 func (x *InvokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[13]
+	mi := &file_spear_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1161,7 @@ func (x *InvokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeResponse.ProtoReflect.Descriptor instead.
 func (*InvokeResponse) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InvokeResponse) GetPayload() []byte {
@@ -1040,7 +1190,7 @@ type InvokeChunk struct {
 
 func (x *InvokeChunk) Reset() {
 	*x = InvokeChunk{}
-	mi := &file_spear_v1_agent_proto_msgTypes[14]
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1202,7 @@ func (x *InvokeChunk) String() string {
 func (*InvokeChunk) ProtoMessage() {}
 
 func (x *InvokeChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[14]
+	mi := &file_spear_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1215,7 @@ func (x *InvokeChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvokeChunk.ProtoReflect.Descriptor instead.
 func (*InvokeChunk) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InvokeChunk) GetData() []byte {
@@ -1090,7 +1240,7 @@ type ReloadRequest struct {
 
 func (x *ReloadRequest) Reset() {
 	*x = ReloadRequest{}
-	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1252,7 @@ func (x *ReloadRequest) String() string {
 func (*ReloadRequest) ProtoMessage() {}
 
 func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[15]
+	mi := &file_spear_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1265,7 @@ func (x *ReloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadRequest.ProtoReflect.Descriptor instead.
 func (*ReloadRequest) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 // ReloadResponse says what the reload did to each function.
@@ -1131,7 +1281,7 @@ type ReloadResponse struct {
 
 func (x *ReloadResponse) Reset() {
 	*x = ReloadResponse{}
-	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	mi := &file_spear_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1293,7 @@ func (x *ReloadResponse) String() string {
 func (*ReloadResponse) ProtoMessage() {}
 
 func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spear_v1_agent_proto_msgTypes[16]
+	mi := &file_spear_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1306,7 @@ func (x *ReloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadResponse.ProtoReflect.Descriptor instead.
 func (*ReloadResponse) Descriptor() ([]byte, []int) {
-	return file_spear_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_spear_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadResponse) GetAdded() []string {
@@ -1194,7 +1344,7 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x14spear/v1/agent.proto\x12\bspear.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
 	"\x14ListFunctionsRequest\"M\n" +
 	"\x15ListFunctionsResponse\x124\n" +
-	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xda\x03\n" +
+	"\tfunctions\x18\x01 \x03(\v2\x16.spear.v1.FunctionInfoR\tfunctions\"\xd4\x05\n" +
 	"\fFunctionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aruntime\x18\x02 \x01(\tR\aruntime\x12#\n" +
@@ -1207,17 +1357,23 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x05ready\x18\t \x01(\rR\x05ready\x12\x16\n" +
 	"\x06queued\x18\n" +
 	" \x01(\rR\x06queued\x12\x18\n" +
-	"\adesired\x18\v \x01(\rR\adesired\x12\x14\n" +
-	"\x05state\x18\f \x01(\tR\x05state\x12\x1a\n" +
-	"\bfailures\x18\r \x01(\rR\bfailures\x12\x1d\n" +
+	"\adesired\x18\v \x01(\rR\adesired\x12\x1c\n" +
+	"\tpanicking\x18\x16 \x01(\bR\tpanicking\x12#\n" +
+	"\rfailed_starts\x18\r \x01(\rR\ffailedStarts\x129\n" +
 	"\n" +
-	"last_error\x18\x0e \x01(\tR\tlastError\x129\n" +
+	"next_retry\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tnextRetry\x12\x1a\n" +
+	"\brestarts\x18\x14 \x01(\rR\brestarts\x12\x1d\n" +
 	"\n" +
-	"next_retry\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tnextRetry\"2\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\x12>\n" +
+	"\rlast_error_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x12\x16\n" +
+	"\x06health\x18\x10 \x01(\tR\x06health\x12#\n" +
+	"\rhealth_reason\x18\x11 \x01(\tR\fhealthReason\x12\x1c\n" +
+	"\treadiness\x18\x12 \x01(\tR\treadiness\x12#\n" +
+	"\rreadiness_met\x18\x13 \x01(\bR\freadinessMetJ\x04\b\f\x10\rR\x05state\"2\n" +
 	"\x14ListInstancesRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\"M\n" +
 	"\x15ListInstancesResponse\x124\n" +
-	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\xb7\x04\n" +
+	"\tinstances\x18\x01 \x03(\v2\x16.spear.v1.InstanceInfoR\tinstances\"\xc4\x05\n" +
 	"\fInstanceInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x18\n" +
@@ -1235,7 +1391,12 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x06health\x18\r \x01(\tR\x06health\x12#\n" +
 	"\rhealth_reason\x18\x0e \x01(\tR\fhealthReason\x12?\n" +
 	"\rejected_until\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\fejectedUntil\x12 \n" +
-	"\vconnections\x18\x10 \x01(\rR\vconnections\"\xe0\x04\n" +
+	"\vconnections\x18\x10 \x01(\rR\vconnections\x12\x10\n" +
+	"\x03pod\x18\x11 \x01(\tR\x03pod\x12\x1a\n" +
+	"\brestarts\x18\x12 \x01(\rR\brestarts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x13 \x01(\tR\tlastError\x12>\n" +
+	"\rlast_error_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\"\xa0\x05\n" +
 	"\fChannelStats\x12#\n" +
 	"\rmessages_sent\x18\x01 \x01(\x04R\fmessagesSent\x12+\n" +
 	"\x11messages_received\x18\x02 \x01(\x04R\x10messagesReceived\x12\x1d\n" +
@@ -1252,7 +1413,8 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x06uptime\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12\x1a\n" +
 	"\bconnects\x18\v \x01(\x04R\bconnects\x12 \n" +
-	"\vdisconnects\x18\f \x01(\x04R\vdisconnects\x1a9\n" +
+	"\vdisconnects\x18\f \x01(\x04R\vdisconnects\x12>\n" +
+	"\rheartbeat_rtt\x18\r \x01(\v2\x19.google.protobuf.DurationR\fheartbeatRtt\x1a9\n" +
 	"\vErrorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"3\n" +
@@ -1265,7 +1427,9 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05lines\x18\x02 \x01(\rR\x05lines\",\n" +
 	"\x14InstanceLogsResponse\x12\x14\n" +
-	"\x05lines\x18\x01 \x03(\tR\x05lines\"\xa4\x02\n" +
+	"\x05lines\x18\x01 \x03(\tR\x05lines\"%\n" +
+	"\x0fInstanceLogLine\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\tR\x04line\"\xa4\x02\n" +
 	"\rInvokeRequest\x12\x1a\n" +
 	"\bfunction\x18\x01 \x01(\tR\bfunction\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
@@ -1287,13 +1451,14 @@ const file_spear_v1_agent_proto_rawDesc = "" +
 	"\x05added\x18\x01 \x03(\tR\x05added\x12\x18\n" +
 	"\achanged\x18\x02 \x03(\tR\achanged\x12\x18\n" +
 	"\aremoved\x18\x03 \x03(\tR\aremoved\x12\x1c\n" +
-	"\tunchanged\x18\x04 \x03(\tR\tunchanged2\xd6\x04\n" +
+	"\tunchanged\x18\x04 \x03(\tR\tunchanged2\xa8\x05\n" +
 	"\x05Agent\x12P\n" +
 	"\rListFunctions\x12\x1e.spear.v1.ListFunctionsRequest\x1a\x1f.spear.v1.ListFunctionsResponse\x12P\n" +
 	"\rListInstances\x12\x1e.spear.v1.ListInstancesRequest\x1a\x1f.spear.v1.ListInstancesResponse\x12I\n" +
 	"\x0eCreateInstance\x12\x1f.spear.v1.CreateInstanceRequest\x1a\x16.spear.v1.InstanceInfo\x12S\n" +
 	"\x0eDeleteInstance\x12\x1f.spear.v1.DeleteInstanceRequest\x1a .spear.v1.DeleteInstanceResponse\x12M\n" +
-	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12;\n" +
+	"\fInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x1e.spear.v1.InstanceLogsResponse\x12P\n" +
+	"\x12FollowInstanceLogs\x12\x1d.spear.v1.InstanceLogsRequest\x1a\x19.spear.v1.InstanceLogLine0\x01\x12;\n" +
 	"\x06Invoke\x12\x17.spear.v1.InvokeRequest\x1a\x18.spear.v1.InvokeResponse\x12@\n" +
 	"\fInvokeStream\x12\x17.spear.v1.InvokeRequest\x1a\x15.spear.v1.InvokeChunk0\x01\x12;\n" +
 	"\x06Reload\x12\x17.spear.v1.ReloadRequest\x1a\x18.spear.v1.ReloadResponseB1Z/github.com/spear-go/spear/proto/agentpb;agentpbb\x06proto3"
@@ -1310,7 +1475,7 @@ func file_spear_v1_agent_proto_rawDescGZIP() []byte {
 	return file_spear_v1_agent_proto_rawDescData
 }
 
-var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_spear_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_spear_v1_agent_proto_goTypes = []any{
 	(*ListFunctionsRequest)(nil),   // 0: spear.v1.ListFunctionsRequest
 	(*ListFunctionsResponse)(nil),  // 1: spear.v1.ListFunctionsResponse
@@ -1324,52 +1489,58 @@ var file_spear_v1_agent_proto_goTypes = []any{
 	(*DeleteInstanceResponse)(nil), // 9: spear.v1.DeleteInstanceResponse
 	(*InstanceLogsRequest)(nil),    // 10: spear.v1.InstanceLogsRequest
 	(*InstanceLogsResponse)(nil),   // 11: spear.v1.InstanceLogsResponse
-	(*InvokeRequest)(nil),          // 12: spear.v1.InvokeRequest
-	(*InvokeResponse)(nil),         // 13: spear.v1.InvokeResponse
-	(*InvokeChunk)(nil),            // 14: spear.v1.InvokeChunk
-	(*ReloadRequest)(nil),          // 15: spear.v1.ReloadRequest
-	(*ReloadResponse)(nil),         // 16: spear.v1.ReloadResponse
-	nil,                            // 17: spear.v1.ChannelStats.ErrorsEntry
-	nil,                            // 18: spear.v1.InvokeRequest.MetadataEntry
-	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
+	(*InstanceLogLine)(nil),        // 12: spear.v1.InstanceLogLine
+	(*InvokeRequest)(nil),          // 13: spear.v1.InvokeRequest
+	(*InvokeResponse)(nil),         // 14: spear.v1.InvokeResponse
+	(*InvokeChunk)(nil),            // 15: spear.v1.InvokeChunk
+	(*ReloadRequest)(nil),          // 16: spear.v1.ReloadRequest
+	(*ReloadResponse)(nil),         // 17: spear.v1.ReloadResponse
+	nil,                            // 18: spear.v1.ChannelStats.ErrorsEntry
+	nil,                            // 19: spear.v1.InvokeRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),  // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
 }
 var file_spear_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: spear.v1.ListFunctionsResponse.functions:type_name -> spear.v1.FunctionInfo
-	19, // 1: spear.v1.FunctionInfo.next_retry:type_name -> google.protobuf.Timestamp
-	5,  // 2: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
-	19, // 3: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
-	19, // 4: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
-	6,  // 5: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
-	19, // 6: spear.v1.InstanceInfo.ejected_until:type_name -> google.protobuf.Timestamp
-	17, // 7: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
-	20, // 8: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
-	20, // 9: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
-	20, // 10: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
-	20, // 11: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
-	18, // 12: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
-	20, // 13: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
-	0,  // 14: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
-	3,  // 15: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
-	7,  // 16: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
-	8,  // 17: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
-	10, // 18: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
-	12, // 19: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
-	12, // 20: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
-	15, // 21: spear.v1.Agent.Reload:input_type -> spear.v1.ReloadRequest
-	1,  // 22: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
-	4,  // 23: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
-	5,  // 24: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
-	9,  // 25: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
-	11, // 26: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
-	13, // 27: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
-	14, // 28: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
-	16, // 29: spear.v1.Agent.Reload:output_type -> spear.v1.ReloadResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	20, // 1: spear.v1.FunctionInfo.next_retry:type_name -> google.protobuf.Timestamp
+	20, // 2: spear.v1.FunctionInfo.last_error_at:type_name -> google.protobuf.Timestamp
+	5,  // 3: spear.v1.ListInstancesResponse.instances:type_name -> spear.v1.InstanceInfo
+	20, // 4: spear.v1.InstanceInfo.created:type_name -> google.protobuf.Timestamp
+	20, // 5: spear.v1.InstanceInfo.last_health_check:type_name -> google.protobuf.Timestamp
+	6,  // 6: spear.v1.InstanceInfo.stats:type_name -> spear.v1.ChannelStats
+	20, // 7: spear.v1.InstanceInfo.ejected_until:type_name -> google.protobuf.Timestamp
+	20, // 8: spear.v1.InstanceInfo.last_error_at:type_name -> google.protobuf.Timestamp
+	18, // 9: spear.v1.ChannelStats.errors:type_name -> spear.v1.ChannelStats.ErrorsEntry
+	21, // 10: spear.v1.ChannelStats.latency_mean:type_name -> google.protobuf.Duration
+	21, // 11: spear.v1.ChannelStats.latency_p50:type_name -> google.protobuf.Duration
+	21, // 12: spear.v1.ChannelStats.latency_p99:type_name -> google.protobuf.Duration
+	21, // 13: spear.v1.ChannelStats.uptime:type_name -> google.protobuf.Duration
+	21, // 14: spear.v1.ChannelStats.heartbeat_rtt:type_name -> google.protobuf.Duration
+	19, // 15: spear.v1.InvokeRequest.metadata:type_name -> spear.v1.InvokeRequest.MetadataEntry
+	21, // 16: spear.v1.InvokeRequest.timeout:type_name -> google.protobuf.Duration
+	0,  // 17: spear.v1.Agent.ListFunctions:input_type -> spear.v1.ListFunctionsRequest
+	3,  // 18: spear.v1.Agent.ListInstances:input_type -> spear.v1.ListInstancesRequest
+	7,  // 19: spear.v1.Agent.CreateInstance:input_type -> spear.v1.CreateInstanceRequest
+	8,  // 20: spear.v1.Agent.DeleteInstance:input_type -> spear.v1.DeleteInstanceRequest
+	10, // 21: spear.v1.Agent.InstanceLogs:input_type -> spear.v1.InstanceLogsRequest
+	10, // 22: spear.v1.Agent.FollowInstanceLogs:input_type -> spear.v1.InstanceLogsRequest
+	13, // 23: spear.v1.Agent.Invoke:input_type -> spear.v1.InvokeRequest
+	13, // 24: spear.v1.Agent.InvokeStream:input_type -> spear.v1.InvokeRequest
+	16, // 25: spear.v1.Agent.Reload:input_type -> spear.v1.ReloadRequest
+	1,  // 26: spear.v1.Agent.ListFunctions:output_type -> spear.v1.ListFunctionsResponse
+	4,  // 27: spear.v1.Agent.ListInstances:output_type -> spear.v1.ListInstancesResponse
+	5,  // 28: spear.v1.Agent.CreateInstance:output_type -> spear.v1.InstanceInfo
+	9,  // 29: spear.v1.Agent.DeleteInstance:output_type -> spear.v1.DeleteInstanceResponse
+	11, // 30: spear.v1.Agent.InstanceLogs:output_type -> spear.v1.InstanceLogsResponse
+	12, // 31: spear.v1.Agent.FollowInstanceLogs:output_type -> spear.v1.InstanceLogLine
+	14, // 32: spear.v1.Agent.Invoke:output_type -> spear.v1.InvokeResponse
+	15, // 33: spear.v1.Agent.InvokeStream:output_type -> spear.v1.InvokeChunk
+	17, // 34: spear.v1.Agent.Reload:output_type -> spear.v1.ReloadResponse
+	26, // [26:35] is the sub-list for method output_type
+	17, // [17:26] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_spear_v1_agent_proto_init() }
@@ -1383,7 +1554,7 @@ func file_spear_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spear_v1_agent_proto_rawDesc), len(file_spear_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

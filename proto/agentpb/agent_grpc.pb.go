@@ -22,14 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_ListFunctions_FullMethodName  = "/spear.v1.Agent/ListFunctions"
-	Agent_ListInstances_FullMethodName  = "/spear.v1.Agent/ListInstances"
-	Agent_CreateInstance_FullMethodName = "/spear.v1.Agent/CreateInstance"
-	Agent_DeleteInstance_FullMethodName = "/spear.v1.Agent/DeleteInstance"
-	Agent_InstanceLogs_FullMethodName   = "/spear.v1.Agent/InstanceLogs"
-	Agent_Invoke_FullMethodName         = "/spear.v1.Agent/Invoke"
-	Agent_InvokeStream_FullMethodName   = "/spear.v1.Agent/InvokeStream"
-	Agent_Reload_FullMethodName         = "/spear.v1.Agent/Reload"
+	Agent_ListFunctions_FullMethodName      = "/spear.v1.Agent/ListFunctions"
+	Agent_ListInstances_FullMethodName      = "/spear.v1.Agent/ListInstances"
+	Agent_CreateInstance_FullMethodName     = "/spear.v1.Agent/CreateInstance"
+	Agent_DeleteInstance_FullMethodName     = "/spear.v1.Agent/DeleteInstance"
+	Agent_InstanceLogs_FullMethodName       = "/spear.v1.Agent/InstanceLogs"
+	Agent_FollowInstanceLogs_FullMethodName = "/spear.v1.Agent/FollowInstanceLogs"
+	Agent_Invoke_FullMethodName             = "/spear.v1.Agent/Invoke"
+	Agent_InvokeStream_FullMethodName       = "/spear.v1.Agent/InvokeStream"
+	Agent_Reload_FullMethodName             = "/spear.v1.Agent/Reload"
 )
 
 // AgentClient is the client API for Agent service.
@@ -57,6 +58,10 @@ type AgentClient interface {
 	DeleteInstance(ctx context.Context, in *DeleteInstanceRequest, opts ...grpc.CallOption) (*DeleteInstanceResponse, error)
 	// InstanceLogs returns an instance's most recent output lines.
 	InstanceLogs(ctx context.Context, in *InstanceLogsRequest, opts ...grpc.CallOption) (*InstanceLogsResponse, error)
+	// FollowInstanceLogs sends an instance's latest output lines (lines of
+	// them), then each new line as the instance writes it; the stream ends
+	// with OK once the instance has stopped and its output is drained.
+	FollowInstanceLogs(ctx context.Context, in *InstanceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InstanceLogLine], error)
 	// Invoke runs a function on one of its instances.
 	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
 	// InvokeStream runs a function and streams its output as it is written.
@@ -127,6 +132,25 @@ func (c *agentClient) InstanceLogs(ctx context.Context, in *InstanceLogsRequest,
 	return out, nil
 }
 
+func (c *agentClient) FollowInstanceLogs(ctx context.Context, in *InstanceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InstanceLogLine], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_FollowInstanceLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[InstanceLogsRequest, InstanceLogLine]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_FollowInstanceLogsClient = grpc.ServerStreamingClient[InstanceLogLine]
+
 func (c *agentClient) Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(InvokeResponse)
@@ -139,7 +163,7 @@ func (c *agentClient) Invoke(ctx context.Context, in *InvokeRequest, opts ...grp
 
 func (c *agentClient) InvokeStream(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InvokeChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_InvokeStream_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[1], Agent_InvokeStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +215,10 @@ type AgentServer interface {
 	DeleteInstance(context.Context, *DeleteInstanceRequest) (*DeleteInstanceResponse, error)
 	// InstanceLogs returns an instance's most recent output lines.
 	InstanceLogs(context.Context, *InstanceLogsRequest) (*InstanceLogsResponse, error)
+	// FollowInstanceLogs sends an instance's latest output lines (lines of
+	// them), then each new line as the instance writes it; the stream ends
+	// with OK once the instance has stopped and its output is drained.
+	FollowInstanceLogs(*InstanceLogsRequest, grpc.ServerStreamingServer[InstanceLogLine]) error
 	// Invoke runs a function on one of its instances.
 	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)
 	// InvokeStream runs a function and streams its output as it is written.
@@ -225,6 +253,9 @@ func (UnimplementedAgentServer) DeleteInstance(context.Context, *DeleteInstanceR
 }
 func (UnimplementedAgentServer) InstanceLogs(context.Context, *InstanceLogsRequest) (*InstanceLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InstanceLogs not implemented")
+}
+func (UnimplementedAgentServer) FollowInstanceLogs(*InstanceLogsRequest, grpc.ServerStreamingServer[InstanceLogLine]) error {
+	return status.Error(codes.Unimplemented, "method FollowInstanceLogs not implemented")
 }
 func (UnimplementedAgentServer) Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Invoke not implemented")
@@ -346,6 +377,17 @@ func _Agent_InstanceLogs_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_FollowInstanceLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(InstanceLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).FollowInstanceLogs(m, &grpc.GenericServerStream[InstanceLogsRequest, InstanceLogLine]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_FollowInstanceLogsServer = grpc.ServerStreamingServer[InstanceLogLine]
+
 func _Agent_Invoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InvokeRequest)
 	if err := dec(in); err != nil {
@@ -430,6 +472,11 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "FollowInstanceLogs",
+			Handler:       _Agent_FollowInstanceLogs_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "InvokeStream",
 			Handler:       _Agent_InvokeStream_Handler,

@@ -212,12 +212,29 @@ func TestClusterStartInvokeStop(t *testing.T) {
 		t.Fatalf("execute: %q, %v; want %q", out, err, want)
 	}
 	// The container's output, through the API server and the node.
-	if lines := inst.Logs(10); !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "test function "+id.String()+" started") }) {
+	started := func(l string) bool { return strings.Contains(l, "test function "+id.String()+" started") }
+	if lines := inst.Logs(10); !slices.ContainsFunc(lines, started) {
 		t.Errorf("logs %q, want the function's first line", lines)
+	}
+	// Followed, through the API server's log stream: it ends once the
+	// container has.
+	followed := make(chan string, 16)
+	follow := make(chan error, 1)
+	go func() {
+		follow <- inst.(runtime.Follower).FollowLogs(c.ctx, 10, func(l string) error { followed <- l; return nil })
+		close(followed)
+	}()
+	if l := <-followed; !started(l) {
+		t.Errorf("first followed line %q, want the function's first line", l)
 	}
 
 	if err := rt.Stop(c.ctx, inst); err != nil {
 		t.Fatal(err)
+	}
+	for range followed {
+	}
+	if err := <-follow; err != nil {
+		t.Errorf("following the output of a stopped pod: %v, want its end", err)
 	}
 	if ok, err := c.gone(id); !ok {
 		t.Errorf("pod or secret left after Stop (%v)", err)

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +109,7 @@ func (i *instance) secretsClient() typedcorev1.SecretInterface {
 // no connection reports StatusUnhealthy.
 func (i *instance) Info() runtime.Info {
 	i.mu.Lock()
-	info := runtime.Info{ID: i.id, Function: i.function, Status: i.status, Reason: i.reason, Created: i.created}
+	info := runtime.Info{ID: i.id, Function: i.function, Status: i.status, Reason: i.reason, Created: i.created, Pod: i.ns + "/" + i.podName}
 	i.mu.Unlock()
 	if info.Status == runtime.StatusRunning && !i.ch.IsConnected() {
 		info.Status, info.Reason = runtime.StatusUnhealthy, "channel disconnected"
@@ -165,6 +166,40 @@ func (i *instance) keepLogs(ctx context.Context) {
 	i.mu.Lock()
 	i.logs = lines
 	i.mu.Unlock()
+}
+
+// FollowLogs implements runtime.Follower with the API server's log stream
+// (follow=true), which ends when the container does. A stopped instance
+// gives its kept lines.
+func (i *instance) FollowLogs(ctx context.Context, n int, fn func(line string) error) error {
+	i.mu.Lock()
+	stopped, captured := i.status == runtime.StatusStopped, i.logs
+	i.mu.Unlock()
+	if stopped {
+		for _, l := range tail(captured, max(n, 0)) {
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lines := int64(max(n, 0))
+	rc, err := i.podsClient().GetLogs(i.podName, &corev1.PodLogOptions{Container: containerName, Follow: true, TailLines: &lines}).Stream(ctx)
+	if err != nil {
+		return apiErr("get", "pods/log", i.ns, i.podName, err)
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 0, 64<<10), runtime.MaxLineBytes*4)
+	for sc.Scan() {
+		if err := fn(sc.Text()); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return sc.Err()
 }
 
 func tail(lines []string, n int) []string {

@@ -42,9 +42,13 @@
 // cgroups (or its instances' sessions) in the agent's state directory,
 // and the next agent kills what a dead one left (internal/leftover).
 //
-// Output lines from both streams are logged at Info, with the attributes
-// instance, pid and stream: the SDK itself logs to stderr, so stderr is not
-// a sign of trouble. The child's environment is never logged.
+// Output lines from both streams are logged with the attributes instance,
+// pid and stream (runtime.Output): a structured line (JSON or logfmt, as
+// log/slog writes) as a record with its own level, message and
+// attributes, any other line as it is, at Info — the SDK itself logs to
+// stderr, so stderr is not a sign of trouble. Instance.FollowLogs follows
+// the output until the process has exited. The child's environment is
+// never logged.
 //
 // # Goroutines
 //

@@ -48,7 +48,7 @@ type Instance struct {
 	grace    time.Duration
 	created  time.Time
 	ch       *channel.Channel
-	out      *ring
+	out      *runtime.Output
 	log      *slog.Logger
 	acct     account      // the user the process runs as
 	uid      int          // acct.uid
@@ -122,7 +122,13 @@ func (i *Instance) Info() runtime.Info {
 // Logs returns up to n of the latest lines the process wrote to stdout and
 // stderr, oldest first, in the order the agent read them. The runtime keeps
 // Options.LogLines lines per instance, also after it stopped.
-func (i *Instance) Logs(n int) []string { return i.out.last(n) }
+func (i *Instance) Logs(n int) []string { return i.out.Last(n) }
+
+// FollowLogs implements runtime.Follower: it ends once the process has
+// exited and its output pipes are drained.
+func (i *Instance) FollowLogs(ctx context.Context, tail int, fn func(line string) error) error {
+	return i.out.Follow(ctx, tail, fn)
+}
 
 // ExitState returns how the process ended, or nil while it runs.
 func (i *Instance) ExitState() *os.ProcessState {
@@ -158,9 +164,10 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	i.mu.Unlock()
 	close(i.forked) // peer checks waiting for the pid go on
 	i.log = i.log.With("pid", pid)
+	i.out.SetLogger(i.log)
 	outDone, errDone := make(chan struct{}), make(chan struct{})
-	go capture(outR, "stdout", i.out, i.log, outDone)
-	go capture(errR, "stderr", i.out, i.log, errDone)
+	go capture(outR, "stdout", i.out, outDone)
+	go capture(errR, "stderr", i.out, errDone)
 	watch, werr := watchExit(pid)
 	started <- nil
 
@@ -194,6 +201,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	timer.Stop()
 	outR.Close()
 	errR.Close()
+	i.out.Close()
 
 	i.finish(cmd.ProcessState, waitErr, oom)
 }

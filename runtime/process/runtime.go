@@ -222,7 +222,7 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 		function: set.Function,
 		grace:    set.StopGrace,
 		created:  time.Now(),
-		out:      newRing(r.logLines),
+		out:      runtime.NewOutput(nil, r.logLines),
 		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
 		forked:   make(chan struct{}),
 		done:     make(chan struct{}),
@@ -249,6 +249,7 @@ func (i *Instance) fail(reason string) {
 	i.status, i.reason = runtime.StatusStopped, reason
 	i.mu.Unlock()
 	i.markExit()
+	i.out.Close()
 	i.rt.forget(i)
 	close(i.done)
 }
@@ -334,8 +335,8 @@ func (i *Instance) earlyExitError() error {
 }
 
 // lastOutput quotes the last output lines for an error message.
-func lastOutput(out *ring) string {
-	lines := out.last(startErrorLines)
+func lastOutput(out *runtime.Output) string {
+	lines := out.Last(startErrorLines)
 	if len(lines) == 0 {
 		return "; no output"
 	}

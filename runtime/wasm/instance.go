@@ -45,7 +45,7 @@ type Instance struct {
 	stopGrace    time.Duration
 	created      time.Time
 	log          *slog.Logger
-	logs         *lineLog
+	logs         *guestLog
 	ctx          context.Context // ends when the instance must end now
 	cancel       context.CancelFunc
 	done         chan struct{} // closed when the instance has stopped
@@ -81,7 +81,7 @@ func newInstance(r *Runtime, id spear.InstanceID, set runtime.Settings, spec Spe
 		changed:      make(chan struct{}),
 	}
 	inst.log = r.log.With("instance", id.String(), "function", set.Function)
-	inst.logs = newLineLog(inst.log, r.opts.LogLines)
+	inst.logs = newGuestLog(runtime.NewOutput(inst.log, r.opts.LogLines))
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
 	return inst
 }
@@ -117,7 +117,13 @@ func (inst *Instance) Channel() *channel.Channel { return inst.ch }
 func (inst *Instance) Done() <-chan struct{} { return inst.done }
 
 // Logs implements runtime.Instance: the guest's most recent stderr lines.
-func (inst *Instance) Logs(n int) []string { return inst.logs.last(n) }
+func (inst *Instance) Logs(n int) []string { return inst.logs.out.Last(n) }
+
+// FollowLogs implements runtime.Follower: it ends once the instance has
+// stopped.
+func (inst *Instance) FollowLogs(ctx context.Context, tail int, fn func(line string) error) error {
+	return inst.logs.out.Follow(ctx, tail, fn)
+}
 
 // Resets returns how many times the module instance was replaced.
 func (inst *Instance) Resets() int { return int(inst.resets.Load()) }
@@ -384,6 +390,7 @@ func describeExit(err error) string {
 func (inst *Instance) finish(reason string) {
 	inst.ch.Lost("the wasm module ended: " + reason)
 	inst.logs.flush()
+	inst.logs.out.Close()
 	inst.setStatus(runtime.StatusStopped, reason)
 	inst.rt.forget(inst)
 	inst.cancel()

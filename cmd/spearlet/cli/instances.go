@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,16 +35,16 @@ func newInstancesCmd() *cobra.Command {
 				if err := instanceTable(w, insts); err != nil {
 					return err
 				}
-				// A function in crash-loop back-off has no instance to show
-				// it: say so after the table.
+				// Each function's health follows its instances: a
+				// crash-looping function has no instance to show it.
 				fns, err := d.client().Functions(cmd.Context())
 				if err != nil {
 					return err
 				}
+				fmt.Fprintln(w)
 				for _, f := range fns {
-					if f.State == "crash-loop" && (function == "" || function == f.Name) {
-						fmt.Fprintf(w, "\nfunction %s: crash-loop: %d starts failed in a row; next retry %s; last error: %s\n",
-							f.Name, f.Failures, until(f.NextRetry), f.LastError)
+					if function == "" || function == f.Name {
+						fmt.Fprintln(w, functionSummary(f))
 					}
 				}
 				return nil
@@ -79,13 +83,31 @@ func newInstancesCmd() *cobra.Command {
 	}
 
 	var lines int
+	var follow bool
 	logs := &cobra.Command{
 		Use:   "logs ID",
-		Short: "Print an instance's latest output lines",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print an instance's latest output lines, or follow them (-f)",
+		Long: `Print an instance's latest output lines. With -f, keep printing each new
+line as the instance writes it, until the instance stops (exit 0) or the
+command is interrupted.`,
+		Args: cobra.ExactArgs(1),
 	}
 	logsOut := addOutput(logs, "text", "json", "yaml")
 	logs.RunE = func(cmd *cobra.Command, args []string) error {
+		if follow {
+			if logsOut.format != "text" {
+				return usagef(cmd, "--follow prints text only, not -o %s", logsOut.format)
+			}
+			w := cmd.OutOrStdout()
+			err := d.client().FollowLogs(cmd.Context(), args[0], lines, func(line string) error {
+				_, err := fmt.Fprintln(w, line)
+				return err
+			})
+			if errors.Is(err, context.Canceled) {
+				return nil // interrupted
+			}
+			return err
+		}
 		lines, err := d.client().Logs(cmd.Context(), args[0], lines)
 		if err != nil {
 			return err
@@ -100,7 +122,7 @@ func newInstancesCmd() *cobra.Command {
 		})
 	}
 	logs.Flags().IntVarP(&lines, "lines", "n", 100, "how many of the latest lines")
-
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until the instance stops")
 	cmd.AddCommand(listCmd, create, del, logs)
 	d = clientCommand(cmd)
 	create.ValidArgsFunction = d.functionNames
@@ -115,18 +137,41 @@ func newInstancesCmd() *cobra.Command {
 // instanceTable writes instances as a table.
 func instanceTable(w io.Writer, insts []api.Instance) error {
 	return printTable(w, func(tw io.Writer) {
-		fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tHEALTH\tPID\tCHANNEL\tCONNS\tIN-FLIGHT\tREQUESTS\tAGE\tREASON")
+		fmt.Fprintln(tw, "ID\tFUNCTION\tSTATUS\tHEALTH\tPID/POD\tCHANNEL\tCONNS\tIN-FLIGHT\tREQUESTS\tP50\tP99\tRESTARTS\tAGE\tREASON\tLAST ERROR")
 		for _, in := range insts {
-			pid := "-"
-			if in.PID != 0 {
-				pid = fmt.Sprint(in.PID)
+			where := "-"
+			switch {
+			case in.PID != 0:
+				where = fmt.Sprint(in.PID)
+			case in.Pod != "":
+				where = in.Pod
 			}
 			reason := in.Reason
 			if in.HealthReason != "" {
 				reason = in.HealthReason
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", in.ID, in.Function, in.Status, orDash(in.Health), pid,
-				in.Channel, in.Connections, in.InFlight, in.Stats.Latency.Count, ago(in.Created), orDash(reason))
+			lat := in.Stats.Latency
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s\n", in.ID, in.Function, in.Status, orDash(in.Health),
+				where, in.Channel, in.Connections, in.InFlight, lat.Count, latency(lat.Count, lat.P50), latency(lat.Count, lat.P99),
+				in.Restarts, ago(in.Created), orDash(oneLine(reason)), orDash(oneLine(in.LastError)))
 		}
 	})
+}
+
+// latency formats a latency percentile for tables: "-" before any request.
+func latency(count uint64, d time.Duration) string {
+	if count == 0 {
+		return "-"
+	}
+	return d.Round(time.Microsecond).String()
+}
+
+// oneLine keeps a message to one line of a table.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	const max = 60
+	if len(s) > max {
+		s = s[:max-1] + "…"
+	}
+	return s
 }

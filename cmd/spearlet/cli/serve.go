@@ -1,16 +1,21 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/buildinfo"
 	"github.com/spear-go/spear/internal/statedir"
+	"github.com/spear-go/spear/internal/telemetry"
 )
 
 // serveFlags are serve's flags; set ones win over the config file and the
@@ -18,6 +23,7 @@ import (
 type serveFlags struct {
 	config      string
 	logLevel    string
+	logFormat   string
 	printConfig string
 	settings    map[string]*string // by flag name, the settings below
 }
@@ -71,6 +77,8 @@ result, defaults filled in and secrets hidden.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.config, "config", "c", "", "YAML config file (default $SPEARLET_CONFIG, else the embedded default)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error (also $SPEARLET_LOG_LEVEL)")
+	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text (logfmt) or json, one record per line (also $SPEARLET_LOG_FORMAT)")
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	fl.StringVar(&f.printConfig, "print-config", "", "print the effective configuration, as yaml (the default) or json, and exit")
 	fl.Lookup("print-config").NoOptDefVal = "yaml"
 	_ = cmd.RegisterFlagCompletionFunc("print-config", cobra.FixedCompletions([]string{"yaml", "json"}, cobra.ShellCompDirectiveNoFileComp))
@@ -114,8 +122,39 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return usagef(cmd, "--log-level %q: want debug, info, warn or error", level)
 	}
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
+	format := f.logFormat
+	if v := os.Getenv("SPEARLET_LOG_FORMAT"); v != "" && !cmd.Flags().Changed("log-format") {
+		format = v
+	}
+	log, err := newLogger(cmd.ErrOrStderr(), format, lv)
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	ctx := cmd.Context()
+	// The state directory comes first: a second agent on it stops here,
+	// before it binds or starts anything.
+	state, err := statedir.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	opts := agent.RunOptions{Logger: log, Runtimes: runtimes, Version: Version, State: state}
+	// Traces, when the OTEL_* variables ask for them (docs/observability.md).
+	tp, err := telemetry.NewTracerProvider(ctx, os.Getenv, "spearlet", buildinfo.Read(Version).Version)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		opts.TracerProvider = tp
+		log.Info("tracing on: exporting spans over OTLP")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				log.Warn("flushing the last spans failed", "err", err)
+			}
+		}()
+	}
 	reload := make(chan struct{})
 	go func() {
 		for {
@@ -135,14 +174,21 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			}
 		}
 	}()
-	// The state directory comes first: a second agent on it stops here,
-	// before it binds or starts anything.
-	state, err := statedir.Open(cfg.StateDir)
-	if err != nil {
-		return err
+	opts.Load, opts.Reload = load, reload
+	return agent.Run(ctx, cfg, opts)
+}
+
+// newLogger returns the daemon's logger: text (logfmt) or json records on
+// w, at level and above.
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	defer state.Close()
-	return agent.Run(ctx, cfg, agent.RunOptions{Logger: log, Runtimes: runtimes, State: state, Load: load, Reload: reload})
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // load reads the configuration as serve runs it: the file (or the

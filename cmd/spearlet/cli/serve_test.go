@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,5 +91,23 @@ func TestWasmFileCheckedAtLoad(t *testing.T) {
 	}
 	if w := cfg.Functions[0].Spec.(wasm.Spec); w.Module != filepath.Join(dir, "missing.wasm") {
 		t.Errorf("module = %q", w.Module)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	for format, want := range map[string]string{"text": `level=INFO msg=hi k=v`, "json": `"level":"INFO","msg":"hi","k":"v"`} {
+		var b strings.Builder
+		log, err := newLogger(&b, format, slog.LevelInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Debug("quiet")
+		log.Info("hi", "k", "v")
+		if !strings.Contains(b.String(), want) || strings.Contains(b.String(), "quiet") {
+			t.Errorf("--log-format %s wrote %q, want %q and nothing below info", format, b.String(), want)
+		}
+	}
+	if _, err := newLogger(&strings.Builder{}, "xml", slog.LevelInfo); err == nil || !strings.Contains(err.Error(), "want text or json") {
+		t.Errorf("--log-format xml: %v", err)
 	}
 }

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/spear-go/spear/internal/buildinfo"
 )
 
 // Version is the spearlet version, set at build time with
@@ -23,19 +24,10 @@ type versionInfo struct {
 }
 
 func buildVersion() versionInfo {
-	v := versionInfo{Version: Version, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v.Version == "" {
-			v.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v.Revision = s.Value
-			}
-		}
-	}
-	if v.Version == "" {
-		v.Version = "(devel)"
+	bi := buildinfo.Read(Version)
+	v := versionInfo{Version: bi.Version, Go: bi.GoVersion, Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if bi.Revision != "unknown" {
+		v.Revision = bi.Revision
 	}
 	return v
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -28,6 +29,9 @@ func newWorkerCmd() *cobra.Command {
 	}
 }
 
+// workLog is where the "log" method writes: JSON records on stderr.
+var workLog = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+
 // maxSleep bounds the "sleep" method.
 const maxSleep = 10 * time.Minute
 
@@ -38,7 +42,9 @@ const maxSleep = 10 * time.Minute
 //   - "stream" writes the payload back in up to four chunks;
 //   - "sleep" sleeps for the duration in the payload ("250ms"), then
 //     answers "<instance id>|slept <duration>";
-//   - "fail" fails with the payload as the message.
+//   - "fail" fails with the payload as the message;
+//   - "log" writes the payload to stderr as a JSON log record (which the
+//     agent logs as a record of its own) and answers "logged".
 func work(ctx context.Context, req *sdk.Request) ([]byte, error) {
 	id := os.Getenv(spear.EnvInstanceID)
 	switch req.Method {
@@ -68,8 +74,11 @@ func work(ctx context.Context, req *sdk.Request) ([]byte, error) {
 		}
 	case "fail":
 		return nil, sdk.Error(spear.CodeInternal, string(req.Payload))
+	case "log":
+		workLog.Info(string(req.Payload), "method", req.Method, "bytes", len(req.Payload))
+		return []byte("logged"), nil
 	}
-	return nil, sdk.Error(spear.CodeNotFound, fmt.Sprintf("no method %q (have \"\", upper, stream, sleep, fail)", req.Method))
+	return nil, sdk.Error(spear.CodeNotFound, fmt.Sprintf("no method %q (have \"\", upper, stream, sleep, fail, log)", req.Method))
 }
 
 // chunks splits b into up to n nearly equal, non-empty pieces.
