@@ -22,4 +22,18 @@ const (
 	// EnvAddress holds the address to dial: a socket path, host:port, or a
 	// memory address.
 	EnvAddress = "SPEAR_ADDRESS"
+
+	// EnvTLSPin, on a network channel (tcp, grpc), holds the hex SHA-256
+	// of the agent's TLS certificate (DER): the instance dials with TLS
+	// and accepts only that certificate.
+	EnvTLSPin = "SPEAR_TLS_PIN"
+	// EnvTLSCA, instead of EnvTLSPin, holds PEM CA certificates that the
+	// agent's certificate must chain to, for the name in EnvTLSServerName
+	// (default the host of EnvAddress).
+	EnvTLSCA         = "SPEAR_TLS_CA"
+	EnvTLSServerName = "SPEAR_TLS_SERVER_NAME"
+	// EnvTLSCert holds the instance's PEM client certificate when the
+	// agent asks for mutual TLS; its private key is derived from the
+	// instance's secret (docs/protocol.md, "TLS").
+	EnvTLSCert = "SPEAR_TLS_CERT"
 )

@@ -35,6 +35,9 @@ const (
 	DefaultMaxConcurrency = 32
 	DefaultInitialBackoff = 200 * time.Millisecond
 	DefaultMaxBackoff     = 30 * time.Second
+	// DefaultAuthTimeout bounds how long a connection to the API or to a
+	// shared channel listener may go without authenticating.
+	DefaultAuthTimeout    = 5 * time.Second
 	DefaultMaxQueue       = 1024
 	DefaultStableWindow   = 60 * time.Second
 	DefaultPanicWindow    = 6 * time.Second
@@ -65,17 +68,18 @@ const (
 // Config is the daemon's configuration. Its YAML form is documented in
 // docs/agent.md; zero values mean the defaults.
 type Config struct {
+	// StateDir is the agent's private state directory (default
+	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): its API
+	// socket and token, its TLS keys, its lock, and the records of what it
+	// started, for the next start to clean up after a crash. Two agents
+	// never share one.
+	StateDir   string           `json:"state_dir,omitempty"`
 	API        APIConfig        `json:"api,omitzero"`
 	Channels   ChannelsConfig   `json:"channels,omitzero"`
 	Process    ProcessConfig    `json:"process,omitzero"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
 	Wasm       WasmConfig       `json:"wasm,omitzero"`
 	Metrics    MetricsConfig    `json:"metrics,omitzero"`
-	// StateDir is the agent's private state directory (default
-	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): the
-	// records of what it started, for the next start to clean up after a
-	// crash. spearlet serve opens and locks it before anything else.
-	StateDir string `json:"state_dir,omitempty"`
 	// InvokeTimeout bounds an invocation that sets no timeout (default 30s).
 	InvokeTimeout Duration `json:"invoke_timeout,omitempty"`
 	// ShutdownGrace is how long in-flight invocations may run on after a
@@ -87,13 +91,47 @@ type Config struct {
 	Functions  []FunctionConfig `json:"functions,omitempty"`
 }
 
-// APIConfig holds the API's listen addresses.
+// APIConfig configures the API's listeners and how callers authenticate
+// (docs/agent.md, "Authentication").
 type APIConfig struct {
-	// HTTPAddr is the HTTP/JSON API's address (default 127.0.0.1:7480).
+	// HTTPAddr is the HTTP/JSON API's address (default 127.0.0.1:7480);
+	// "none" serves HTTP on the unix socket only.
 	HTTPAddr string `json:"http_addr,omitempty"`
-	// GRPCAddr is the gRPC API's address (default 127.0.0.1:7481).
+	// GRPCAddr is the gRPC API's address (default 127.0.0.1:7481); "none"
+	// turns the gRPC API off.
 	GRPCAddr string `json:"grpc_addr,omitempty"`
+	// Socket is the HTTP API's unix socket (default api.sock in the state
+	// directory; "none": no socket). Whoever may open it may use the API: it is
+	// the agent user's alone (0600), or also SocketGroup's.
+	Socket string `json:"socket,omitempty"`
+	// SocketGroup, a group name or id, may use the socket too (0660).
+	SocketGroup string `json:"socket_group,omitempty"`
+	// TokenFile holds the bearer token that callers over TCP present
+	// (default api-token in the state directory, generated at first
+	// start). Set it to a mounted Kubernetes Secret to share one token.
+	TokenFile string `json:"token_file,omitempty"`
+	// Hostnames are names, besides localhost, the machine's hostname and
+	// IP addresses, that the API answers to in the Host header.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// TLS serves the TCP listeners (HTTP and gRPC) over TLS.
+	TLS APITLSConfig `json:"tls,omitzero"`
+	// AuthTimeout bounds how long a connection may stay without an
+	// authenticated request (default 5s).
+	AuthTimeout Duration `json:"auth_timeout,omitempty"`
 }
+
+// APITLSConfig is the API's TLS. CertFile and KeyFile are the server's
+// certificate and key (PEM); with ClientCAFile, a client certificate that
+// chains to it authenticates a caller as the token does.
+type APITLSConfig struct {
+	CertFile     string `json:"cert_file,omitempty"`
+	KeyFile      string `json:"key_file,omitempty"`
+	ClientCAFile string `json:"client_ca_file,omitempty"`
+}
+
+// addrNone is the value of an API address that turns the listener off
+// ("off" would be a boolean in YAML).
+const addrNone = "none"
 
 // ChannelsConfig configures the channel factory (channel.Options) and the
 // channels' defaults.
@@ -106,6 +144,28 @@ type ChannelsConfig struct {
 	// RequestTimeout and HeartbeatInterval are every channel's defaults.
 	RequestTimeout    Duration `json:"request_timeout,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval,omitempty"`
+	// AuthTimeout bounds an instance connection's handshake, and how long
+	// a grpc connection may stay without a stream (default 5s).
+	AuthTimeout Duration `json:"auth_timeout,omitempty"`
+	// TLS encrypts the network channels (tcp, grpc).
+	TLS ChannelTLSConfig `json:"tls,omitzero"`
+}
+
+// ChannelTLSConfig is the TLS of the network channels (docs/agent.md,
+// "TLS on the network channels").
+type ChannelTLSConfig struct {
+	// Mode is none (default), server (instances check the agent's
+	// certificate) or mutual (the agent checks theirs too).
+	Mode string `json:"mode,omitempty"`
+	// CertFile and KeyFile are the agent's certificate and key (PEM);
+	// default a self-signed pair generated into the state directory.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// CAFile, with a configured certificate, is the CA that instances
+	// verify it against (by name: ServerName, else the advertised host);
+	// without it, instances pin the certificate itself.
+	CAFile     string `json:"ca_file,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // ProcessConfig configures the process runtime. It is used only when a
@@ -396,8 +456,11 @@ var envVars = []struct {
 	name string
 	set  func(*Config, string)
 }{
+	{"SPEARLET_STATE_DIR", func(c *Config, v string) { c.StateDir = v }},
 	{"SPEARLET_HTTP_ADDR", func(c *Config, v string) { c.API.HTTPAddr = v }},
 	{"SPEARLET_API_GRPC_ADDR", func(c *Config, v string) { c.API.GRPCAddr = v }},
+	{"SPEARLET_API_SOCKET", func(c *Config, v string) { c.API.Socket = v }},
+	{"SPEARLET_API_TOKEN_FILE", func(c *Config, v string) { c.API.TokenFile = v }},
 	{"SPEARLET_SOCKET_DIR", func(c *Config, v string) { c.Channels.SocketDir = v }},
 	{"SPEARLET_TCP_ADDR", func(c *Config, v string) { c.Channels.TCPAddr = v }},
 	{"SPEARLET_GRPC_ADDR", func(c *Config, v string) { c.Channels.GRPCAddr = v }},
@@ -407,7 +470,6 @@ var envVars = []struct {
 	{"SPEARLET_KUBE_NAMESPACE", func(c *Config, v string) { c.Kubernetes.Namespace = v }},
 	{"SPEARLET_NODE_NAME", func(c *Config, v string) { c.Kubernetes.NodeName = v }},
 	{"SPEARLET_WASM_CACHE_DIR", func(c *Config, v string) { c.Wasm.CacheDir = v }},
-	{"SPEARLET_STATE_DIR", func(c *Config, v string) { c.StateDir = v }},
 }
 
 // EnvVars lists the environment variables ApplyEnv reads.
@@ -435,8 +497,12 @@ func (c Config) WithDefaults() Config { return c.withDefaults() }
 
 // withDefaults returns c with its zero values replaced by the defaults.
 func (c Config) withDefaults() Config {
+	c.StateDir = cmp.Or(c.StateDir, statedir.Default())
 	c.API.HTTPAddr = cmp.Or(c.API.HTTPAddr, DefaultHTTPAddr)
 	c.API.GRPCAddr = cmp.Or(c.API.GRPCAddr, DefaultGRPCAddr)
+	c.API.AuthTimeout = cmp.Or(c.API.AuthTimeout, Duration(DefaultAuthTimeout))
+	c.Channels.AuthTimeout = cmp.Or(c.Channels.AuthTimeout, Duration(DefaultAuthTimeout))
+	c.Channels.TLS.Mode = cmp.Or(c.Channels.TLS.Mode, TLSNone)
 	c.InvokeTimeout = cmp.Or(c.InvokeTimeout, Duration(DefaultInvokeTimeout))
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(DefaultShutdownGrace))
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
@@ -447,7 +513,6 @@ func (c Config) withDefaults() Config {
 	c.Channels.RequestTimeout = cmp.Or(c.Channels.RequestTimeout, Duration(ch.RequestTimeout))
 	c.Channels.HeartbeatInterval = cmp.Or(c.Channels.HeartbeatInterval, Duration(ch.HeartbeatInterval))
 	c.Process.Cgroups = cmp.Or(c.Process.Cgroups, "auto")
-	c.StateDir = cmp.Or(c.StateDir, statedir.Default())
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()
@@ -506,6 +571,29 @@ func (c Config) Validate() error {
 	}
 	if c.Channels.RequestTimeout < 0 {
 		p.add("channels.request_timeout", "may not be negative")
+	}
+	if c.API.AuthTimeout < 0 {
+		p.add("api.auth_timeout", "may not be negative")
+	}
+	if c.Channels.AuthTimeout < 0 {
+		p.add("channels.auth_timeout", "may not be negative")
+	}
+	switch t := c.API.TLS; {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		p.add("api.tls", "cert_file and key_file go together")
+	case t.ClientCAFile != "" && t.CertFile == "":
+		p.add("api.tls.client_ca_file", "needs cert_file and key_file")
+	}
+	if c.API.HTTPAddr == addrNone && c.API.Socket == addrNone {
+		p.add("api", "http_addr and socket are both none: nothing would serve the API")
+	}
+	switch t := c.Channels.TLS; {
+	case t.Mode != "" && t.Mode != TLSNone && t.Mode != TLSServer && t.Mode != TLSMutual:
+		p.add("channels.tls.mode", "%q: want none, server or mutual%s", t.Mode, didYouMean(t.Mode, []string{TLSNone, TLSServer, TLSMutual}))
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		p.add("channels.tls", "cert_file and key_file go together")
+	case t.CAFile != "" && t.CertFile == "":
+		p.add("channels.tls.ca_file", "needs cert_file and key_file: it is the CA of a configured certificate")
 	}
 	if h := c.Channels.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
 		p.add("channels.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
@@ -705,3 +793,10 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
+
+// The modes of channels.tls.
+const (
+	TLSNone   = "none"   // network channels in plaintext (the handshake still authenticates)
+	TLSServer = "server" // instances check the agent's certificate
+	TLSMutual = "mutual" // and the agent checks the instance's
+)

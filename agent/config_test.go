@@ -208,19 +208,21 @@ func TestApplyEnv(t *testing.T) {
 		"SPEARLET_KUBE_NAMESPACE": "fns",
 		"SPEARLET_NODE_NAME":      "node-1",
 		"SPEARLET_WASM_CACHE_DIR": "/var/cache/spearlet/wasm",
-		"SPEARLET_STATE_DIR":      "/var/lib/spear-test",
+		"SPEARLET_STATE_DIR":      "/var/lib/spear",
+		"SPEARLET_API_SOCKET":     "/run/spear.sock",
+		"SPEARLET_API_TOKEN_FILE": "/etc/spear/token",
 	}
 	cfg.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	want := Config{
-		API: APIConfig{HTTPAddr: "127.0.0.1:1", GRPCAddr: "127.0.0.1:2"},
+		StateDir: "/var/lib/spear",
+		API:      APIConfig{HTTPAddr: "127.0.0.1:1", GRPCAddr: "127.0.0.1:2", Socket: "/run/spear.sock", TokenFile: "/etc/spear/token"},
 		Channels: ChannelsConfig{SocketDir: "/run/spear", TCPAddr: "0.0.0.0:7071", GRPCAddr: "0.0.0.0:7070",
 			AdvertiseTCP: "10.0.0.1:7071", AdvertiseGRPC: "10.0.0.1:7070"},
 		Kubernetes: KubernetesConfig{Kubeconfig: "/kube", Namespace: "fns", NodeName: "node-1"},
 		Wasm:       WasmConfig{CacheDir: "/var/cache/spearlet/wasm"},
-		StateDir:   "/var/lib/spear-test",
 	}
-	if cfg.API != want.API || cfg.Channels != want.Channels || cfg.Kubernetes != want.Kubernetes || cfg.Wasm != want.Wasm || cfg.StateDir != want.StateDir {
-		t.Errorf("after ApplyEnv: %+v %+v %+v %+v %q", cfg.API, cfg.Channels, cfg.Kubernetes, cfg.Wasm, cfg.StateDir)
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("after ApplyEnv: %+v, want %+v", cfg, want)
 	}
 	if len(EnvVars()) != len(env) {
 		t.Errorf("EnvVars() = %v; the test covers %d", EnvVars(), len(env))

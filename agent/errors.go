@@ -20,6 +20,9 @@ var (
 	ErrUnknownInstance = errors.New("agent: unknown instance")
 	// ErrBadRequest: a request's arguments are malformed.
 	ErrBadRequest = errors.New("agent: bad request")
+	// ErrUnsupportedMediaType: a request body's Content-Type is missing
+	// or not one the endpoint takes.
+	ErrUnsupportedMediaType = errors.New("agent: unsupported media type")
 	// ErrPayloadTooLarge: an invocation's payload is over max_payload.
 	ErrPayloadTooLarge = errors.New("agent: payload too large")
 	// ErrPoolFull: the function already runs max_instances instances.
@@ -50,6 +53,8 @@ func classify(err error) class {
 		return class{http.StatusNotFound, codes.NotFound, "not_found"}
 	case errors.Is(err, ErrBadRequest), errors.Is(err, spear.ErrInvalidInstanceID):
 		return class{http.StatusBadRequest, codes.InvalidArgument, "invalid_argument"}
+	case errors.Is(err, ErrUnsupportedMediaType):
+		return class{http.StatusUnsupportedMediaType, codes.InvalidArgument, "unsupported_media_type"}
 	case errors.Is(err, ErrPayloadTooLarge):
 		return class{http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "payload_too_large"}
 	case errors.Is(err, ErrPoolFull):

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -80,10 +81,8 @@ func (a *Agent) handleListInstances(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleCreateInstance(w http.ResponseWriter, r *http.Request) {
 	var req api.CreateInstance
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		a.writeError(w, r, fmt.Errorf("%w: body must be {\"function\": NAME}: %w", ErrBadRequest, err))
+	if err := decodeJSON(w, r, &req, `{"function": NAME}`); err != nil {
+		a.writeError(w, r, err)
 		return
 	}
 	if req.Function == "" {
@@ -96,6 +95,24 @@ func (a *Agent) handleCreateInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, inst)
+}
+
+// decodeJSON reads r's body into v: it must be sent as application/json
+// and hold one JSON object of the shape named, and nothing after it.
+// Errors match ErrUnsupportedMediaType or ErrBadRequest.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, shape string) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return fmt.Errorf("%w: want Content-Type: application/json", ErrUnsupportedMediaType)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: body must be %s: %w", ErrBadRequest, shape, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: body must be %s, and nothing after it", ErrBadRequest, shape)
+	}
+	return nil
 }
 
 func (a *Agent) handleDeleteInstance(w http.ResponseWriter, r *http.Request) {

@@ -24,12 +24,26 @@ func newTestServer(t *testing.T, cfg Config) (*Agent, *fakeRuntime, *httptest.Se
 	return a, rt, srv
 }
 
-// send makes a request; the caller reads and closes the body.
+// send makes a request with a body typed as the API wants it (JSON for
+// /v1/instances, else bytes); the caller reads and closes the body.
 func send(t *testing.T, method, url string, body []byte) *http.Response {
+	t.Helper()
+	ct := "application/octet-stream"
+	if strings.Contains(url, "/v1/instances") {
+		ct = "application/json"
+	}
+	return sendType(t, method, url, ct, body)
+}
+
+// sendType makes a request with the given Content-Type ("": none).
+func sendType(t *testing.T, method, url, contentType string, body []byte) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(testCtx(t), method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -42,6 +56,19 @@ func send(t *testing.T, method, url string, body []byte) *http.Response {
 func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
 	t.Helper()
 	resp := send(t, method, url, body)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// doType makes a request with the given Content-Type and reads the
+// answer.
+func doType(t *testing.T, method, url, contentType string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp := sendType(t, method, url, contentType, body)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -137,6 +164,9 @@ func TestHTTPInstances(t *testing.T) {
 		{"POST", "/v1/instances", `{"function":"nope"}`, 404, "not_found"},
 		{"POST", "/v1/instances", `{"fn":1}`, 400, "invalid_argument"},
 		{"POST", "/v1/instances", `not json`, 400, "invalid_argument"},
+		// Trailing data after the object: one request, one instance.
+		{"POST", "/v1/instances", `{"function":"fn"}{"function":"b"}`, 400, "invalid_argument"},
+		{"POST", "/v1/instances", `{"function":"fn"} x`, 400, "invalid_argument"},
 		{"GET", "/v1/instances?function=nope", "", 404, "not_found"},
 		{"GET", "/v1/instances/" + in.ID + "/logs?lines=-1", "", 400, "invalid_argument"},
 		{"GET", "/v1/instances/process:nope/logs", "", 404, "not_found"},
@@ -146,6 +176,14 @@ func TestHTTPInstances(t *testing.T) {
 		resp, body := do(t, tt.method, srv.URL+tt.path, []byte(tt.body))
 		if resp.StatusCode != tt.status || errorCode(t, body) != tt.code {
 			t.Errorf("%s %s %s: %d %s, want %d %s", tt.method, tt.path, tt.body, resp.StatusCode, body, tt.status, tt.code)
+		}
+	}
+
+	// The body must be declared JSON.
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "application/octet-stream"} {
+		resp, body := doType(t, "POST", srv.URL+"/v1/instances", ct, []byte(`{"function":"fn"}`))
+		if resp.StatusCode != 415 || errorCode(t, body) != "unsupported_media_type" {
+			t.Errorf("create as %q: %d %s, want 415 unsupported_media_type", ct, resp.StatusCode, body)
 		}
 	}
 

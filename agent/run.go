@@ -7,20 +7,16 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
@@ -41,13 +37,15 @@ type RunOptions struct {
 	// makes Run fail with spear.ErrUnsupportedRuntime. cmd/spearlet
 	// chooses them.
 	Runtimes map[spear.RuntimeType]NewRuntime
-	// Ready, when set, is called with the API's bound addresses once both
-	// servers accept connections.
-	Ready func(httpAddr, grpcAddr net.Addr)
-	// State is the agent's state directory, open and locked; nil for
-	// none. Run first cleans up what an earlier agent on it left behind
-	// (internal/leftover), and records what it starts there.
+	// State is the daemon's state directory, open and locked; the caller
+	// keeps it and closes it after Run. Nil: Run opens Config.StateDir
+	// itself, before anything else, and closes it on return. Before it
+	// starts anything, Run cleans up what an earlier agent on it left
+	// behind (internal/leftover), and records there what it starts.
 	State *statedir.Dir
+	// Ready, when set, is called with the API's bound addresses once its
+	// servers accept connections; an address turned off is nil.
+	Ready func(httpAddr, grpcAddr net.Addr)
 	// Load reads the configuration again for a reload (the API's reload,
 	// and each value on Reload); nil: the daemon cannot reload. serve
 	// passes what it started with: the file, the environment and the
@@ -83,15 +81,18 @@ type RuntimeEnv struct {
 	Leftovers *leftover.Book
 }
 
-// Run is the daemon: it creates the channel factory and the runtimes the
-// functions need, an Agent, and the HTTP and gRPC API servers, and serves
-// until ctx ends. Then it shuts down gracefully: invocations are refused
-// with 503 / UNAVAILABLE while those in flight finish, within
-// cfg.ShutdownGrace; then every instance is stopped, the runtimes and the
-// factory are closed (removing sockets and temporary directories), and the
-// servers stop. It returns nil after a clean shutdown. Each value on
-// opts.Reload, and each POST /v1/reload, reads the configuration again with
-// opts.Load and applies it (Agent.Reload).
+// Run is the daemon. In order, it takes its state directory (a second
+// agent on the same one fails here), binds the API's listeners (a second
+// agent on the same ports fails here, before it starts anything), then
+// creates the channel factory and the runtimes the functions need, an
+// Agent, and serves the HTTP and gRPC APIs until ctx ends. Then it shuts
+// down gracefully: invocations are refused with 503 / UNAVAILABLE while
+// those in flight finish, within cfg.ShutdownGrace; then every instance
+// is stopped, the runtimes and the factory are closed (removing sockets
+// and temporary directories), and the servers stop. It returns nil after
+// a clean shutdown. Each value on opts.Reload, and each POST /v1/reload,
+// reads the configuration again with opts.Load and applies it
+// (Agent.Reload).
 func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -101,16 +102,39 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var book *leftover.Book
-	if opts.State != nil {
-		if book, err = leftover.Open(opts.State, log.With("component", "leftover")); err != nil {
-			return fmt.Errorf("%w: state directory: %w", spear.ErrConfig, err)
+	state := opts.State
+	if state == nil {
+		if state, err = statedir.Open(cfg.StateDir); err != nil {
+			return err
 		}
-		defer func() {
-			if cerr := book.Close(); cerr != nil {
-				log.Warn("records of what this run started remain for the next start", "err", cerr)
-			}
-		}()
+		defer func() { err = errors.Join(err, state.Close()) }()
+	}
+	srv, err := listenAPI(cfg.API, state)
+	if err != nil {
+		return err
+	}
+	// What a dead agent on the same state directory left goes before
+	// anything starts.
+	book, err := leftover.Open(state, log.With("component", "leftover"))
+	if err != nil {
+		srv.closeListeners()
+		return fmt.Errorf("%w: state directory: %w", spear.ErrConfig, err)
+	}
+	defer func() {
+		if cerr := book.Close(); cerr != nil {
+			log.Warn("records of what this run started remain for the next start", "err", cerr)
+		}
+	}()
+	tlsAgent, err := chantls.Load(state, chantls.Config{
+		Mode:       chantls.Mode(cfg.Channels.TLS.Mode),
+		CertFile:   cfg.Channels.TLS.CertFile,
+		KeyFile:    cfg.Channels.TLS.KeyFile,
+		CAFile:     cfg.Channels.TLS.CAFile,
+		ServerName: cfg.Channels.TLS.ServerName,
+	})
+	if err != nil {
+		srv.closeListeners()
+		return err
 	}
 	factory, err := channel.NewFactory(channel.Options{
 		Leftovers:     book,
@@ -119,13 +143,16 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		GRPCAddr:      cfg.Channels.GRPCAddr,
 		AdvertiseTCP:  cfg.Channels.AdvertiseTCP,
 		AdvertiseGRPC: cfg.Channels.AdvertiseGRPC,
+		TLS:           tlsAgent,
 		Defaults: channel.Config{
 			RequestTimeout:    cfg.Channels.RequestTimeout.D(),
 			HeartbeatInterval: cfg.Channels.HeartbeatInterval.D(),
+			AuthTimeout:       cfg.Channels.AuthTimeout.D(),
 		},
 		Logger: log.With("component", "channel"),
 	})
 	if err != nil {
+		srv.closeListeners()
 		return err
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
@@ -133,6 +160,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	env := RuntimeEnv{Factory: factory, Config: cfg, Logger: log, Leftovers: book}
 	runtimes, err := newRuntimes(env, opts.Runtimes)
 	if err != nil {
+		srv.closeListeners()
 		return err
 	}
 	a, err := New(cfg, Options{
@@ -150,6 +178,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		},
 	})
 	if err != nil {
+		srv.closeListeners()
 		for _, rt := range runtimes {
 			_ = rt.Close(context.Background())
 		}
@@ -161,48 +190,18 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		return a.Close(ctx)
 	}
 
-	httpLn, err := net.Listen("tcp", cfg.API.HTTPAddr)
-	if err != nil {
-		return errors.Join(fmt.Errorf("%w: http api: %w", spear.ErrConfig, err), closeAgent())
-	}
-	grpcLn, err := net.Listen("tcp", cfg.API.GRPCAddr)
-	if err != nil {
-		httpLn.Close()
-		return errors.Join(fmt.Errorf("%w: grpc api: %w", spear.ErrConfig, err), closeAgent())
-	}
-	httpSrv := &http.Server{
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxPayload + 64<<10))
-	a.RegisterGRPC(grpcSrv)
-	healthSrv := health.NewServer()
-	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING) // until ready
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	reflection.Register(grpcSrv)
+	var g errgroup.Group
+	srv.start(a, log, &g)
 	// Per-function health (spear.function.<name>) and readiness (""),
 	// kept current until the shutdown begins.
 	healthCtx, stopHealth := context.WithCancel(context.Background())
 	healthDone := make(chan struct{})
-	go func() { defer close(healthDone); a.watchHealth(healthCtx, healthSrv) }()
-
-	var g errgroup.Group
-	g.Go(func() error {
-		if err := httpSrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http api: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := grpcSrv.Serve(grpcLn); err != nil {
-			return fmt.Errorf("grpc api: %w", err)
-		}
-		return nil
-	})
-	log.Info("spearlet serving", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "functions", len(cfg.Functions))
+	go func() { defer close(healthDone); a.watchHealth(healthCtx, srv.health) }()
+	httpAddr, grpcAddr, socket := srv.addrs()
+	log.Info("spearlet serving", "http", addrString(httpAddr), "grpc", addrString(grpcAddr), "socket", addrString(socket),
+		"state_dir", state.Path(), "functions", len(cfg.Functions))
 	if opts.Ready != nil {
-		opts.Ready(httpLn.Addr(), grpcLn.Addr())
+		opts.Ready(httpAddr, grpcAddr)
 	}
 
 	// Serve until asked to stop, or until a server fails; reload when
@@ -234,7 +233,7 @@ serve:
 	log.Info("shutting down", "grace", grace.String())
 	stopHealth()
 	<-healthDone
-	healthSrv.Shutdown() // NOT_SERVING from now on
+	srv.health.Shutdown() // NOT_SERVING from now on
 	drainCtx, cancel := context.WithTimeout(context.Background(), grace)
 	if err := a.Drain(drainCtx); err != nil {
 		log.Warn("shutdown grace over; stopping in-flight invocations", "err", err)
@@ -244,15 +243,15 @@ serve:
 
 	srvCtx, cancel := context.WithTimeout(context.Background(), serversTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(srvCtx); err != nil {
-		httpSrv.Close()
+	if err := srv.http.Shutdown(srvCtx); err != nil {
+		srv.http.Close()
 	}
 	stopped := make(chan struct{})
-	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	go func() { srv.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-srvCtx.Done():
-		grpcSrv.Stop()
+		srv.grpc.Stop()
 		<-stopped
 	}
 	if serveErr == nil {
@@ -260,6 +259,14 @@ serve:
 	}
 	log.Info("spearlet stopped")
 	return errors.Join(serveErr, closeErr)
+}
+
+// addrString is a for the log, "none" when nil.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return addrNone
+	}
+	return a.String()
 }
 
 // newRuntimes builds the runtimes that env.Config's functions use.

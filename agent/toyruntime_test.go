@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +181,7 @@ functions:
 		t.Fatal(err)
 	}
 	cfg.Channels.SocketDir = t.TempDir()
+	cfg.StateDir = filepath.Join(t.TempDir(), "state") // statedir wants it private: made 0700
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
@@ -200,7 +202,7 @@ functions:
 	var c *client.Client
 	select {
 	case addr := <-ready:
-		c = &client.Client{Addr: addr.String()}
+		c = &client.Client{Addr: addr.String(), StateDir: cfg.StateDir} // the token is found there
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}

@@ -21,7 +21,13 @@ type echoChannel struct {
 // of runtime rt, and an SDK instance serving it, and waits until the
 // instance is connected.
 func newEchoChannel(ctx context.Context, rt spear.RuntimeType, typ channel.Type) (*echoChannel, error) {
-	f, err := channel.NewFactory(channel.Options{})
+	return newEchoChannelWith(ctx, channel.Options{}, rt, typ)
+}
+
+// newEchoChannelWith is newEchoChannel with the factory's options; the
+// instance dials with the TLS they imply.
+func newEchoChannelWith(ctx context.Context, opts channel.Options, rt spear.RuntimeType, typ channel.Type) (*echoChannel, error) {
+	f, err := channel.NewFactory(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -31,8 +37,13 @@ func newEchoChannel(ctx context.Context, rt spear.RuntimeType, typ channel.Type)
 		return nil, err
 	}
 	cr := ch.Credentials()
+	tlsCfg, err := cr.TLS.ClientConfig(cr.Secret, cr.Address)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
 	in, err := sdk.New(sdk.Options{
-		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,
+		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address, TLS: tlsCfg,
 		Handler: sdk.HandlerFunc(func(_ context.Context, r *sdk.Request) ([]byte, error) {
 			return r.Payload, nil
 		}),

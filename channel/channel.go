@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
 )
@@ -68,6 +69,10 @@ type Credentials struct {
 	Type    Type
 	Address string
 	Secret  spear.Secret
+	// TLS says how the instance checks the agent on a network channel
+	// with TLS (and its client certificate in mutual mode); it is zero
+	// when the channel has no TLS. None of it is secret.
+	TLS chantls.Instance
 }
 
 // Env returns SPEAR_INSTANCE_ID, SPEAR_CHANNEL and SPEAR_ADDRESS: who the
@@ -75,11 +80,11 @@ type Credentials struct {
 // secret is not among them: a child process receives it through HandOver,
 // an in-process guest through SecretEnv.
 func (c Credentials) Env() []string {
-	return []string{
+	return append([]string{
 		spear.EnvInstanceID + "=" + c.ID.String(),
 		spear.EnvChannel + "=" + string(c.Type),
 		spear.EnvAddress + "=" + c.Address,
-	}
+	}, c.TLS.Env()...)
 }
 
 // SecretEnv returns the SPEAR_SECRET variable. It belongs only in an

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/stats"
@@ -47,6 +48,11 @@ type Options struct {
 	// MaxConnections caps instance connections across all channels,
 	// handshaking or bound (default DefaultMaxConnections).
 	MaxConnections int
+	// TLS, when set, runs the channels of network transports (tcp, grpc)
+	// over TLS with the agent's certificate; their instances are told how
+	// to check it (Credentials.TLS), and in mutual mode must present the
+	// certificate issued for them.
+	TLS *chantls.Agent
 	// Defaults are the per-instance defaults under each Config.
 	Defaults Config
 	// Strategies replace the built-in strategy of the runtime types they
@@ -345,6 +351,11 @@ func (f *Factory) open(id spear.InstanceID, t Type, cfg Config) (*Channel, error
 	cfg = cfg.merge(f.defaults)
 	ch := newChannel(f, id, t, cfg)
 	ch.secret = auth.NewSecret()
+	if tr.TLS && f.opts.TLS != nil {
+		if ch.tls, err = f.opts.TLS.Issue(id, ch.secret); err != nil {
+			return nil, err
+		}
+	}
 	if tr.Shared {
 		ln, err := f.sharedListener(tr)
 		if err != nil {
@@ -423,7 +434,11 @@ func (f *Factory) sharedListener(tr transport.Transport) (transport.Listener, er
 	if sl.ln != nil {
 		return sl.ln, nil
 	}
-	ln, err := tr.Listen(transport.ListenConfig{Addr: f.addrs[t], MaxPayload: f.defaults.MaxPayload})
+	lc := transport.ListenConfig{Addr: f.addrs[t], MaxPayload: f.defaults.MaxPayload, IdleTimeout: f.defaults.AuthTimeout}
+	if tr.TLS && f.opts.TLS != nil {
+		lc.TLS = f.opts.TLS.ServerConfig()
+	}
+	ln, err := tr.Listen(lc)
 	if err != nil {
 		return nil, err
 	}
@@ -603,7 +618,14 @@ func (f *Factory) handshake(conn transport.Conn, t Type, only *Channel) {
 		} else {
 			conn.Close()
 		}
-		log.Warn("instance connection refused", "err", err)
+		// A peer that never completes the handshake is logged at debug
+		// level: a stall attack would otherwise write a line per
+		// connection. A handshake that fails is an operator's concern.
+		level := slog.LevelWarn
+		if errors.Is(err, spear.ErrTimeout) && c == nil {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "instance connection refused", "err", err)
 	}
 	timeout := f.defaults.AuthTimeout
 	if only != nil {

@@ -111,15 +111,19 @@ func startInProcess(tb testing.TB, ch *channel.Channel, mod func(*sdk.Options)) 
 	tb.Helper()
 	cr := ch.Credentials()
 	var in *sdk.Instance
+	tlsCfg, err := cr.TLS.ClientConfig(cr.Secret, cr.Address)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	opts := sdk.Options{
-		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,
+		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address, TLS: tlsCfg,
 		Handler:    testHandler(cr.ID, func(p []byte) error { return in.Send(p) }),
 		MaxBackoff: 200 * time.Millisecond,
 	}
 	if mod != nil {
 		mod(&opts)
 	}
-	in, err := sdk.New(opts)
+	in, err = sdk.New(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -159,10 +163,15 @@ func echo(ctx context.Context, ch *channel.Channel, payload string) error {
 	return nil
 }
 
-// dial opens a raw transport connection to where cr says.
+// dial opens a raw transport connection to where cr says, over TLS when
+// cr says so.
 func dial(tb testing.TB, cr channel.Credentials) transport.Conn {
 	tb.Helper()
-	conn, err := sdk.Dial(testCtx(tb), string(cr.Type), cr.Address)
+	cfg, err := cr.TLS.ClientConfig(cr.Secret, cr.Address)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := transport.Dial(testCtx(tb), string(cr.Type), cr.Address, transport.DialConfig{TLS: cfg})
 	if err != nil {
 		tb.Fatal(err)
 	}

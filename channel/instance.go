@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/stats"
@@ -31,11 +32,13 @@ import (
 // *spear.InstanceError values naming it, wrapping a spear category.
 type Channel struct {
 	// Immutable after construction.
-	id        spear.InstanceID
-	typ       Type
-	cfg       Config
-	secret    spear.Secret
-	addr      string
+	id     spear.InstanceID
+	typ    Type
+	cfg    Config
+	secret spear.Secret
+	addr   string
+	tls    chantls.Instance // what the instance is told of the agent's TLS; zero without
+
 	ln        transport.Listener // this instance's own listener, or nil on a shared one
 	factory   *Factory
 	stats     *stats.Counters
@@ -107,7 +110,7 @@ func (c *Channel) Type() Type { return c.typ }
 // Credentials returns what the instance needs to connect. It holds the
 // instance's secret: hand it only to that instance.
 func (c *Channel) Credentials() Credentials {
-	return Credentials{ID: c.id, Type: c.typ, Address: c.addr, Secret: c.secret}
+	return Credentials{ID: c.id, Type: c.typ, Address: c.addr, Secret: c.secret, TLS: c.tls}
 }
 
 // acquire returns the bound session with the fewest open requests among
@@ -470,6 +473,12 @@ func (c *Channel) admit() error {
 // checkPeer runs the configured peer check on a new connection. Its
 // refusal matches spear.ErrAuthFailed.
 func (c *Channel) checkPeer(info transport.Info) error {
+	if !c.tls.IsZero() {
+		// Mutual TLS: the client certificate must be this instance's.
+		if err := c.factory.opts.TLS.CheckPeer(info.TLS, c.id); err != nil {
+			return spear.InstanceErr(c.id, "accept", err)
+		}
+	}
 	if c.cfg.CheckPeer == nil {
 		return nil
 	}

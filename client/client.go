@@ -1,7 +1,9 @@
 // Package client is the Go client of the spearlet HTTP API, the one the
-// spearlet CLI uses. The zero Client talks to the daemon's default address.
+// spearlet CLI uses. The zero Client finds the daemon of the user running
+// it by itself: its unix socket in the default state directory, else its
+// default address with the token from that directory.
 //
-//	c := &client.Client{Addr: "127.0.0.1:7480"}
+//	c := &client.Client{}
 //	res, err := c.Invoke(ctx, "echo", []byte("hi"), client.InvokeOptions{})
 package client
 
@@ -16,9 +18,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spear-go/spear/agent/api"
@@ -27,26 +29,33 @@ import (
 // DefaultAddr is the daemon's default HTTP API address.
 const DefaultAddr = "127.0.0.1:7480"
 
-// EnvAddr names the environment variable the CLI reads the address from.
-const EnvAddr = "SPEARLET_ADDR"
-
 // Client calls a spearlet daemon. Its methods are safe for concurrent use;
 // its fields must not change once it is in use.
+//
+// How it reaches the daemon is worked out at its first call: Addr when
+// set, else the socket api.sock in StateDir when there is one, else
+// DefaultAddr. Over the socket no token is sent: the socket's file
+// permissions decided who may connect. Over TCP it sends Token, else the
+// token that the daemon keeps in StateDir (api-token), when this user may
+// read it.
 type Client struct {
-	// Addr is the daemon's address: "host:port" or an http(s) URL
-	// (default DefaultAddr).
+	// Addr is the daemon's address: "host:port", an http(s) URL, or
+	// "unix:PATH" (or an absolute PATH) for a unix socket.
 	Addr string
-	// HTTPClient makes the requests (default http.DefaultClient).
+	// Token is the bearer token sent over TCP.
+	Token string
+	// StateDir is the daemon's state directory (default: the one a
+	// daemon run by this user uses, statedir.Default).
+	StateDir string
+	// CAFile, CertFile and KeyFile are PEM files for an https Addr: the
+	// CA to check the daemon with (default the system's), and a client
+	// certificate and its key.
+	CAFile, CertFile, KeyFile string
+	// HTTPClient makes the requests (default: one for the address found).
 	HTTPClient *http.Client
-}
 
-// FromEnv returns a client for addr, or for $SPEARLET_ADDR when addr is
-// empty, or for DefaultAddr.
-func FromEnv(addr string) *Client {
-	if addr == "" {
-		addr = os.Getenv(EnvAddr)
-	}
-	return &Client{Addr: addr}
+	once   sync.Once
+	target *target
 }
 
 // Error is an error response from the daemon.
@@ -145,13 +154,13 @@ func (c *Client) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	t := c.resolve()
+	resp, err := t.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach the spearlet daemon: %w", err)
+		return fmt.Errorf("reach the spearlet daemon at %s: %w", t.where, err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return c.errorOf(t, resp) // refused: 401, 403...
 	}
 	defer resp.Body.Close()
 	var h api.Health
@@ -344,49 +353,45 @@ func (c *Client) invoke(ctx context.Context, function string, payload []byte, op
 	return c.send(req)
 }
 
-func (c *Client) baseURL() (string, error) {
-	addr := c.Addr
-	if addr == "" {
-		addr = DefaultAddr
-	}
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("bad daemon address %q: want host:port or a URL", c.Addr)
-	}
-	return strings.TrimSuffix(u.String(), "/"), nil
-}
-
 func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	base, err := c.baseURL()
-	if err != nil {
-		return nil, err
+	t := c.resolve()
+	if t.err != nil {
+		return nil, t.err
 	}
-	return http.NewRequestWithContext(ctx, method, base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, t.base+path, body)
+	if err == nil && t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return req, err
 }
 
 // send performs req and turns an error status into an *Error.
 func (c *Client) send(req *http.Request) (*http.Response, error) {
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	t := c.resolve()
+	resp, err := t.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reach the spearlet daemon: %w", err)
+		return nil, fmt.Errorf("reach the spearlet daemon at %s: %w", t.where, err)
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
 	}
+	return nil, c.errorOf(t, resp)
+}
+
+// errorOf reads the *Error of an answer with an error status, and closes
+// its body.
+func (c *Client) errorOf(t *target, resp *http.Response) *Error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	e := &Error{StatusCode: resp.StatusCode, Message: strings.TrimSpace(string(b))}
 	var body api.Error
 	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {
-		return nil, &Error{StatusCode: resp.StatusCode, Code: body.Error.Code, Message: body.Error.Message}
+		e.Code, e.Message = body.Error.Code, body.Error.Message
 	}
-	return nil, &Error{StatusCode: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	if resp.StatusCode == http.StatusUnauthorized {
+		e.Message += ": " + c.authHint(t)
+	}
+	return e
 }
 
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
@@ -402,7 +407,9 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if in != nil || method == http.MethodPost {
+		// The daemon takes a POST only with a Content-Type that a web page
+		// cannot send cross-origin without asking, even with no body.
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.send(req)

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,17 +73,99 @@ func TestErrorsAndInvoke(t *testing.T) {
 }
 
 func TestAddr(t *testing.T) {
+	empty := t.TempDir() // a state directory without a socket
 	for addr, want := range map[string]string{
 		"":                       "http://" + DefaultAddr,
 		"10.0.0.1:80":            "http://10.0.0.1:80",
 		"https://spear.example/": "https://spear.example",
+		"unix:/run/s.sock":       "http://localhost",
+		"/run/s.sock":            "http://localhost",
 	} {
-		got, err := (&Client{Addr: addr}).baseURL()
-		if err != nil || got != want {
-			t.Errorf("baseURL(%q) = %q, %v; want %q", addr, got, err, want)
+		tg := (&Client{Addr: addr, StateDir: empty}).resolve()
+		if tg.err != nil || tg.base != want {
+			t.Errorf("address %q: base %q, %v; want %q", addr, tg.base, tg.err, want)
 		}
 	}
-	if _, err := (&Client{Addr: "http://"}).baseURL(); err == nil {
-		t.Error("baseURL accepted an address without a host")
+	for _, addr := range []string{"http://", "ftp://x:1"} {
+		if tg := (&Client{Addr: addr}).resolve(); tg.err == nil {
+			t.Errorf("address %q accepted", addr)
+		}
+		if _, err := (&Client{Addr: addr}).Functions(ctx(t)); err == nil {
+			t.Errorf("Functions with address %q succeeded", addr)
+		}
+	}
+}
+
+// serveAuth is a daemon stand-in that answers /healthz to requests with
+// the token tok, or from its unix socket, and 401 to the others.
+func serveAuth(t *testing.T, tok string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+tok && r.Host != "localhost" {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"error":{"code":"unauthenticated","message":"unauthenticated"}}`))
+			return
+		}
+		if r.Host == "localhost" && r.Header.Get("Authorization") != "" {
+			http.Error(w, "token sent over the socket", 400)
+			return
+		}
+		w.Write([]byte(`{"status":"ok"}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// The client finds the token in the state directory by itself.
+func TestFindsToken(t *testing.T) {
+	srv := serveAuth(t, "s3cret")
+	dir := t.TempDir()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	c := &Client{Addr: addr, StateDir: dir}
+	err := c.Health(ctx(t))
+	if !IsCode(err, "unauthenticated") || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), EnvToken) {
+		t.Errorf("without a token: %v; want unauthenticated, saying where the token is looked for", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, api.TokenName), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Client{Addr: addr, StateDir: dir}).Health(ctx(t)); err != nil {
+		t.Errorf("with the state directory's token: %v", err)
+	}
+	if err := (&Client{Addr: addr, StateDir: t.TempDir(), Token: "s3cret"}).Health(ctx(t)); err != nil {
+		t.Errorf("with Token: %v", err)
+	}
+	err = (&Client{Addr: addr, StateDir: dir, Token: "wrong"}).Health(ctx(t))
+	if !IsCode(err, "unauthenticated") || !strings.Contains(err.Error(), "refused the token") {
+		t.Errorf("with a wrong token: %v", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// With a socket in the state directory, the zero address goes there, and
+// sends no token.
+func TestFindsSocket(t *testing.T) {
+	srv := serveAuth(t, "s3cret")
+	dir, err := os.MkdirTemp("", "sp") // short: sun_path is 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("unix", filepath.Join(dir, api.SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Config.Handler}
+	go hs.Serve(ln)
+	defer hs.Close()
+	if err := os.WriteFile(filepath.Join(dir, api.TokenName), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{StateDir: dir}
+	defer c.CloseIdleConnections()
+	if err := c.Health(ctx(t)); err != nil {
+		t.Fatalf("over the found socket: %v", err)
+	}
+	if tg := c.resolve(); tg.where != filepath.Join(dir, api.SocketName) || tg.token != "" {
+		t.Errorf("target %+v, want the socket and no token", tg)
 	}
 }

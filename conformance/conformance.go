@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/wire"
 )
 
@@ -63,6 +64,11 @@ type Options struct {
 	// (and its standard streams, for the checks that need a hostile
 	// agent).
 	Transports []channel.Type
+	// TLS runs the network transports (tcp, grpc) over TLS in this mode
+	// (chantls.Server or chantls.Mutual; default none), with a certificate the
+	// runner generates: the instance must check it by the pin it is given
+	// and, in mutual mode, present the certificate issued for it.
+	TLS chantls.Mode
 	// MaxPayload is the payload limit the agent announces (default and
 	// at most wire.DefaultMaxPayload, the SDKs' own receive limit).
 	MaxPayload uint32

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/conformance"
+	"github.com/spear-go/spear/internal/chantls"
 )
 
 // fixtures holds the built fixture binaries.
@@ -69,6 +70,26 @@ func TestGoSDKConforms(t *testing.T) {
 		var b bytes.Buffer
 		rep.WriteTable(&b)
 		t.Fatalf("the Go SDK does not conform:\n%s", b.String())
+	}
+}
+
+// Over TLS in mutual mode, the Go SDK passes every check on tcp and grpc:
+// it checks the runner's pinned certificate and presents the one issued
+// for it. (.ci/run does the same for the Python and TypeScript SDKs.)
+func TestGoSDKConformsOverTLS(t *testing.T) {
+	t.Parallel()
+	rep, err := conformance.Run(testCtx(t), conformance.Options{
+		Command:    []string{filepath.Join(fixtures, "goinstance")},
+		Transports: []channel.Type{channel.TCP, channel.GRPC},
+		TLS:        chantls.Mutual,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Skipped != 0 {
+		var b bytes.Buffer
+		rep.WriteTable(&b)
+		t.Fatalf("the Go SDK does not conform over TLS:\n%s", b.String())
 	}
 }
 
@@ -164,6 +185,7 @@ func TestOptionsAreChecked(t *testing.T) {
 		"bad transport": {Command: []string{"x"}, Transports: []channel.Type{"carrier-pigeon"}},
 		"huge limit":    {Command: []string{"x"}, MaxPayload: 64 << 20},
 		"tiny limit":    {Command: []string{"x"}, MaxPayload: 10},
+		"bad tls mode":  {Command: []string{"x"}, TLS: "maybe"},
 	} {
 		if _, err := conformance.Run(ctx, opts); err == nil {
 			t.Errorf("%s: Run accepted %+v", name, opts)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/chantls"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
 	"github.com/spear-go/spear/runtime/wasm"
@@ -68,9 +70,15 @@ func newLauncher(opts *Options) (launcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsAgent, err := runnerTLS(dir, opts.TLS)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	f, err := channel.NewFactory(channel.Options{
 		SocketDir: dir,
 		Defaults:  channel.Config{MaxPayload: opts.MaxPayload},
+		TLS:       tlsAgent,
 		Logger:    opts.Logger,
 	})
 	if err != nil {
@@ -89,6 +97,20 @@ func newLauncher(opts *Options) (launcher, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// runnerTLS is the runner's TLS in mode, with a certificate generated in
+// dir; nil when mode is off.
+func runnerTLS(dir string, mode chantls.Mode) (*chantls.Agent, error) {
+	if mode == "" || mode == chantls.None {
+		return nil, nil
+	}
+	state, err := statedir.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		return nil, err
+	}
+	defer state.Close() // the files stay; the runner needs no lock
+	return chantls.Load(state, chantls.Config{Mode: mode})
 }
 
 func (b base) close() {

@@ -134,8 +134,9 @@ func TestDaemonSetHardening(t *testing.T) {
 		}
 	}
 
-	// Writable places are emptyDirs: /tmp, and the wasm cache.
-	for _, dir := range []string{env["TMPDIR"], env["SPEARLET_WASM_CACHE_DIR"]} {
+	// Writable places are emptyDirs: /tmp, the wasm cache, and the state
+	// directory's parent (the agent makes the directory itself, 0700).
+	for _, dir := range []string{env["TMPDIR"], env["SPEARLET_WASM_CACHE_DIR"], filepath.Dir(env["SPEARLET_STATE_DIR"])} {
 		i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dir })
 		if dir == "" || i < 0 {
 			t.Errorf("no volume mounted at %q", dir)
@@ -167,8 +168,18 @@ func TestDaemonSetHardening(t *testing.T) {
 	if len(c.Ports) != 2 {
 		t.Errorf("container ports %v, want only the two instance channel ports", ports)
 	}
+	// The API is authenticated: no setting turns its socket or token off.
+	for _, k := range []string{"SPEARLET_API_SOCKET", "SPEARLET_API_TOKEN_FILE"} {
+		if v, ok := env[k]; ok && (v == "" || v == "none") {
+			t.Errorf("%s=%q", k, v)
+		}
+	}
+	if env["SPEARLET_STATE_DIR"] == "" || filepath.Dir(env["SPEARLET_STATE_DIR"]) == env["SPEARLET_STATE_DIR"] {
+		t.Errorf("SPEARLET_STATE_DIR=%q, want a subdirectory of a volume", env["SPEARLET_STATE_DIR"])
+	}
 
-	// A NetworkPolicy admits exactly those ports to the agents' pods.
+	// A NetworkPolicy admits exactly those ports to the agents' pods: not
+	// the API's.
 	found := false
 	for _, np := range objects[networkingv1.NetworkPolicy](t, ms, "NetworkPolicy") {
 		if np.Namespace != ds.Namespace {

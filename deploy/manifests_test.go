@@ -292,4 +292,7 @@ func TestConfigMapParses(t *testing.T) {
 	if spec, ok := cfg.Functions[0].Spec.(kubernetes.Spec); !ok || spec.Image == "" {
 		t.Errorf("spec = %#v, want a kubernetes.Spec with an image", cfg.Functions[0].Spec)
 	}
+	if cfg.Channels.TLS.Mode != agent.TLSMutual {
+		t.Errorf("channels.tls.mode %q: the pods' channels cross the node's network, want mutual TLS", cfg.Channels.TLS.Mode)
+	}
 }

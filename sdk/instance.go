@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/internal/auth"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/codec"
 	"github.com/spear-go/spear/internal/session"
 	"github.com/spear-go/spear/proto/spearpb"
@@ -62,6 +64,11 @@ type Options struct {
 	// the package documentation).
 	Channel string
 	Address string
+	// TLS, for a network channel (tcp, grpc), dials with TLS. FromEnv
+	// builds it from the SPEAR_TLS_* variables, which the agent sets when
+	// its channels use TLS: it then accepts only the agent's certificate
+	// and, in mutual mode, presents the instance's own.
+	TLS *tls.Config
 
 	// HandshakeTimeout bounds dialing and authenticating (default 10s).
 	HandshakeTimeout time.Duration
@@ -107,6 +114,11 @@ func (o *Options) FromEnv() error {
 	if o.Address == "" {
 		return fmt.Errorf("%w: %s is not set", spear.ErrConfig, spear.EnvAddress)
 	}
+	if o.TLS == nil {
+		if o.TLS, err = chantls.FromEnv(os.Getenv).ClientConfig(o.Secret, o.Address); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -147,6 +159,11 @@ func New(opts Options) (*Instance, error) {
 	}
 	if err := opts.FromEnv(); err != nil {
 		return nil, err
+	}
+	if opts.TLS != nil {
+		if tr, err := transport.Lookup(opts.Channel); err == nil && !tr.TLS {
+			return nil, fmt.Errorf("%w: TLS is set for a %s channel, which has none", spear.ErrConfig, opts.Channel)
+		}
 	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 10 * time.Second
@@ -277,7 +294,7 @@ func (in *Instance) setTarget(ctx context.Context, n int) {
 func (in *Instance) serveOnce(ctx context.Context, k int) (connected bool, err error) {
 	hctx, cancel := context.WithTimeout(ctx, in.opts.HandshakeTimeout)
 	defer cancel()
-	tc, err := Dial(hctx, in.opts.Channel, in.opts.Address)
+	tc, err := transport.Dial(hctx, in.opts.Channel, in.opts.Address, transport.DialConfig{TLS: in.opts.TLS})
 	if err != nil {
 		return false, err
 	}

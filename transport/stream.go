@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -196,8 +197,17 @@ func (s *StreamConn) Close() error {
 	return err
 }
 
-// Info implements [Conn].
-func (s *StreamConn) Info() Info { return s.info }
+// Info implements [Conn]. Over TLS, Info.TLS is set once the handshake is
+// done.
+func (s *StreamConn) Info() Info {
+	info := s.info
+	if tc, ok := s.c.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); st.HandshakeComplete {
+			info.TLS = &st
+		}
+	}
+	return info
+}
 
 // NetConn returns the underlying connection.
 func (s *StreamConn) NetConn() net.Conn { return s.c }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
@@ -30,6 +31,11 @@ type Transport struct {
 	// InProcess says the instance runs inside the agent (memory): its
 	// channels default to no heartbeats, the runtime seeing it end.
 	InProcess bool
+	// TLS says that Listen and Dial honour ListenConfig.TLS and
+	// DialConfig.TLS: the network transports (tcp, grpc). The agent
+	// encrypts only channels of such transports; the others stay on the
+	// machine (unix) or in the process (memory).
+	TLS bool
 	// Listen opens a listener. What an instance is told to dial
 	// (SPEAR_ADDRESS) is the listener's Addr, unless the agent is
 	// configured to advertise another address for a shared transport (a
@@ -53,7 +59,21 @@ type ListenConfig struct {
 	// WriteTimeout bounds a write to a peer that stopped reading, where the
 	// transport can bound it; 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// TLS, when set, is the server side of TLS on every connection
+	// (transports with Transport.TLS only). The handshake runs in the
+	// connection's first read or write, not in Accept.
+	TLS *tls.Config
+	// IdleTimeout bounds how long a network connection may stay open
+	// without carrying a Conn whose handshake has begun: a transport that
+	// multiplexes (grpc: a connection without a stream) drops it then.
+	// The handshake of a Conn is bounded above the transport. 0 means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
+
+// DefaultIdleTimeout is ListenConfig.IdleTimeout's default, the same as
+// the handshake's.
+const DefaultIdleTimeout = 5 * time.Second
 
 // DialConfig is what a Transport's Dial gets.
 type DialConfig struct {
@@ -61,6 +81,9 @@ type DialConfig struct {
 	MaxPayload uint32
 	// WriteTimeout is as in ListenConfig.
 	WriteTimeout time.Duration
+	// TLS, when set, is the client side of TLS (transports with
+	// Transport.TLS only); Dial completes the TLS handshake.
+	TLS *tls.Config
 }
 
 var (

@@ -8,6 +8,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -50,6 +51,9 @@ type Info struct {
 	// own, and never join another, so a session shows descent from the
 	// process that created it.
 	PeerSID int
+	// TLS is the connection's TLS state once its handshake is done; nil
+	// on a connection without TLS, or before the handshake.
+	TLS *tls.ConnectionState
 }
 
 // Listener accepts connections from instances.

@@ -172,3 +172,15 @@ const (
 	TrailerErrorCode = "Spear-Error-Code"
 	TrailerError     = "Spear-Error"
 )
+
+// Where a client finds the daemon: file names in the daemon's state
+// directory (docs/agent.md, "Authentication").
+const (
+	// SocketName is the API's unix socket: whoever may open it may use
+	// the API, without a token.
+	SocketName = "api.sock"
+	// TokenName holds the bearer token that callers over TCP present as
+	// "Authorization: Bearer TOKEN" (HTTP) or "authorization" metadata
+	// (gRPC).
+	TokenName = "api-token"
+)

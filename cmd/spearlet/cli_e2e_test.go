@@ -57,10 +57,16 @@ func TestCLIExitStatuses(t *testing.T) {
 		t.Errorf("serve --addr: exit %d\n%s", code, stderr)
 	}
 	d := startDaemon(t)
-	env := []string{"SPEARLET_ADDR=" + d.addr}
+	env := []string{"SPEARLET_ADDR=" + d.addr, "SPEARLET_STATE_DIR=" + d.stateDir} // over TCP, the token found in the state directory
 	code, _, stderr = run(t, env, "invoke", "echo", "-m", "fail", "boom")
 	if code != 4 || !strings.Contains(stderr, "boom") {
 		t.Errorf("failing invocation: exit %d\n%s", code, stderr)
+	}
+	// Without the token (another state directory): refused, exit 1, and
+	// the message says where the token is.
+	code, _, stderr = run(t, []string{"SPEARLET_ADDR=" + d.addr, "SPEARLET_STATE_DIR=" + t.TempDir()}, "invoke", "echo", "hello")
+	if code != 1 || !strings.Contains(stderr, "unauthenticated (401)") || !strings.Contains(stderr, "api-token") {
+		t.Errorf("no token: exit %d\n%s", code, stderr)
 	}
 	code, out, stderr := run(t, env, "invoke", "echo", "-m", "sleep", "-t", "5", "10ms")
 	if code != 0 || !strings.Contains(out, "slept 10ms") {
@@ -72,7 +78,7 @@ func TestCLIExitStatuses(t *testing.T) {
 	eventually(t, "the daemon to be ready", func() bool { code, _, _ := run(t, env, "health"); return code == 0 })
 	d.signal(syscall.SIGHUP)
 	eventually(t, "the reload", func() bool { return strings.Contains(d.logText(), `msg="configuration reloaded"`) })
-	if code, _, stderr := run(t, env, "health"); code != 0 {
-		t.Errorf("after SIGHUP: health exit %d\n%s", code, stderr)
+	if code, out, stderr := run(t, env, "health", "--live"); code != 0 || out != "live\n" {
+		t.Errorf("after SIGHUP: health --live exit %d %q\n%s", code, out, stderr)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/spear-go/spear/agent/api"
@@ -166,7 +167,7 @@ func startDaemonIn(t *testing.T, socketDir, stateDir string, env []string, args 
 	case <-time.After(testTimeout):
 		t.Fatalf("daemon did not start serving\n%s", d.logText())
 	}
-	d.client = &client.Client{Addr: d.addr}
+	d.client = &client.Client{Addr: d.addr, StateDir: d.stateDir}
 	return d
 }
 
@@ -196,11 +197,22 @@ func (d *daemon) wait(t *testing.T) error {
 	}
 }
 
-// cli runs the spearlet CLI against d and returns its stdout.
+// token is the daemon's API token, from its state directory.
+func (d *daemon) token(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.stateDir, api.TokenName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// cli runs the spearlet CLI against d, which it finds by its state
+// directory (the socket there), and returns its stdout.
 func (d *daemon) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.CommandContext(testCtx(t), binary, args...)
-	cmd.Env = append(os.Environ(), client.EnvAddr+"="+d.addr)
+	cmd.Env = append(os.Environ(), client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -277,8 +289,11 @@ func TestServeDefaultConfig(t *testing.T) {
 		t.Errorf("invoke --method fail: %v", err)
 	}
 
-	// Plain HTTP.
-	resp, err := http.Post("http://"+d.addr+"/v1/functions/wasm-echo/invoke", "text/plain", strings.NewReader("over http"))
+	// Plain HTTP, with the token.
+	req, _ := http.NewRequest("POST", "http://"+d.addr+"/v1/functions/wasm-echo/invoke", strings.NewReader("over http"))
+	req.Header.Set("Authorization", "Bearer "+d.token(t))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +340,8 @@ func TestGRPCAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx := testCtx(t)
+	// The gRPC API wants the token over TCP, health checks included.
+	ctx := metadata.AppendToOutgoingContext(testCtx(t), "authorization", "Bearer "+d.token(t))
 	// "" is the agent's readiness: SERVING once both functions have their
 	// min_instances; each function has its own service.
 	hc := healthpb.NewHealthClient(conn)

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	k8s "k8s.io/client-go/kubernetes"
 
+	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/internal/kubetest"
 	"github.com/spear-go/spear/internal/ociimage"
@@ -212,6 +213,15 @@ func TestKubeInvokeAndReplace(t *testing.T) {
 	}
 	if pod.Spec.NodeName != node.Name() || pod.Spec.Containers[0].Image != e.imageRef || first.Channel != "grpc" {
 		t.Errorf("pod on %q running %q over %s; want %s, %s, grpc", pod.Spec.NodeName, pod.Spec.Containers[0].Image, first.Channel, node.Name(), e.imageRef)
+	}
+	// The ConfigMap asks for mutual TLS: the pod is told the agent's pin
+	// and its own certificate, and the invocations below cross TLS.
+	tlsEnv := map[string]bool{}
+	for _, v := range pod.Spec.Containers[0].Env {
+		tlsEnv[v.Name] = v.Value != ""
+	}
+	if !tlsEnv[spear.EnvTLSPin] || !tlsEnv[spear.EnvTLSCert] {
+		t.Errorf("pod env %v: no TLS pin or client certificate", pod.Spec.Containers[0].Env)
 	}
 
 	for _, tc := range []struct{ args, want string }{

@@ -165,7 +165,11 @@ func TestREADME(t *testing.T) {
 	}
 	r.env = append(os.Environ(),
 		"HOME="+filepath.Join(tmp, "home"),
-		"XDG_STATE_HOME="+filepath.Join(tmp, "state"),
+		// The daemon's state (API socket, token) where a new user's is, the
+		// path the README's curl names, also when the test runs as root
+		// (whose default, /var/lib/spearlet, is the machine's).
+		"SPEARLET_STATE_DIR="+filepath.Join(tmp, "home", ".local", "state", "spearlet"),
+		"XDG_STATE_HOME="+filepath.Join(tmp, "home", ".local", "state"),
 		"XDG_CACHE_HOME="+filepath.Join(tmp, "cache"),
 		"XDG_CONFIG_HOME="+filepath.Join(tmp, "config"),
 		// The module and build caches stay where they are.

@@ -74,7 +74,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	var errs []string
 	for w := range 8 {
 		wg.Go(func() {
-			c := &client.Client{Addr: d.addr}
+			c := &client.Client{Addr: d.addr, StateDir: d.stateDir}
 			for i := w; loadCtx.Err() == nil; i++ {
 				fns := phase.Load().([]string)
 				fn := fns[i%len(fns)]

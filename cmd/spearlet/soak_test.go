@@ -64,7 +64,7 @@ functions:
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: plan.callers + 16}}
 	t.Cleanup(hc.CloseIdleConnections)
-	c := &client.Client{Addr: d.addr, HTTPClient: hc}
+	c := &client.Client{Addr: d.addr, StateDir: d.stateDir, HTTPClient: hc}
 
 	var mu sync.Mutex
 	killedAt := map[string]time.Time{} // instance id -> when it was SIGKILLed

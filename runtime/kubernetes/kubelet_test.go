@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/sdk"
 )
 
@@ -196,7 +197,11 @@ func (k *kubelet) mount(ctx context.Context, pod *corev1.Pod) (sdk.Options, erro
 	if err != nil {
 		return sdk.Options{}, err
 	}
-	return sdk.Options{ID: id, Secret: secret, Channel: env[spear.EnvChannel], Address: env[spear.EnvAddress]}, nil
+	tlsCfg, err := chantls.FromEnv(func(k string) string { return env[k] }).ClientConfig(secret, env[spear.EnvAddress])
+	if err != nil {
+		return sdk.Options{}, err
+	}
+	return sdk.Options{ID: id, Secret: secret, Channel: env[spear.EnvChannel], Address: env[spear.EnvAddress], TLS: tlsCfg}, nil
 }
 
 // secret gets a Secret, waiting for it as a kubelet does: the runtime

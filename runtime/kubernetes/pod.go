@@ -170,7 +170,8 @@ func nodeLabel(node string) string {
 }
 
 // connect fills in what the instance needs to reach its channel: the
-// SPEAR_* variables in the pod and the secret in the Secret.
+// SPEAR_* variables in the pod (with how to check the agent's TLS, which
+// is not secret) and the secret in the Secret.
 func (obj *objects) connect(cr channel.Credentials) {
 	c := &obj.pod.Spec.Containers[0]
 	c.Env = append(c.Env,
@@ -179,6 +180,10 @@ func (obj *objects) connect(cr channel.Credentials) {
 		corev1.EnvVar{Name: spear.EnvAddress, Value: cr.Address},
 		corev1.EnvVar{Name: spear.EnvSecretFile, Value: SecretMountPath + "/" + SecretKey},
 	)
+	for _, kv := range cr.TLS.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
+	}
 	obj.secret.Data = map[string][]byte{SecretKey: []byte(hex.EncodeToString(cr.Secret))}
 }
 
@@ -216,7 +221,8 @@ func resources(spec Spec) corev1.ResourceRequirements {
 }
 
 // reservedEnv are the variables Start sets; a Spec's Env may not.
-var reservedEnv = []string{spear.EnvInstanceID, spear.EnvChannel, spear.EnvAddress, spear.EnvSecretFile, spear.EnvSecret}
+var reservedEnv = []string{spear.EnvInstanceID, spear.EnvChannel, spear.EnvAddress, spear.EnvSecretFile, spear.EnvSecret,
+	spear.EnvTLSPin, spear.EnvTLSCA, spear.EnvTLSServerName, spear.EnvTLSCert}
 
 // userEnv is the spec's environment, sorted by name.
 func userEnv(env runtime.Env) []corev1.EnvVar {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +27,9 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/kubetest"
+	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/kubernetes"
 	"github.com/spear-go/spear/runtime/process"
@@ -73,6 +77,12 @@ type env struct {
 
 func setup(t *testing.T, configure func(*kubelet)) *env {
 	t.Helper()
+	return setupWith(t, channel.Options{}, configure)
+}
+
+// setupWith is setup with the factory's options.
+func setupWith(t *testing.T, opts channel.Options, configure func(*kubelet)) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	logs := &syncBuffer{}
@@ -82,7 +92,8 @@ func setup(t *testing.T, configure func(*kubelet)) *env {
 			t.Logf("logs:\n%s", logs)
 		}
 	})
-	f, err := channel.NewFactory(channel.Options{Logger: log})
+	opts.Logger = log
+	f, err := channel.NewFactory(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +173,55 @@ func (e *env) assertNothingLeft(t *testing.T, id spear.InstanceID) {
 	}
 	if _, ok := e.factory.Get(id); ok {
 		t.Errorf("the factory still has a channel for %s", id)
+	}
+}
+
+// With TLS on the agent's channels, the pod is told how to check the
+// agent and, in mutual mode, its certificate, all in plain variables (none
+// of it is secret); the instance connects over TLS.
+func TestStartOverMutualTLS(t *testing.T) {
+	state, err := statedir.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	tlsAgent, err := chantls.Load(state, chantls.Config{Mode: chantls.Mutual})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := setupWith(t, channel.Options{TLS: tlsAgent}, nil)
+	id := instanceID(t, "echo-tls")
+	inst, err := e.start(id, spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := inst.Channel().Credentials()
+	pod, err := e.client.CoreV1().Pods("functions").Get(e.ctx, id.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, v := range pod.Spec.Containers[0].Env {
+		env[v.Name] = v.Value
+	}
+	if env[spear.EnvTLSPin] != tlsAgent.Pin() || env[spear.EnvTLSCert] != string(cr.TLS.Cert) || env[spear.EnvTLSCert] == "" {
+		t.Errorf("pod's TLS env: pin %q cert %d bytes", env[spear.EnvTLSPin], len(env[spear.EnvTLSCert]))
+	}
+	if strings.Contains(fmt.Sprint(pod.Spec), "PRIVATE KEY") {
+		t.Error("a private key is in the pod's spec")
+	}
+	out, err := channel.Execute(e.ctx, inst.Channel(), channel.Invocation{Payload: []byte("ping")})
+	if err != nil || string(out) != "echo-tls:ping" {
+		t.Fatalf("execute over TLS: %q, %v", out, err)
+	}
+	if err := e.rt.Stop(e.ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	// The variables are the runtime's: a function may not set them.
+	s := spec()
+	s.Env = runtime.Env{spear.EnvTLSPin: "00"}
+	if _, err := e.start(instanceID(t, "echo-tls2"), s); !errors.Is(err, spear.ErrInvalidConfig) {
+		t.Errorf("a spec setting %s: %v, want ErrInvalidConfig", spear.EnvTLSPin, err)
 	}
 }
 

@@ -7,6 +7,7 @@ package grpc
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -14,10 +15,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/peer"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/internal/admit"
 	"github.com/spear-go/spear/proto/transportpb"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/wire"
@@ -32,11 +35,19 @@ type Options struct {
 	// WriteTimeout bounds a write to a peer that stopped reading; 0 means
 	// transport.DefaultWriteTimeout.
 	WriteTimeout time.Duration
-	// ServerOptions are added to the listener's grpc server, for example
-	// TLS credentials.
-	ServerOptions []grpc.ServerOption
-	// DialOptions are added when dialing; without any, the connection is
+	// TLS, when set, runs the connections over TLS: the server side for
+	// Listen and Serve, the client side for Dial. Without it they are
 	// plaintext (authentication is the protocol's handshake).
+	TLS *tls.Config
+	// IdleTimeout bounds how long a connection may stay open without a
+	// stream (from its accept, and again after its last stream ends):
+	// it is closed then, TLS or HTTP/2 handshake done or not. A stream's
+	// own handshake is bounded above the transport. 0 means
+	// transport.DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// ServerOptions are added to the listener's grpc server.
+	ServerOptions []grpc.ServerOption
+	// DialOptions are added when dialing.
 	DialOptions []grpc.DialOption
 }
 
@@ -55,7 +66,7 @@ func (o Options) msgLimit() int { return int(o.maxPayload()) + wire.HeaderSize +
 // connection.
 type Listener struct {
 	transportpb.UnimplementedFrameTransportServer
-	ln     net.Listener
+	ln     *admit.Listener
 	srv    *grpc.Server
 	opts   Options
 	conns  chan *Conn
@@ -75,19 +86,25 @@ func Listen(addr string, opts Options) (*Listener, error) {
 	return Serve(ln, opts), nil
 }
 
-// Serve serves the transport on ln.
+// Serve serves the transport on ln, a TCP listener. Every connection
+// must carry a stream within opts.IdleTimeout of its accept, and again of
+// its last stream's end, or it is closed.
 func Serve(ln net.Listener, opts Options) *Listener {
-	l := &Listener{ln: ln, opts: opts, conns: make(chan *Conn), closed: make(chan struct{})}
-	sopts := append([]grpc.ServerOption{
+	al := admit.NewListener(ln, cmp.Or(opts.IdleTimeout, transport.DefaultIdleTimeout))
+	l := &Listener{ln: al, opts: opts, conns: make(chan *Conn), closed: make(chan struct{})}
+	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.msgLimit()),
 		grpc.MaxSendMsgSize(opts.msgLimit()),
-	}, opts.ServerOptions...)
-	l.srv = grpc.NewServer(sopts...)
+	}
+	if opts.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	l.srv = grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	transportpb.RegisterFrameTransportServer(l.srv, l)
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		_ = l.srv.Serve(ln)
+		_ = l.srv.Serve(al)
 	}()
 	return l
 }
@@ -98,10 +115,16 @@ func (l *Listener) Connect(stream transportpb.FrameTransport_ConnectServer) erro
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	remote := ""
+	var tlsState *tls.ConnectionState
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
+		defer l.ln.Hold(p.Addr)()
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+			tlsState = &ti.State
+		}
 	}
 	c := newConn(stream, cancel, remote, l.opts)
+	c.tls = tlsState
 	select {
 	case l.conns <- c:
 	case <-l.closed:
@@ -139,8 +162,12 @@ func (l *Listener) Addr() string { return l.ln.Addr().String() }
 // Dial opens a stream to the FrameTransport service at addr. The grpc
 // client connection belongs to the returned Conn and closes with it.
 func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error) {
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		creds = credentials.NewTLS(opts.TLS)
+	}
 	dopts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(opts.msgLimit()), grpc.MaxCallSendMsgSize(opts.msgLimit())),
 	}, opts.DialOptions...)
 	cc, err := grpc.NewClient(addr, dopts...)
@@ -175,6 +202,7 @@ type Conn struct {
 	stream       frameStream
 	stop         func() // ends the stream at once
 	remote       string
+	tls          *tls.ConnectionState // the server side's, over TLS
 	maxPayload   uint32
 	writeTimeout time.Duration
 	once         sync.Once
@@ -347,7 +375,7 @@ func (c *Conn) awaitEnd() {
 
 // Info implements transport.Conn.
 func (c *Conn) Info() transport.Info {
-	return transport.Info{Transport: Name, Remote: c.remote, PeerPID: -1, PeerUID: -1}
+	return transport.Info{Transport: Name, Remote: c.remote, PeerPID: -1, PeerUID: -1, TLS: c.tls}
 }
 
 // DefaultAddr is where the listener goes when none is configured: loopback,
@@ -358,11 +386,13 @@ func init() {
 	transport.Register(transport.Transport{
 		Name:   Name,
 		Shared: true,
+		TLS:    true,
 		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
-			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout,
+				TLS: cfg.TLS, IdleTimeout: cfg.IdleTimeout})
 		},
 		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
-			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout, TLS: cfg.TLS})
 		},
 	})
 }

@@ -3,10 +3,15 @@ package grpc_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/transport"
@@ -147,5 +152,66 @@ func TestDialUnreachable(t *testing.T) {
 	defer cancel()
 	if _, err := grpctransport.Dial(ctx, addr, grpctransport.Options{}); !errors.Is(err, spear.ErrConnectionFailed) {
 		t.Fatalf("dial with nothing listening: %v, want spear.ErrConnectionFailed", err)
+	}
+}
+
+// A connection that carries no stream is closed at the idle deadline,
+// whether it never spoke, or finished its HTTP/2 handshake and opened
+// nothing; one with a stream stays, and gets the deadline again when its
+// stream ends. (Before, grpc-go held the first for its 120 s connection
+// timeout and the second for ever.)
+func TestIdleConnectionsDropped(t *testing.T) {
+	l, err := grpctransport.Listen("127.0.0.1:0", grpctransport.Options{IdleTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	raw, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		t.Errorf("silent connection: %v, want it closed by the server", err)
+	}
+
+	cc, err := grpc.NewClient(l.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx := testContext(t)
+	cc.Connect()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(ctx, s) {
+			t.Fatal("never ready")
+		}
+	}
+	// Ready, no stream: dropped, the client sees its connection go.
+	if !cc.WaitForStateChange(ctx, connectivity.Ready) {
+		t.Error("a connection without a stream was kept")
+	}
+
+	// A connection with a stream stays past the deadline.
+	accepted := make(chan transport.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	c, err := grpctransport.Dial(ctx, l.Addr(), grpctransport.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	defer s.Close()
+	time.Sleep(time.Second) // several deadlines: a state to observe, not a timing assertion
+	if err := c.WriteFrame(&wire.Frame{Type: wire.TypeMessage, Payload: []byte("still here")}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.ReadFrame(); err != nil || string(f.Payload) != "still here" {
+		t.Errorf("stream after the deadline: %q, %v", f.Payload, err)
 	}
 }

@@ -6,6 +6,7 @@ package tcp
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"time"
@@ -21,6 +22,11 @@ const Name = "tcp"
 type Options struct {
 	MaxPayload   uint32        // largest incoming payload; 0 means wire.DefaultMaxPayload
 	WriteTimeout time.Duration // 0 means transport.DefaultWriteTimeout
+	// TLS, when set, runs every connection over TLS: the server side for
+	// Listen (its handshake runs in the connection's first read or write,
+	// in the caller's goroutine, not in Accept), the client side for Dial
+	// (which completes the handshake within its context).
+	TLS *tls.Config
 }
 
 // Listener accepts tcp connections.
@@ -47,6 +53,12 @@ func (l *Listener) Accept() (transport.Conn, error) {
 	if err != nil {
 		return nil, transport.FilterCloseErr(err)
 	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if l.opts.TLS != nil {
+		c = tls.Server(c, l.opts.TLS)
+	}
 	return wrap(c, l.opts), nil
 }
 
@@ -63,13 +75,21 @@ func Dial(ctx context.Context, addr string, opts Options) (transport.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial tcp %s: %w", spear.ErrConnectionFailed, addr, err)
 	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	if opts.TLS != nil {
+		tc := tls.Client(c, opts.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: tls handshake with %s: %w", spear.ErrConnectionFailed, addr, err)
+		}
+		c = tc
+	}
 	return wrap(c, opts), nil
 }
 
 func wrap(c net.Conn, opts Options) *transport.StreamConn {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
 	return transport.NewStreamConn(c, transport.Info{Transport: Name, PeerPID: -1, PeerUID: -1}, opts.MaxPayload, opts.WriteTimeout)
 }
 
@@ -81,11 +101,12 @@ func init() {
 	transport.Register(transport.Transport{
 		Name:   Name,
 		Shared: true,
+		TLS:    true,
 		Listen: func(cfg transport.ListenConfig) (transport.Listener, error) {
-			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+			return Listen(cmp.Or(cfg.Addr, DefaultAddr), Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout, TLS: cfg.TLS})
 		},
 		Dial: func(ctx context.Context, addr string, cfg transport.DialConfig) (transport.Conn, error) {
-			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout})
+			return Dial(ctx, addr, Options{MaxPayload: cfg.MaxPayload, WriteTimeout: cfg.WriteTimeout, TLS: cfg.TLS})
 		},
 	})
 }

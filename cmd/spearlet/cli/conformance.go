@@ -12,6 +12,7 @@ import (
 
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/conformance"
+	"github.com/spear-go/spear/internal/chantls"
 )
 
 // errNotConformant makes the command exit non-zero after it printed its
@@ -25,6 +26,7 @@ func newConformanceCmd() *cobra.Command {
 		wasmFile   string
 		list       bool
 		verbose    bool
+		tlsMode    string
 	)
 	cmd := &cobra.Command{
 		Use:   "conformance [flags] -- COMMAND [ARGS...]",
@@ -63,6 +65,7 @@ when a check fails.`,
 			return usagef(cmd, "give the instance's command after --, or --wasm FILE")
 		}
 		opts.Command = args
+		opts.TLS = chantls.Mode(tlsMode)
 		for _, t := range transports {
 			ct, err := channel.ParseType(strings.TrimSpace(t))
 			if err != nil {
@@ -91,6 +94,7 @@ when a check fails.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&transports, "transports", []string{"unix", "tcp"}, "transports to check a process instance on: unix, tcp, grpc")
+	f.StringVar(&tlsMode, "tls", "none", "run tcp and grpc over TLS: none, server (the instance checks the runner's pinned certificate) or mutual (and presents its own)")
 	f.StringVar(&wasmFile, "wasm", "", "check a WASI module, run through the wasm runtime, instead of a command")
 	f.StringVar(&opts.Dir, "dir", "", "working directory of the instance")
 	f.StringArrayVar(&opts.Env, "env", nil, "KEY=VALUE added to the instance's environment (repeatable)")

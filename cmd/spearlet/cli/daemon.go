@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/client"
+	"github.com/spear-go/spear/internal/statedir"
 )
 
 // All the CLI knows about where the daemon listens is in this file: the
@@ -15,7 +16,7 @@ import (
 // what to say when nothing answers there.
 
 // daemonFlags say how a client command reaches the daemon.
-type daemonFlags struct{ addr string }
+type daemonFlags struct{ addr, stateDir string }
 
 // clientCommand makes cmd, and its subcommands, client commands: they
 // take --addr, and a failure to reach the daemon becomes an
@@ -24,7 +25,9 @@ type daemonFlags struct{ addr string }
 func clientCommand(cmd *cobra.Command) *daemonFlags {
 	d := &daemonFlags{}
 	cmd.PersistentFlags().StringVar(&d.addr, "addr", "",
-		"daemon API address (host:port or URL; default $"+client.EnvAddr+", else "+client.DefaultAddr+")")
+		"daemon API address: host:port, URL or unix:PATH (default $"+client.EnvAddr+", else the socket in the state directory, else "+client.DefaultAddr+")")
+	cmd.PersistentFlags().StringVar(&d.stateDir, "state-dir", "",
+		"the daemon's state directory, where its API socket and token are (default $"+client.EnvStateDir+", else "+statedir.Default()+")")
 	d.wrap(cmd)
 	return d
 }
@@ -38,8 +41,15 @@ func (d *daemonFlags) wrap(cmd *cobra.Command) {
 	}
 }
 
-// client returns a client of the daemon the flags name.
-func (d *daemonFlags) client() *client.Client { return client.FromEnv(d.addr) }
+// client returns a client of the daemon the flags name. It finds the
+// daemon's socket, or its token for TCP, in the state directory.
+func (d *daemonFlags) client() *client.Client {
+	c := client.FromEnv(d.addr)
+	if d.stateDir != "" {
+		c.StateDir = d.stateDir
+	}
+	return c
+}
 
 // unreachableError is a daemon that did not answer: nothing listens where
 // the CLI looked, or the address is wrong.

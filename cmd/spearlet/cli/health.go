@@ -32,8 +32,8 @@ does not answer within 3s (exit 3 when nothing listens).
 
 These are the Kubernetes manifests' probes ("health" for readiness, "health
 --live" for liveness and startup): an exec probe inside the agent's pod
-reaches the API on the pod's loopback, so the API never has to listen where
-the network can reach it.`,
+reaches the API through its unix socket, found in the state directory, so
+the API never has to listen where the network can reach it.`,
 		Args: cobra.NoArgs,
 	}
 	out := addOutput(cmd, "text", "json", "yaml")

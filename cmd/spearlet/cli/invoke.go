@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 	"unicode/utf8"
@@ -106,9 +107,10 @@ the invocation, and 3 when no daemon answered.`,
 }
 
 // invocationFailed marks an error the daemon answered with as the
-// invocation's failure (exit status 4).
+// invocation's failure (exit status 4). A refusal of the caller itself
+// (no or a wrong token, a foreign Host) is not one: nothing was invoked.
 func invocationFailed(err error) error {
-	if _, ok := errors.AsType[*client.Error](err); ok {
+	if ce, ok := errors.AsType[*client.Error](err); ok && ce.StatusCode != http.StatusUnauthorized && ce.StatusCode != http.StatusForbidden {
 		return &invocationError{err: err}
 	}
 	return err

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/internal/buildinfo"
 	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/internal/telemetry"
@@ -40,7 +41,9 @@ type settingFlag struct {
 }
 
 var settingFlags = []settingFlag{
-	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + ")", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
+	{"state-dir", "", "private state directory: API socket and token, TLS keys, lock, records for cleanup after a crash (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
+	{"api-socket", "", "the API's unix socket (default " + api.SocketName + " in the state directory; none: no socket)", func(c *agent.Config) *string { return &c.API.Socket }},
+	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + "; none: the socket only)", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
 	{"api-grpc-addr", "", "gRPC API address (default " + agent.DefaultGRPCAddr + ")", func(c *agent.Config) *string { return &c.API.GRPCAddr }},
 	{"channels-socket-dir", "socket-dir", "where instances' unix sockets go (default the temporary directory)", func(c *agent.Config) *string { return &c.Channels.SocketDir }},
 	{"channels-tcp-addr", "tcp-addr", "listener instances connect to over tcp (default " + agent.DefaultChannelAddr + ")", func(c *agent.Config) *string { return &c.Channels.TCPAddr }},
@@ -51,7 +54,6 @@ var settingFlags = []settingFlag{
 	{"kube-namespace", "", "default namespace of function pods", func(c *agent.Config) *string { return &c.Kubernetes.Namespace }},
 	{"node-name", "", "the node the agent runs on: pods go there, labelled with it, and a previous run's are deleted", func(c *agent.Config) *string { return &c.Kubernetes.NodeName }},
 	{"wasm-cache-dir", "", "directory of compiled wasm modules (default in the user's cache directory, if writable)", func(c *agent.Config) *string { return &c.Wasm.CacheDir }},
-	{"state-dir", "", "the agent's private state directory (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
 }
 
 func newServeCmd(stopSignals func()) *cobra.Command {
@@ -130,15 +132,17 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
-	ctx := cmd.Context()
-	// The state directory comes first: a second agent on it stops here,
-	// before it binds or starts anything.
+
+	// The state directory first: a second agent on it stops here, before
+	// it binds or starts anything.
 	state, err := statedir.Open(cfg.StateDir)
 	if err != nil {
 		return err
 	}
 	defer state.Close()
-	opts := agent.RunOptions{Logger: log, Runtimes: runtimes, Version: Version, State: state}
+
+	ctx := cmd.Context()
+	opts := agent.RunOptions{Logger: log, Runtimes: runtimes, Version: Version}
 	// Traces, when the OTEL_* variables ask for them (docs/observability.md).
 	tp, err := telemetry.NewTracerProvider(ctx, os.Getenv, "spearlet", buildinfo.Read(Version).Version)
 	if err != nil {
@@ -174,7 +178,7 @@ func runServe(cmd *cobra.Command, f *serveFlags, stopSignals func()) error {
 			}
 		}
 	}()
-	opts.Load, opts.Reload = load, reload
+	opts.State, opts.Load, opts.Reload = state, load, reload
 	return agent.Run(ctx, cfg, opts)
 }
 

@@ -23,6 +23,7 @@ from ._errors import AuthFailed, Code, ConfigError, ProtocolError, SpearError
 from ._instance import Handler, Handlers, Instance, Signal, SignalHandler, SignalKind, run, serve
 from ._log import JSONFormatter
 from ._request import Request, Result
+from ._tls import TLS
 
 __version__ = "0.1.0"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import MutableMapping, Optional
 
 from ._errors import ConfigError
+from ._tls import TLS
 
 ENV_INSTANCE_ID = "SPEAR_INSTANCE_ID"
 ENV_SECRET = "SPEAR_SECRET"
@@ -57,6 +58,8 @@ class Config:
     secret: Secret
     channel: str
     address: str
+    #: TLS on a tcp channel, from the SPEAR_TLS_* variables; None: none.
+    tls: Optional[TLS] = None
 
     @classmethod
     def from_env(cls, environ: Optional[MutableMapping[str, str]] = None) -> "Config":
@@ -88,7 +91,10 @@ class Config:
                 f"channel type {channel!r} is not supported by the Python SDK, which speaks unix and tcp; "
                 "give the function channel type tcp (the agent's grpc strategy falls back to it)"
             )
-        return cls(instance_id=instance_id, secret=secret, channel=channel, address=address)
+        tls = TLS.from_env(env)
+        if tls is not None and channel != "tcp":
+            raise ConfigError(f"SPEAR_TLS_* is set for a {channel} channel, which has no TLS")
+        return cls(instance_id=instance_id, secret=secret, channel=channel, address=address, tls=tls)
 
 
 #: prctl's option that sets whether the process is dumpable.

@@ -207,10 +207,16 @@ class Instance:
         cfg = self.config
         if cfg.channel == "unix":
             reader, writer = await asyncio.open_unix_connection(cfg.address)
-        else:
+        elif cfg.tls is None:
             host, port = _split_host_port(cfg.address)
             reader, writer = await asyncio.open_connection(host, port)  # TCP_NODELAY is asyncio's default
+        else:
+            host, port = _split_host_port(cfg.address)
+            ctx = cfg.tls.context(cfg.secret.reveal())
+            reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=cfg.tls.server_hostname(host))
         try:
+            if cfg.tls is not None:
+                cfg.tls.check_pin(writer.get_extra_info("ssl_object"))
             resp = await self._handshake(reader, writer)
         except BaseException:
             writer.close()

@@ -4,6 +4,7 @@ import { closeSync, readFileSync } from "node:fs";
 import { inspect } from "node:util";
 
 import { ConfigError } from "./errors.js";
+import { type TLSConfig, tlsFromEnv } from "./tls.js";
 
 export const ENV_INSTANCE_ID = "SPEAR_INSTANCE_ID";
 export const ENV_SECRET = "SPEAR_SECRET";
@@ -47,6 +48,8 @@ export interface Config {
   secret: Secret;
   channel: (typeof TRANSPORTS)[number];
   address: string;
+  /** TLS on a tcp channel, from the SPEAR_TLS_* variables; undefined: none. */
+  tls?: TLSConfig;
 }
 
 /**
@@ -73,7 +76,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
         "give the function channel type tcp (the agent's grpc strategy falls back to it)",
     );
   }
-  return { instanceId, secret, channel, address };
+  const tls = tlsFromEnv(env);
+  if (tls && channel !== "tcp") throw new ConfigError(`SPEAR_TLS_* is set for a ${channel} channel, which has no TLS`);
+  return { instanceId, secret, channel, address, tls };
 }
 
 /** Reads the secret as configFromEnv documents. */

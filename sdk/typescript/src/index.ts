@@ -22,3 +22,4 @@ export { AuthFailedError, Code, ConfigError, ProtocolError, SpearError } from ".
 export { type Handler, type Handlers, Instance, type InstanceOptions, type Signal, SignalKind, run, serve } from "./instance.js";
 export { JSONLogger, type Level, type Logger } from "./log.js";
 export { Request, type Result } from "./request.js";
+export { type TLSConfig } from "./tls.js";

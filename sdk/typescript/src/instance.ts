@@ -2,6 +2,7 @@
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createConnection, type Socket } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 
 import { NONCE_SIZE, ROLE_AGENT, ROLE_INSTANCE, proof } from "./auth.js";
 import { type Config, configFromEnv } from "./config.js";
@@ -9,6 +10,7 @@ import { AuthFailedError, Code, ConfigError, ProtocolError, SpearError, codeOf }
 import { DEFAULT_MAX_PAYLOAD, Flag, type Frame, FrameError, FrameParser, Type, VERSION, encode, header } from "./frame.js";
 import { JSONLogger, type Logger } from "./log.js";
 import * as pb from "./proto.js";
+import { checkPin, tlsOptions } from "./tls.js";
 import { Request, type Result, type Sink, toBytes } from "./request.js";
 
 /** A handler: a function of one Request that returns (or resolves to) bytes, a string or nothing. */
@@ -232,10 +234,11 @@ function raiseRefusal(f: Frame): void {
   throw new SpearError(codeOf(code), `the agent refused the connection: ${message}`);
 }
 
-/** Opens a socket to the agent. */
+/** Opens a socket to the agent: over TLS, and checked, when cfg.tls says so. */
 function dial(cfg: Config, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     let socket: Socket;
+    let ready = "connect";
     if (cfg.channel === "unix") {
       socket = createConnection({ path: cfg.address });
     } else {
@@ -244,12 +247,25 @@ function dial(cfg: Config, timeoutMs: number): Promise<Socket> {
         reject(new ConfigError(`tcp address ${JSON.stringify(cfg.address)} is not host:port`));
         return;
       }
-      socket = createConnection({ host: m[1], port: Number(m[2]), noDelay: true });
+      if (cfg.tls) {
+        socket = tlsConnect({ host: m[1], port: Number(m[2]), ...tlsOptions(cfg.tls, cfg.secret.reveal(), m[1]) });
+        socket.setNoDelay(true);
+        ready = "secureConnect";
+      } else {
+        socket = createConnection({ host: m[1], port: Number(m[2]), noDelay: true });
+      }
     }
     const timer = setTimeout(() => socket.destroy(new Error(`could not connect within ${timeoutMs} ms`)), timeoutMs);
-    socket.once("connect", () => {
+    socket.once(ready, () => {
       clearTimeout(timer);
       socket.removeListener("error", reject);
+      try {
+        if (cfg.tls) checkPin(cfg.tls, socket as TLSSocket);
+      } catch (e) {
+        socket.destroy();
+        reject(e);
+        return;
+      }
       resolve(socket);
     });
     socket.once("error", (e) => {
