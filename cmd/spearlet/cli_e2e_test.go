@@ -72,10 +72,7 @@ func TestCLIExitStatuses(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "slept 10ms") {
 		t.Errorf("-t 5: exit %d %q\n%s", code, out, stderr)
 	}
-	// SIGHUP reloads rather than kills. health answers 0 only once every
-	// function's min_instances are ready; the wasm module may still be
-	// compiling, so wait for that first.
-	eventually(t, "the daemon to be ready", func() bool { code, _, _ := run(t, env, "health"); return code == 0 })
+	// SIGHUP reloads rather than kills.
 	d.signal(syscall.SIGHUP)
 	eventually(t, "the reload", func() bool { return strings.Contains(d.logText(), `msg="configuration reloaded"`) })
 	if code, out, stderr := run(t, env, "health", "--live"); code != 0 || out != "live\n" {
