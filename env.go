@@ -5,11 +5,18 @@ package spear
 const (
 	// EnvInstanceID holds the instance's full id, "[namespace:]runtime:name".
 	EnvInstanceID = "SPEAR_INSTANCE_ID"
-	// EnvSecret holds the per-instance secret, hex-encoded.
-	EnvSecret = "SPEAR_SECRET"
-	// EnvSecretFile, instead of EnvSecret, names a file holding the
-	// hex-encoded secret (as a mounted Kubernetes Secret does).
+	// EnvSecretFD names an inherited file descriptor from which the
+	// instance reads its hex-encoded secret to EOF, then closes it: how
+	// process instances receive it. It is preferred over EnvSecretFile and
+	// EnvSecret.
+	EnvSecretFD = "SPEAR_SECRET_FD"
+	// EnvSecretFile names a file holding the hex-encoded secret (as a
+	// mounted Kubernetes Secret does). It is preferred over EnvSecret.
 	EnvSecretFile = "SPEAR_SECRET_FILE"
+	// EnvSecret holds the per-instance secret, hex-encoded: for wasm
+	// guests, whose environment no other process can read, and process
+	// instances that opted in (docs/security.md says what that risks).
+	EnvSecret = "SPEAR_SECRET"
 	// EnvChannel holds the channel type: unix, tcp, grpc or memory.
 	EnvChannel = "SPEAR_CHANNEL"
 	// EnvAddress holds the address to dial: a socket path, host:port, or a

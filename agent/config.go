@@ -70,10 +70,13 @@ const (
 type Config struct {
 	// StateDir is the agent's private state directory (default
 	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): its API
-	// socket and token, its TLS keys, its lock. Two agents never share one.
+	// socket and token, its TLS keys, its lock, and the records of what it
+	// started, for the next start to clean up after a crash. Two agents
+	// never share one.
 	StateDir   string           `json:"state_dir,omitempty"`
 	API        APIConfig        `json:"api,omitzero"`
 	Channels   ChannelsConfig   `json:"channels,omitzero"`
+	Process    ProcessConfig    `json:"process,omitzero"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitzero"`
 	Wasm       WasmConfig       `json:"wasm,omitzero"`
 	Metrics    MetricsConfig    `json:"metrics,omitzero"`
@@ -163,6 +166,19 @@ type ChannelTLSConfig struct {
 	// without it, instances pin the certificate itself.
 	CAFile     string `json:"ca_file,omitempty"`
 	ServerName string `json:"server_name,omitempty"`
+}
+
+// ProcessConfig configures the process runtime. It is used only when a
+// function has runtime process.
+type ProcessConfig struct {
+	// Cgroups is auto (default: a cgroup v2 per instance when the machine
+	// allows it, else the fallback, announced at startup), none or
+	// required.
+	Cgroups string `json:"cgroups,omitempty"`
+	// UserRange is a range of user ids, "FIRST-LAST", from which a
+	// function with user "@range" gives each instance one of its own. The
+	// agent must run as root.
+	UserRange string `json:"user_range,omitempty"`
 }
 
 // MetricsConfig configures the Prometheus metrics (docs/observability.md).
@@ -496,6 +512,7 @@ func (c Config) withDefaults() Config {
 	c.Channels.GRPCAddr = cmp.Or(c.Channels.GRPCAddr, DefaultChannelAddr)
 	c.Channels.RequestTimeout = cmp.Or(c.Channels.RequestTimeout, Duration(ch.RequestTimeout))
 	c.Channels.HeartbeatInterval = cmp.Or(c.Channels.HeartbeatInterval, Duration(ch.HeartbeatInterval))
+	c.Process.Cgroups = cmp.Or(c.Process.Cgroups, "auto")
 	c.Functions = slices.Clone(c.Functions)
 	for i := range c.Functions {
 		c.Functions[i] = c.Functions[i].withDefaults()

@@ -17,6 +17,7 @@ import (
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
 	"github.com/spear-go/spear/internal/chantls"
+	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/internal/statedir"
 	"github.com/spear-go/spear/runtime"
 )
@@ -38,7 +39,9 @@ type RunOptions struct {
 	Runtimes map[spear.RuntimeType]NewRuntime
 	// State is the daemon's state directory, open and locked; the caller
 	// keeps it and closes it after Run. Nil: Run opens Config.StateDir
-	// itself, before anything else, and closes it on return.
+	// itself, before anything else, and closes it on return. Before it
+	// starts anything, Run cleans up what an earlier agent on it left
+	// behind (internal/leftover), and records there what it starts.
 	State *statedir.Dir
 	// Ready, when set, is called with the API's bound addresses once its
 	// servers accept connections; an address turned off is nil.
@@ -73,6 +76,9 @@ type RuntimeEnv struct {
 	Config Config
 	// Logger is the daemon's logger; runtimes add their own attributes.
 	Logger *slog.Logger
+	// Leftovers records what the runtime starts that could outlive the
+	// agent; nil records nothing.
+	Leftovers *leftover.Book
 }
 
 // Run is the daemon. In order, it takes its state directory (a second
@@ -107,6 +113,18 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	// What a dead agent on the same state directory left goes before
+	// anything starts.
+	book, err := leftover.Open(state, log.With("component", "leftover"))
+	if err != nil {
+		srv.closeListeners()
+		return fmt.Errorf("%w: state directory: %w", spear.ErrConfig, err)
+	}
+	defer func() {
+		if cerr := book.Close(); cerr != nil {
+			log.Warn("records of what this run started remain for the next start", "err", cerr)
+		}
+	}()
 	tlsAgent, err := chantls.Load(state, chantls.Config{
 		Mode:       chantls.Mode(cfg.Channels.TLS.Mode),
 		CertFile:   cfg.Channels.TLS.CertFile,
@@ -119,6 +137,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 		return err
 	}
 	factory, err := channel.NewFactory(channel.Options{
+		Leftovers:     book,
 		SocketDir:     cfg.Channels.SocketDir,
 		TCPAddr:       cfg.Channels.TCPAddr,
 		GRPCAddr:      cfg.Channels.GRPCAddr,
@@ -138,7 +157,7 @@ func Run(ctx context.Context, cfg Config, opts RunOptions) (err error) {
 	}
 	defer func() { err = errors.Join(err, factory.Close()) }()
 
-	env := RuntimeEnv{Factory: factory, Config: cfg, Logger: log}
+	env := RuntimeEnv{Factory: factory, Config: cfg, Logger: log, Leftovers: book}
 	runtimes, err := newRuntimes(env, opts.Runtimes)
 	if err != nil {
 		srv.closeListeners()

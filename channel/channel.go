@@ -6,8 +6,8 @@
 // A channel exists before its instance connects. The factory picks a
 // channel type (unix, tcp, grpc or memory), sets up where the instance will
 // connect and issues a fresh secret; the runtime hands both to the
-// instance (Credentials.Env); the instance connects and authenticates
-// (internal/auth), and the connection is bound to the channel. Requests,
+// instance (Credentials.HandOver, for a child process); the instance
+// connects and authenticates (internal/auth), and the connection is bound to the channel. Requests,
 // streams and heartbeats then run in internal/session, the same code for
 // every transport.
 package channel
@@ -15,6 +15,9 @@ package channel
 import (
 	"encoding/hex"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/spear-go/spear"
@@ -75,15 +78,90 @@ type Credentials struct {
 	TLS chantls.Instance
 }
 
-// Env returns the credentials as the SPEAR_* environment variables of
-// docs/protocol.md.
+// Env returns SPEAR_INSTANCE_ID, SPEAR_CHANNEL and SPEAR_ADDRESS: who the
+// instance is and where it connects (docs/protocol.md, "Bootstrap"). The
+// secret is not among them: a child process receives it through HandOver,
+// an in-process guest through SecretEnv.
 func (c Credentials) Env() []string {
 	return append([]string{
 		spear.EnvInstanceID + "=" + c.ID.String(),
-		spear.EnvSecret + "=" + hex.EncodeToString(c.Secret),
 		spear.EnvChannel + "=" + string(c.Type),
 		spear.EnvAddress + "=" + c.Address,
 	}, c.TLS.Env()...)
+}
+
+// SecretEnv returns the SPEAR_SECRET variable. It belongs only in an
+// environment no other process can read, such as a wasm guest's, or in a
+// process whose function opted in (SecretViaEnv): any process of the same
+// user can read a process's environment from /proc until it makes itself
+// non-dumpable.
+func (c Credentials) SecretEnv() string {
+	return spear.EnvSecret + "=" + hex.EncodeToString(c.Secret)
+}
+
+// SecretVia says how a child process receives its secret.
+type SecretVia string
+
+// The ways of handing a secret to a child process.
+const (
+	// SecretViaFD, the default, passes it through an inherited pipe that
+	// the instance reads to EOF and closes (SPEAR_SECRET_FD): it is never
+	// in an environment, and once read it is nowhere but in the
+	// instance's memory.
+	SecretViaFD SecretVia = "fd"
+	// SecretViaEnv puts it in SPEAR_SECRET, for instances that can only
+	// read their environment. docs/security.md says what that risks.
+	SecretViaEnv SecretVia = "env"
+)
+
+// Validate checks v is one of the SecretVia values, or empty (the
+// default, SecretViaFD).
+func (v SecretVia) Validate() error {
+	switch v {
+	case "", SecretViaFD, SecretViaEnv:
+		return nil
+	}
+	return fmt.Errorf("%w: secret hand-off %q: want %q or %q", spear.ErrInvalidConfig, string(v), SecretViaFD, SecretViaEnv)
+}
+
+// HandOver sets up cmd, before it starts, to receive the credentials: Env
+// is appended to cmd.Env, which must already hold the rest of the child's
+// environment, and the secret goes as via says (the zero value is
+// SecretViaFD). For the descriptor, the secret is written into a fresh
+// pipe whose write end is closed at once, and the read end is added to
+// cmd.ExtraFiles, its number in the child in SPEAR_SECRET_FD.
+//
+// This is the agent side's one writer of the hand-off (as
+// internal/auth.SecretFromEnv is the instance side's one reader). The
+// returned function closes the agent's copy of the pipe; call it once cmd
+// has started, or failed to.
+func (c Credentials) HandOver(cmd *exec.Cmd, via SecretVia) (release func(), err error) {
+	if err := via.Validate(); err != nil {
+		return nil, err
+	}
+	cmd.Env = append(cmd.Env, c.Env()...)
+	if via == SecretViaEnv {
+		cmd.Env = append(cmd.Env, c.SecretEnv())
+		return func() {}, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: secret pipe: %w", spear.ErrChannelCreationFailed, err)
+	}
+	// A pipe's buffer holds far more than a secret, so the write does not
+	// wait for the reader; closing the write end lets it read to EOF.
+	_, err = w.WriteString(hex.EncodeToString(c.Secret) + "\n")
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: secret pipe: %w", spear.ErrChannelCreationFailed, err)
+	}
+	fd := 3 + len(cmd.ExtraFiles) // ExtraFiles[i] is descriptor 3+i in the child
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	cmd.Env = append(cmd.Env, spear.EnvSecretFD+"="+strconv.Itoa(fd))
+	return func() { r.Close() }, nil
 }
 
 // Config is a channel's per-instance configuration (the seed's
@@ -123,8 +201,19 @@ type Config struct {
 	// peer's pid and uid from SO_PEERCRED) before the handshake, on the
 	// instance's own listener, or right after the handshake, on a shared
 	// one. An error refuses the connection as AUTH_FAILED. The process
-	// runtime uses it to admit only the instance's process group.
+	// runtime uses it to admit only the instance's session and user.
 	CheckPeer func(transport.Info) error
+	// SocketOwner, when set, gives the instance's unix socket to this user
+	// and group (its mode stays 0600), for an instance that runs as
+	// another user than the agent. The factory's socket directory then
+	// lets others reach a socket they know the name of (0711) but not list
+	// them. Other channel types ignore it.
+	SocketOwner *Owner
+}
+
+// Owner is a user and group, by number.
+type Owner struct {
+	UID, GID int
 }
 
 // merge returns c with zero fields taken from d.
@@ -160,6 +249,9 @@ func (c Config) merge(d Config) Config {
 	}
 	if c.CheckPeer == nil {
 		c.CheckPeer = d.CheckPeer
+	}
+	if c.SocketOwner == nil {
+		c.SocketOwner = d.SocketOwner
 	}
 	return c
 }

@@ -29,7 +29,7 @@ func ExampleFactory() {
 	}
 
 	// What a runtime does: hand the instance its credentials (a child
-	// process gets them as ch.Credentials().Env()).
+	// process gets them through ch.Credentials().HandOver).
 	cr := ch.Credentials()
 	in, err := sdk.New(sdk.Options{
 		ID: cr.ID, Secret: cr.Secret, Channel: string(cr.Type), Address: cr.Address,

@@ -21,6 +21,7 @@ import (
 	"github.com/spear-go/spear/internal/auth"
 	"github.com/spear-go/spear/internal/chantls"
 	"github.com/spear-go/spear/internal/codec"
+	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/stats"
 	"github.com/spear-go/spear/transport"
 	"github.com/spear-go/spear/transport/unix"
@@ -60,6 +61,10 @@ type Options struct {
 	Strategies map[spear.RuntimeType]Strategy
 	// Logger receives the factory's and channels' logs; nil discards.
 	Logger *slog.Logger
+	// Leftovers records the socket directory while the factory has it,
+	// so that the next agent removes it if this one dies; nil records
+	// nothing.
+	Leftovers *leftover.Book
 }
 
 // Factory creates and keeps the channels of instances (the seed's
@@ -364,8 +369,27 @@ func (f *Factory) open(id spear.InstanceID, t Type, cfg Config) (*Channel, error
 	if err != nil {
 		return nil, err
 	}
+	if o := cfg.SocketOwner; o != nil && t == Unix {
+		if err := f.giveSocket(ln.Addr(), *o); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	ch.ln, ch.addr = ln, ln.Addr()
 	return ch, nil
+}
+
+// giveSocket makes the socket at path belong to o, and the socket
+// directory searchable, so that a process of o's can connect while others
+// cannot (the socket stays 0600).
+func (f *Factory) giveSocket(path string, o Owner) error {
+	if err := os.Chown(path, o.UID, o.GID); err != nil {
+		return fmt.Errorf("%w: give the socket to uid %d: %w", spear.ErrTransport, o.UID, err)
+	}
+	if err := os.Chmod(filepath.Dir(path), 0o711); err != nil {
+		return fmt.Errorf("%w: socket directory: %w", spear.ErrTransport, err)
+	}
+	return nil
 }
 
 // socketPath returns a fresh path in the factory's private socket
@@ -380,6 +404,10 @@ func (f *Factory) socketPath() (string, error) {
 		dir, err := unix.PrivateDir(f.opts.SocketDir)
 		if err != nil {
 			return "", err
+		}
+		if err := f.opts.Leftovers.Add(leftoverSockets, filepath.Base(dir), socketDirRecord{Path: dir}); err != nil {
+			os.Remove(dir)
+			return "", fmt.Errorf("%w: %w", spear.ErrTransport, err)
 		}
 		f.socketDir = dir
 	}
@@ -507,7 +535,10 @@ func (f *Factory) Close() error {
 	defer f.dirMu.Unlock()
 	f.dirGone = true
 	if f.socketDir != "" {
-		return os.RemoveAll(f.socketDir)
+		if err := os.RemoveAll(f.socketDir); err != nil {
+			return err
+		}
+		f.opts.Leftovers.Remove(leftoverSockets, filepath.Base(f.socketDir))
 	}
 	return nil
 }

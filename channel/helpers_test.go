@@ -75,10 +75,15 @@ func startChild(tb testing.TB, ch *channel.Channel) *child {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
-	cmd.Env = append(cmd.Env, ch.Credentials().Env()...)
+	release, err := ch.Credentials().HandOver(cmd, channel.SecretViaFD)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	release()
+	if err != nil {
 		tb.Fatal(err)
 	}
 	c := &child{cmd: cmd, done: make(chan struct{})}

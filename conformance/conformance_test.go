@@ -55,11 +55,6 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// notYetGo are the checks the Go SDK does not pass yet: it learns to
-// read SPEAR_SECRET_FD with the security work (issue 7), which changes
-// how the process runtime hands the secret over.
-var notYetGo = []string{"secret-handoff"}
-
 // The Go SDK, the reference implementation, passes every check on every
 // transport it supports.
 func TestGoSDKConforms(t *testing.T) {
@@ -67,12 +62,11 @@ func TestGoSDKConforms(t *testing.T) {
 	rep, err := conformance.Run(testCtx(t), conformance.Options{
 		Command:    []string{filepath.Join(fixtures, "goinstance")},
 		Transports: []channel.Type{channel.Unix, channel.TCP, channel.GRPC},
-		Skip:       notYetGo,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Skipped != 0 || rep.Passed != 3*(len(conformance.Checks())-len(notYetGo)) {
+	if !rep.OK() || rep.Skipped != 0 || rep.Passed != 3*len(conformance.Checks()) {
 		var b bytes.Buffer
 		rep.WriteTable(&b)
 		t.Fatalf("the Go SDK does not conform:\n%s", b.String())
@@ -88,7 +82,6 @@ func TestGoSDKConformsOverTLS(t *testing.T) {
 		Command:    []string{filepath.Join(fixtures, "goinstance")},
 		Transports: []channel.Type{channel.TCP, channel.GRPC},
 		TLS:        chantls.Mutual,
-		Skip:       notYetGo,
 	})
 	if err != nil {
 		t.Fatal(err)

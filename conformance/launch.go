@@ -278,7 +278,7 @@ func (l *processLauncher) handOver(cmd *exec.Cmd, p *rawProc, h handoff) error {
 		p.fdIdentity = fdIdentity(r)
 		cmd.ExtraFiles = []*os.File{r} // descriptor 3 in the child
 		p.fd = 3
-		cmd.Env = append(cmd.Env, EnvSecretFD+"="+strconv.Itoa(p.fd))
+		cmd.Env = append(cmd.Env, spear.EnvSecretFD+"="+strconv.Itoa(p.fd))
 	}
 	if h.file != nil {
 		f, err := os.CreateTemp(l.dir, "secret-")

@@ -24,12 +24,6 @@ import (
 // accept an instance's connections one by one and misbehave on purpose
 // (forge its proof, drop the connection), which the real agent never does.
 
-// EnvSecretFD names the variable through which an instance is told the
-// number of an inherited file descriptor holding its hex-encoded secret:
-// the instance reads it to EOF and closes it. It is the preferred
-// hand-off, ahead of spear.EnvSecretFile and spear.EnvSecret.
-const EnvSecretFD = "SPEAR_SECRET_FD"
-
 // handoff says how a launched instance receives its secret: each non-nil
 // field is handed over its own way, and want is the one the agent checks
 // the proof against.

@@ -87,7 +87,10 @@ type Options struct {
 // first.
 const DefaultMaxConnections = 16
 
-// FromEnv fills the connection fields of o from the environment.
+// FromEnv fills the connection fields of o from the environment. Reading
+// the secret (SPEAR_SECRET_FD, SPEAR_SECRET_FILE or SPEAR_SECRET, in that
+// order; docs/protocol.md) first makes the process non-dumpable on Linux,
+// so that other processes of its user cannot read the secret out of it.
 func (o *Options) FromEnv() error {
 	var err error
 	if o.ID.IsZero() {
@@ -96,6 +99,9 @@ func (o *Options) FromEnv() error {
 		}
 	}
 	if o.Secret == nil {
+		if err := protectSecret(); err != nil {
+			return err
+		}
 		if o.Secret, err = auth.SecretFromEnv(); err != nil {
 			return err
 		}

@@ -6,7 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -543,12 +546,13 @@ func TestFromEnv(t *testing.T) {
 		{"missing secret", map[string]string{spear.EnvSecret: ""}, false},
 		{"secret not hex", map[string]string{spear.EnvSecret: "xyz"}, false},
 		{"secret file", map[string]string{spear.EnvSecret: "", spear.EnvSecretFile: secretFile}, true},
+		{"secret file over the variable", map[string]string{spear.EnvSecretFile: secretFile}, true},
 		{"missing secret file", map[string]string{spear.EnvSecret: "", spear.EnvSecretFile: secretFile + ".none"}, false},
 		{"missing address", map[string]string{spear.EnvAddress: ""}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, k := range []string{spear.EnvInstanceID, spear.EnvSecret, spear.EnvSecretFile, spear.EnvChannel, spear.EnvAddress} {
+			for _, k := range []string{spear.EnvInstanceID, spear.EnvSecretFD, spear.EnvSecret, spear.EnvSecretFile, spear.EnvChannel, spear.EnvAddress} {
 				v, ok := tt.change[k]
 				if !ok {
 					v = valid[k]
@@ -579,6 +583,43 @@ func TestFromEnv(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("secret descriptor, process made non-dumpable", func(t *testing.T) {
+		for k, v := range valid {
+			t.Setenv(k, v)
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := w.WriteString("0d0e0f\n"); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		// A duplicate, which FromEnv closes; r stays this test's.
+		fd, err := syscall.Dup(int(r.Fd()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(spear.EnvSecretFD, strconv.Itoa(fd))
+		var o sdk.Options
+		if err := o.FromEnv(); err != nil {
+			t.Fatal(err)
+		}
+		if string(o.Secret) != "\x0d\x0e\x0f" {
+			t.Errorf("secret % x, want the descriptor's 0d 0e 0f", []byte(o.Secret))
+		}
+		if err := syscall.Close(fd); !errors.Is(err, syscall.EBADF) {
+			t.Errorf("the secret's descriptor is still open (close: %v)", err)
+		}
+		if runtime.GOOS == "linux" {
+			dumpable, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_GET_DUMPABLE, 0, 0)
+			if errno != 0 || dumpable != 0 {
+				t.Errorf("PR_GET_DUMPABLE = %d (%v) after reading the secret, want 0", dumpable, errno)
+			}
+		}
+	})
 
 	t.Run("explicit fields win", func(t *testing.T) {
 		for k, v := range valid {

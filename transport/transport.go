@@ -67,6 +67,12 @@ type Info struct {
 	// PeerPID and PeerUID are the peer's process id and user id from the
 	// kernel (SO_PEERCRED), for unix sockets on Linux; -1 when unknown.
 	PeerPID, PeerUID int
+	// PeerSID is the peer process's session id, read at accept while a
+	// pidfd held that very process (unix sockets on Linux); 0 when
+	// unknown. A process can leave its session only for a new one of its
+	// own, and never join another, so a session shows descent from the
+	// process that created it.
+	PeerSID int
 	// TLS is the connection's TLS state once its handshake is done; nil
 	// on a connection without TLS, or before the handshake.
 	TLS *tls.ConnectionState

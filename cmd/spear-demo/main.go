@@ -209,11 +209,18 @@ func startChild(ctx context.Context, f *channel.Factory, typ channel.Type) (*ins
 		return nil, err
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(append(os.Environ(), instanceMode+"=1"), ch.Credentials().Env()...)
+	cmd.Env = append(os.Environ(), instanceMode+"=1")
+	release, err := ch.Credentials().HandOver(cmd, channel.SecretViaFD)
+	if err != nil {
+		ch.Close()
+		return nil, err
+	}
 	if verboseChildren {
 		cmd.Stderr = os.Stderr
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	release()
+	if err != nil {
 		ch.Close()
 		return nil, err
 	}

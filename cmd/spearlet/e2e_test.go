@@ -101,10 +101,17 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 // startDaemonEnv is startDaemon with env added to the environment.
 func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, t.TempDir(), filepath.Join(t.TempDir(), "state"), env, args...)
+}
+
+// startDaemonIn is startDaemonEnv with the given socket and state
+// directories, as a restarted agent would have.
+func startDaemonIn(t *testing.T, socketDir, stateDir string, env []string, args ...string) *daemon {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
 	}
-	d := &daemon{socketDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state"), exited: make(chan struct{})}
+	d := &daemon{socketDir: socketDir, stateDir: stateDir, exited: make(chan struct{})}
 	args = append([]string{"serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
 		"--channels-socket-dir", d.socketDir, "--state-dir", d.stateDir}, args...)
 	d.cmd = exec.Command(binary, args...)

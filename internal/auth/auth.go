@@ -19,8 +19,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spear-go/spear"
@@ -280,28 +282,67 @@ func frameErr(f wire.Frame) error {
 	return err
 }
 
-// SecretFromEnv reads an instance's secret where the agent handed it over:
-// hex-encoded in SPEAR_SECRET, or in the file SPEAR_SECRET_FILE names. It
-// is the instance side's one reader of the hand-off (the SDK's and the wasm
-// guest library's), as channel.Credentials.Env is the agent side's one
+// SecretFromEnv reads an instance's secret where the agent handed it over,
+// in order of preference: the inherited file descriptor SPEAR_SECRET_FD
+// names (read to EOF, then closed), the file SPEAR_SECRET_FILE names, or
+// SPEAR_SECRET. Each holds it hex-encoded; surrounding whitespace is
+// ignored. It then removes SPEAR_SECRET_FD and SPEAR_SECRET from the
+// environment, so that processes the instance starts do not inherit them.
+//
+// It is the instance side's one reader of the hand-off (the SDK's and the
+// wasm guest library's), as channel.Credentials is the agent side's one
 // writer: a new way of handing the secret over changes these two. Errors
-// match spear.ErrConfig.
+// match spear.ErrConfig and never quote what was read.
 func SecretFromEnv() (spear.Secret, error) {
-	raw := os.Getenv(spear.EnvSecret)
-	if raw == "" {
-		if file := os.Getenv(spear.EnvSecretFile); file != "" {
-			b, err := os.ReadFile(file)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %s: %w", spear.ErrConfig, spear.EnvSecretFile, err)
-			}
-			raw = strings.TrimSpace(string(b))
-		}
+	var (
+		raw    []byte
+		source string
+		err    error
+	)
+	switch fd, file, env := os.Getenv(spear.EnvSecretFD), os.Getenv(spear.EnvSecretFile), os.Getenv(spear.EnvSecret); {
+	case fd != "":
+		source = spear.EnvSecretFD
+		raw, err = readSecretFD(fd)
+	case file != "":
+		source = spear.EnvSecretFile
+		raw, err = os.ReadFile(file)
+	case env != "":
+		source, raw = spear.EnvSecret, []byte(env)
+	default:
+		return nil, fmt.Errorf("%w: no secret: set %s, %s or %s", spear.ErrConfig, spear.EnvSecretFD, spear.EnvSecretFile, spear.EnvSecret)
 	}
-	secret, err := hex.DecodeString(raw)
+	_ = os.Unsetenv(spear.EnvSecretFD)
+	_ = os.Unsetenv(spear.EnvSecret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", spear.ErrConfig, source, err)
+	}
+	secret, err := hex.DecodeString(strings.TrimSpace(string(raw)))
 	if err != nil || len(secret) == 0 {
-		return nil, fmt.Errorf("%w: %s or %s must hold the instance's hex-encoded secret", spear.ErrConfig, spear.EnvSecret, spear.EnvSecretFile)
+		return nil, fmt.Errorf("%w: %s does not hold a hex-encoded secret", spear.ErrConfig, source)
 	}
 	return secret, nil
+}
+
+// maxSecretHandoff bounds what is read from a secret descriptor or file:
+// far more than any hex secret with whitespace around it.
+const maxSecretHandoff = 4096
+
+// readSecretFD reads the descriptor named by value to EOF and closes it.
+func readSecretFD(value string) ([]byte, error) {
+	fd, err := strconv.Atoi(value)
+	if err != nil || fd < 0 {
+		return nil, fmt.Errorf("%q is not a file descriptor number", value)
+	}
+	f := os.NewFile(uintptr(fd), spear.EnvSecretFD)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretHandoff+1))
+	if err != nil {
+		return nil, fmt.Errorf("descriptor %d: %w", fd, err)
+	}
+	if len(b) > maxSecretHandoff {
+		return nil, fmt.Errorf("descriptor %d holds more than %d bytes", fd, maxSecretHandoff)
+	}
+	return b, nil
 }
 
 // NewSessionID returns a random session id for logs.

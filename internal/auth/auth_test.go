@@ -10,6 +10,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -533,25 +536,50 @@ func TestSecretFromEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("c0ffee\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	const fromFD = "@fd" // the secret field's marker for "a pipe holding 5ec8e7"
 	for _, tt := range []struct {
-		name          string
-		secret, sfile string
-		want          string // hex; "" means an error matching spear.ErrConfig
+		name              string
+		fd, secret, sfile string
+		want              string // hex; "" means an error matching spear.ErrConfig
 	}{
-		{"variable", "abcd", "", "abcd"},
-		{"variable wins", "abcd", file, "abcd"},
-		{"file", "", file, "c0ffee"},
-		{"missing file", "", file + ".missing", ""},
-		{"neither", "", "", ""},
-		{"not hex", "xyz", "", ""},
+		{"variable", "", "abcd", "", "abcd"},
+		{"file wins over the variable", "", "abcd", file, "c0ffee"},
+		{"file", "", "", file, "c0ffee"},
+		{"descriptor wins over both", fromFD, "abcd", file, "5ec8e7"},
+		{"descriptor", fromFD, "", "", "5ec8e7"},
+		{"descriptor not a number", "three", "abcd", "", ""},
+		{"descriptor not open", "987654", "abcd", "", ""},
+		{"missing file", "", "", file + ".missing", ""},
+		{"none", "", "", "", ""},
+		{"not hex", "", "xyz", "", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			pipe := -1
+			if tt.fd == fromFD {
+				pipe = secretPipe(t, " 5ec8e7\n")
+				tt.fd = strconv.Itoa(pipe)
+			}
+			t.Setenv(spear.EnvSecretFD, tt.fd)
 			t.Setenv(spear.EnvSecret, tt.secret)
 			t.Setenv(spear.EnvSecretFile, tt.sfile)
 			got, err := auth.SecretFromEnv()
+			if pipe >= 0 {
+				// The reader closed the descriptor: closing it again fails.
+				if err := syscall.Close(pipe); !errors.Is(err, syscall.EBADF) {
+					t.Errorf("the secret's descriptor is still open after reading (close: %v)", err)
+				}
+			}
+			for _, k := range []string{spear.EnvSecretFD, spear.EnvSecret} {
+				if v := os.Getenv(k); v != "" {
+					t.Errorf("%s=%q is still in the environment", k, v)
+				}
+			}
 			if tt.want == "" {
 				if !errors.Is(err, spear.ErrConfig) {
 					t.Fatalf("got %v, %v; want an error matching spear.ErrConfig", got, err)
+				}
+				if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
+					t.Errorf("the error %q quotes the value", err)
 				}
 				return
 			}
@@ -560,4 +588,26 @@ func TestSecretFromEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+// secretPipe returns the descriptor of the read end of a pipe holding
+// content, its write end closed; no *os.File owns it.
+func secretPipe(t *testing.T, content string) int {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	// No *os.File may close the number again once the reader has:
+	// another descriptor may have it by then.
+	fd, err := syscall.Dup(int(r.Fd()))
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -51,9 +50,13 @@ type Instance struct {
 	ch       *channel.Channel
 	out      *runtime.Output
 	log      *slog.Logger
+	acct     account      // the user the process runs as
+	uid      int          // acct.uid
+	conf     *confinement // its processes' cgroup or session
 
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
 	markExit context.CancelFunc
+	forked   chan struct{} // closed once pid is set, or the start failed
 	done     chan struct{} // closed when the instance is fully gone
 
 	mu         sync.Mutex // guards the fields below
@@ -68,13 +71,25 @@ type Instance struct {
 
 var _ runtime.Instance = (*Instance)(nil)
 
-// peerCheck is the channel's peer check (channel.Config.CheckPeer): once
-// the child is forked, only its process group may connect.
+// peerCheck is the channel's peer check (channel.Config.CheckPeer): only a
+// process of the child's session, run by its user, may connect. A
+// connection that comes before the child's pid is known waits for it,
+// which takes no longer than the fork.
 func (i *Instance) peerCheck(info transport.Info) error {
+	if info.PeerPID < 0 {
+		return checkPeer(info, 0, 0) // nothing to check the peer against
+	}
+	select {
+	case <-i.forked:
+	case <-i.done:
+	}
 	i.mu.Lock()
 	pid := i.pid
 	i.mu.Unlock()
-	return checkPeer(info, pid)
+	if pid <= 0 {
+		return fmt.Errorf("%w: the instance's process never started", spear.ErrAuthFailed)
+	}
+	return checkPeer(info, pid, i.uid)
 }
 
 // ID returns the instance's id.
@@ -122,50 +137,54 @@ func (i *Instance) ExitState() *os.ProcessState {
 	return i.state
 }
 
-// run is the reaper: it starts cmd on a locked OS thread and reports the
-// result on started, then waits for the process and tears the instance
-// down. It owns the four pipe ends.
+// run is the reaper: it starts cmd and reports the result on started,
+// then waits for the process and tears the instance down. It owns the
+// four pipe ends. While it waits it is a parked goroutine: no OS thread
+// is held per instance (see forker and exitWatch).
 func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, errW *os.File) {
 	defer i.rt.wg.Done()
-	// Keep the forking thread, and so the child's parent-death signal
-	// (sys_linux.go), until the child is reaped.
-	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
-
-	err := cmd.Start()
+	err := startChild(cmd, childLimits{rlimits: i.conf.rlimits, uid: i.acct.uid, gid: i.acct.gid})
 	// The child's ends belong to the child now.
 	outW.Close()
 	errW.Close()
 	if err != nil {
+		close(i.forked)
 		outR.Close()
 		errR.Close()
 		started <- err
 		return
 	}
+	defer childReaped() // after cmd.Wait below
 	pid := cmd.Process.Pid
-	// A child fast enough to connect before this line is not checked
-	// against its pid (peerCheck); it still had to present the secret
-	// only it holds.
+	if err := i.conf.started(pid, i.uid); err != nil {
+		i.log.Warn("instance not recorded for cleanup after a crash of the agent", "err", err)
+	}
 	i.mu.Lock()
 	i.pid = pid
 	i.mu.Unlock()
+	close(i.forked) // peer checks waiting for the pid go on
 	i.log = i.log.With("pid", pid)
 	i.out.SetLogger(i.log)
 	outDone, errDone := make(chan struct{}), make(chan struct{})
 	go capture(outR, "stdout", i.out, outDone)
 	go capture(errR, "stderr", i.out, errDone)
+	watch, werr := watchExit(pid)
 	started <- nil
 
-	peeked := peekExit(pid)
+	peeked := werr == nil && watch.wait()
 	if peeked {
 		i.exit()
-		// The instance is the whole group: kill what the leader left
-		// behind, while its zombie still pins the group id.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		// The instance is all its processes: kill what the leader left
+		// behind, while its zombie still pins its group and session ids.
+		i.conf.leaderExited()
 	}
-	waitErr := cmd.Wait() // on an exit status, the state says it all
+	waitErr := cmd.Wait() // at once when peeked; on an exit status, the state says it all
 	if !peeked {
 		i.exit()
+	}
+	oom, err := i.conf.reaped()
+	if err != nil {
+		i.log.Warn("instance processes not all gone", "err", err)
 	}
 
 	timer := time.NewTimer(drainTimeout)
@@ -184,7 +203,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	errR.Close()
 	i.out.Close()
 
-	i.finish(cmd.ProcessState, waitErr)
+	i.finish(cmd.ProcessState, waitErr, oom)
 }
 
 // exit records that the process has exited: its group is not signalled
@@ -208,14 +227,19 @@ func (i *Instance) exit() {
 	i.ch.Lost("the instance's process exited")
 }
 
-// finish marks the instance stopped and closes Done.
-func (i *Instance) finish(st *os.ProcessState, waitErr error) {
+// finish marks the instance stopped and closes Done. oom says the kernel
+// killed it for going over its memory limit, which is then its reason even
+// when it was being stopped.
+func (i *Instance) finish(st *os.ProcessState, waitErr error, oom bool) {
 	how := describeExit(st, waitErr)
+	if oom {
+		how = fmt.Sprintf("%s (memory limit %s; %s)", ReasonOutOfMemory, runtime.Bytes(i.conf.memoryLimit()), how)
+	}
 	i.mu.Lock()
 	i.state = st
 	i.status = runtime.StatusStopped
 	i.reason = how
-	if i.stopAsked {
+	if i.stopAsked && !oom {
 		i.reason = "stopped"
 	}
 	stopAsked := i.stopAsked
@@ -231,6 +255,10 @@ func (i *Instance) finish(st *os.ProcessState, waitErr error) {
 	i.rt.forget(i)
 	close(i.done)
 }
+
+// ReasonOutOfMemory begins the stop reason (runtime.Info.Reason) of an
+// instance the kernel killed for going over its memory limit.
+const ReasonOutOfMemory = "out of memory"
 
 // describeExit says how a process ended: "exited with status 3" or
 // "killed by signal: killed". st is nil when it could not be waited for
@@ -258,9 +286,22 @@ func (i *Instance) signalGroup(sig syscall.Signal) {
 	}
 }
 
+// killAll SIGKILLs all the instance's processes, unless the process has
+// exited (the reaper then kills the rest).
+func (i *Instance) killAll() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.exited || i.pid <= 0 {
+		return
+	}
+	if err := i.conf.kill(); err != nil {
+		i.log.Warn("killing the instance failed", "err", err)
+	}
+}
+
 // abort kills a starting instance and waits until it is gone.
 func (i *Instance) abort() {
-	i.signalGroup(syscall.SIGKILL)
+	i.killAll()
 	<-i.done
 }
 
@@ -306,7 +347,7 @@ func (i *Instance) escalate() {
 		return
 	}
 	i.log.Warn("instance ignored SIGTERM; sending SIGKILL", "grace", i.grace)
-	i.signalGroup(syscall.SIGKILL)
+	i.killAll()
 	<-i.exitCtx.Done()
 }
 

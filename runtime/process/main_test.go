@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ import (
 //     process group that shares its stdout;
 //   - flaky: like echo, but a one-way message "drop" makes it disconnect,
 //     and it connects again only on SIGUSR1;
+//   - escape: like echo, after starting two `sleep 300`: one in a process
+//     group of its own, printing "escaped-group <pid>", and one in a
+//     session of its own, printing "escaped-session <pid>";
+//   - attacker: like echo, and method "attack" runs the attacks of
+//     attack_test.go on the target its payload describes;
 //   - dial: for BenchmarkBareSpawn, connects to the unix socket at
 //     SPEAR_ADDRESS, writes one byte and exits.
 const childEnv = "SPEAR_PROCESS_TEST_CHILD"
@@ -124,6 +130,22 @@ func runChild(mode string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
+	case "escape":
+		for _, e := range []struct {
+			name string
+			attr *syscall.SysProcAttr
+		}{
+			{"escaped-group", &syscall.SysProcAttr{Setpgid: true}},
+			{"escaped-session", &syscall.SysProcAttr{Setsid: true}},
+		} {
+			cmd := exec.Command("sleep", "300")
+			cmd.SysProcAttr = e.attr
+			if err := cmd.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			fmt.Printf("%s %d\n", e.name, cmd.Process.Pid)
+		}
 	case "flaky":
 		again := make(chan os.Signal, 1)
 		signal.Notify(again, syscall.SIGUSR1)
@@ -183,6 +205,11 @@ func startGrandchild() error {
 //     "handled <payload>" first);
 //   - method "block" sends the one-way message "blocked", then waits for
 //     the request's end;
+//   - method "environ" answers the environment the process started with
+//     (/proc/self/environ: NUL-separated), which the SDK cannot change;
+//   - method "getenv" answers the variable the payload names;
+//   - method "fds" answers what the process's descriptors refer to, one
+//     per line ("3 pipe:[1234]");
 //   - method "last-words" streams one chunk of lastWordsRepeat times
 //     "last words " and exits the process.
 //
@@ -212,6 +239,16 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 				}
 				<-ctx.Done()
 				return nil, ctx.Err()
+			case "environ":
+				return os.ReadFile("/proc/self/environ")
+			case "getenv":
+				return []byte(os.Getenv(string(r.Payload))), nil
+			case "fds":
+				return openFiles()
+			case "attack":
+				if mode == "attacker" {
+					return attackHandler(r.Payload)
+				}
 			}
 			return nil, sdk.Error(spear.CodeNotFound, "no method "+r.Method)
 		}),
@@ -220,9 +257,26 @@ func serve(ctx context.Context, mode string, mod func(*sdk.Options)) error {
 	if mod != nil {
 		mod(&opts)
 	}
+	// The secret can be read once per process (its descriptor is closed
+	// after); a child that serves twice reuses what it read.
+	if err := creds.get(); err != nil {
+		return err
+	}
+	opts.ID, opts.Secret, opts.Channel, opts.Address = creds.ID, creds.Secret, creds.Channel, creds.Address
 	in, err := sdk.New(opts)
 	if err != nil {
 		return err
 	}
 	return in.Serve(ctx)
+}
+
+// creds are the child's connection settings, read from the environment
+// once.
+var creds struct {
+	sdk.Options
+	get func() error
+}
+
+func init() {
+	creds.get = sync.OnceValue(creds.FromEnv)
 }

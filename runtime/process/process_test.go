@@ -77,14 +77,22 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
+	return newEnvWith(tb, process.Options{})
+}
+
+// newEnvWith is newEnv with opts, whose Factory and Logger it sets.
+func newEnvWith(tb testing.TB, opts process.Options) *env {
+	tb.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f, err := channel.NewFactory(channel.Options{Logger: log})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rt, err := process.New(process.Options{Factory: f, Logger: log})
+	opts.Factory, opts.Logger = f, log
+	rt, err := process.New(opts)
 	if err != nil {
+		f.Close()
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/leftover"
 	"github.com/spear-go/spear/runtime"
 )
 
@@ -44,6 +45,20 @@ type Options struct {
 	// Worker is the command line WorkerCommand stands for: an executable
 	// and its first arguments. Empty, WorkerCommand is refused.
 	Worker []string
+	// Cgroups says whether instances go in cgroups of their own (default
+	// CgroupsAuto: when the machine allows it).
+	Cgroups CgroupMode
+	// CgroupParent is the cgroup v2 directory under which the runtime
+	// makes its subtree (default: the agent's own cgroup, which must be
+	// delegated to the agent's user).
+	CgroupParent string
+	// UserRange holds the user ids a function with user UserRange takes
+	// one of per instance (none when zero).
+	UserRange UIDRange
+	// Leftovers records what the runtime starts (its cgroups, or its
+	// instances' sessions), so that the next agent kills it if this one
+	// dies; nil records nothing.
+	Leftovers *leftover.Book
 }
 
 // Runtime runs instances as child processes. It implements runtime.Runtime
@@ -53,15 +68,21 @@ type Runtime struct {
 	factory  *channel.Factory
 	log      *slog.Logger
 	logLines int
-	self     string          // "" when os.Executable failed
-	worker   []string        // what WorkerCommand runs
+	self     string   // "" when os.Executable failed
+	worker   []string // what WorkerCommand runs
+	conf     *confiner
 	ctx      context.Context // cancelled by Close, aborting starts in progress
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // the instances' goroutines
 
-	mu        sync.Mutex // guards the fields below
-	closed    bool
-	instances map[spear.InstanceID]*Instance // from Start until the instance is gone
+	closeConf sync.Once // closes conf, once every instance is gone
+	confErr   error
+
+	mu         sync.Mutex // guards the fields below
+	closed     bool
+	instances  map[spear.InstanceID]*Instance // from Start until the instance is gone
+	users      UIDRange                       // immutable
+	usersTaken map[int]bool                   // user ids of the range in use
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -75,13 +96,18 @@ func New(opts Options) (*Runtime, error) {
 	if opts.LogLines < 0 {
 		return nil, fmt.Errorf("%w: process.Options.LogLines is negative", spear.ErrInvalidConfig)
 	}
+	if u := opts.UserRange; u != (UIDRange{}) && (u.First <= 0 || u.Last < u.First) {
+		return nil, fmt.Errorf("%w: process.Options.UserRange %d-%d is empty or includes root", spear.ErrInvalidConfig, u.First, u.Last)
+	}
 	r := &Runtime{
-		factory:   opts.Factory,
-		log:       opts.Logger,
-		logLines:  opts.LogLines,
-		self:      opts.Self,
-		worker:    slices.Clone(opts.Worker),
-		instances: map[spear.InstanceID]*Instance{},
+		factory:    opts.Factory,
+		log:        opts.Logger,
+		logLines:   opts.LogLines,
+		self:       opts.Self,
+		worker:     slices.Clone(opts.Worker),
+		instances:  map[spear.InstanceID]*Instance{},
+		users:      opts.UserRange,
+		usersTaken: map[int]bool{},
 	}
 	if r.self == "" {
 		r.self, _ = os.Executable() // needed only for SelfCommand; Start reports it
@@ -92,6 +118,10 @@ func New(opts Options) (*Runtime, error) {
 	if r.logLines == 0 {
 		r.logLines = DefaultLogLines
 	}
+	var err error
+	if r.conf, err = newConfiner(opts.Cgroups, opts.CgroupParent, opts.Leftovers, r.log); err != nil {
+		return nil, err
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -99,12 +129,13 @@ func New(opts Options) (*Runtime, error) {
 // Type returns spear.Process.
 func (r *Runtime) Type() spear.RuntimeType { return spear.Process }
 
-// Start runs spec, a Spec: its Command with its Args in its Dir, the
-// environment being the agent's, then its Env, then the channel's
-// credentials. It waits until the child connects and authenticates,
-// within set.StartTimeout (default DefaultStartTimeout) and ctx; the
-// instance is then StatusRunning. On failure the child's group is killed
-// and reaped and the channel closed.
+// Start runs spec, a Spec: its Command with its Args in its Dir, as its
+// User, confined with its Limits (see the package documentation), with a
+// minimal environment, its Env and the channel's credentials. It waits
+// until the child connects and authenticates, within set.StartTimeout
+// (default DefaultStartTimeout) and ctx; the instance is then
+// StatusRunning. On failure the child's processes are killed, the child
+// reaped and the channel closed.
 //
 // Errors are *spear.InstanceError values. They match
 // spear.ErrInvalidConfig for a bad spec or a command that cannot be
@@ -143,23 +174,37 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 	if err != nil {
 		return nil, err
 	}
+	if i.acct, err = r.takeAccount(spec.User); err != nil {
+		i.fail("no user to run as")
+		return nil, err
+	}
+	i.uid = i.acct.uid
 	var cfg channel.Config
 	if set.Channel != nil {
 		cfg = *set.Channel
 	}
 	cfg.CheckPeer = i.peerCheck
+	if i.acct.other {
+		cfg.SocketOwner = &channel.Owner{UID: i.acct.uid, GID: i.acct.gid}
+	}
 	ch, err := r.factory.Create(ctx, id, &cfg)
 	if err != nil {
 		i.fail("channel creation failed")
 		return nil, err
 	}
 	i.ch = ch
+	if i.conf, err = r.conf.confine(id.Name, spec.Limits); err != nil {
+		ch.Close()
+		i.fail("confinement failed")
+		return nil, err
+	}
 	if err := i.launch(spec); err != nil {
 		ch.Close()
+		i.conf.notStarted()
 		i.fail("process failed to start")
 		return nil, err
 	}
-	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()))
+	i.log.Info("instance process started", "command", spec.Command, "transport", string(ch.Type()), "confinement", r.conf.describe())
 	if err := i.waitReady(ctx, set.StartTimeout); err != nil {
 		i.abort()
 		if errors.Is(err, errExitedEarly) {
@@ -192,6 +237,7 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 		created:  time.Now(),
 		out:      runtime.NewOutput(nil, r.logLines),
 		log:      r.log.With("instance", id.String(), "runtime", id.Runtime.String()),
+		forked:   make(chan struct{}),
 		done:     make(chan struct{}),
 		status:   runtime.StatusStarting,
 	}
@@ -200,8 +246,9 @@ func (r *Runtime) reserve(id spear.InstanceID, set runtime.Settings) (*Instance,
 	return i, nil
 }
 
-// forget removes a gone instance.
+// forget removes a gone instance, and gives its user id back.
 func (r *Runtime) forget(i *Instance) {
+	r.giveBack(i.acct)
 	r.mu.Lock()
 	if r.instances[i.id] == i {
 		delete(r.instances, i.id)
@@ -224,12 +271,17 @@ func (i *Instance) fail(reason string) {
 func (i *Instance) launch(spec Spec) error {
 	cmd := exec.Command(spec.Command, spec.Args...)
 	cmd.Dir = spec.Dir
-	// The credentials come last, so that they win over anything of the
-	// same name before them. The environment is never logged: it holds
-	// the secret.
-	cmd.Env = slices.Concat(os.Environ(), spec.Env.List(), i.ch.Credentials().Env())
+	// The environment is never logged. Its SPEAR_* variables come last.
+	cmd.Env = childEnv(os.Environ(), spec.InheritEnv, i.acct.home, spec.Env)
+	release, err := i.ch.Credentials().HandOver(cmd, spec.Secret)
+	if err != nil {
+		return err
+	}
+	defer release() // once the child has its copy, or never started
 	// A nil Stdin is /dev/null.
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = i.acct.credential()
+	i.conf.prepare(cmd)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("%w: output pipe: %w", spear.ErrInvalidConfig, err)
@@ -348,5 +400,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	// Every instance is gone; its goroutines are returning.
 	r.wg.Wait()
-	return nil
+	r.closeConf.Do(func() { r.confErr = r.conf.close() })
+	return r.confErr
 }

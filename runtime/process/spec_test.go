@@ -12,15 +12,41 @@ import (
 	"github.com/spear-go/spear/runtime/runtimetest"
 )
 
+func TestParseCPUs(t *testing.T) {
+	for in, want := range map[string]process.CPUs{"0.5": 500, "2": 2000, "250m": 250, "1.25": 1250, "0": 0} {
+		if got, err := process.ParseCPUs(in); err != nil || got != want {
+			t.Errorf("ParseCPUs(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "m", "1.5m", "x", "NaN", "1e30"} {
+		if got, err := process.ParseCPUs(in); err == nil {
+			t.Errorf("ParseCPUs(%q) = %v, want an error", in, got)
+		}
+	}
+}
+
 func TestDecodeSpec(t *testing.T) {
-	spec := runtimetest.CheckKind(t, spear.Process, `{"command":"@self","args":["worker"],"env":{"B":"2","A":"1"},"dir":"/tmp"}`, map[string]string{
+	spec := runtimetest.CheckKind(t, spear.Process, `{"command":"@self","args":["worker"],"env":{"B":"2","A":"1"},"dir":"/tmp",`+
+		`"inherit_env":["OTEL_*","TERM"],"secret":"env","user":"nobody:nogroup","limits":{"memory":"256Mi","cpu":"500m","pids":64}}`, map[string]string{
 		`{}`:                             "command: required",
 		`{"command":"x","image":"y"}`:    "image: unknown field",
 		`{"command":"x","env":{"":"y"}}`: "env: variable name",
+		`{"command":"x","env":{"SPEAR_SECRET":"y"}}`: "env.SPEAR_SECRET: set by the runtime",
+		`{"command":"x","inherit_env":["*"]}`:        "inherit_env[0]: \"*\" would pass the agent's whole environment",
+		`{"command":"x","inherit_env":["A","B=C"]}`:  "inherit_env[1]: \"B=C\" is not a variable name",
+		`{"command":"x","inherit_env":["SPEAR_*"]}`:  "inherit_env[0]: \"SPEAR_*\": the agent's SPEAR_* variables are never passed on",
+		`{"command":"x","secret":"file"}`:            `secret: "file" is not a way to hand over the secret`,
+		`{"command":"x","user":"a b"}`:               `user: "a b" is not a user`,
+		`{"command":"x","user":"a:"}`:                `user: "a:" is not a user`,
+		`{"command":"x","limits":{"cpu":"lots"}}`:    `"lots" is not a number of CPUs`,
+		`{"command":"x","limits":{"pids":-1}}`:       "limits.pids: negative",
+		`{"command":"x","limits":{"disk":1}}`:        "unknown field",
 	})
 	s, err := runtime.SpecAs[process.Spec](spec)
 	if err != nil || s.Command != process.SelfCommand || strings.Join(s.Args, " ") != "worker" ||
-		strings.Join(s.Env.List(), ",") != "A=1,B=2" || s.Dir != "/tmp" {
+		strings.Join(s.Env.List(), ",") != "A=1,B=2" || s.Dir != "/tmp" ||
+		strings.Join(s.InheritEnv, ",") != "OTEL_*,TERM" || s.Secret != channel.SecretViaEnv || s.User != "nobody:nogroup" ||
+		s.Limits != (process.Limits{Memory: 256 << 20, CPU: 500, PIDs: 64}) {
 		t.Errorf("decoded %+v, %v", s, err)
 	}
 }

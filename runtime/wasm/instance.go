@@ -72,7 +72,7 @@ func newInstance(r *Runtime, id spear.InstanceID, set runtime.Settings, spec Spe
 		limit:        limit,
 		maxPayload:   maxPayload,
 		args:         append([]string{cmp.Or(set.Function, "wasm")}, spec.Args...),
-		env:          guestEnv(spec.Env.List(), ch.Credentials().Env()),
+		env:          guestEnv(spec.Env.List(), guestCredentials(ch.Credentials())),
 		startTimeout: set.StartTimeout,
 		stopGrace:    set.StopGrace,
 		created:      time.Now(),
@@ -84,6 +84,13 @@ func newInstance(r *Runtime, id spear.InstanceID, set runtime.Settings, spec Spe
 	inst.logs = newGuestLog(runtime.NewOutput(inst.log, r.opts.LogLines))
 	inst.ctx, inst.cancel = context.WithCancel(context.Background())
 	return inst
+}
+
+// guestCredentials are the SPEAR_* variables of a guest, its secret among
+// them: a guest's WASI environment is the agent's memory, which no other
+// process can read as it could a process's environment.
+func guestCredentials(cr channel.Credentials) []string {
+	return append(cr.Env(), cr.SecretEnv())
 }
 
 // guestEnv is the guest's WASI environment: the spec's variables, except

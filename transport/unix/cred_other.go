@@ -5,4 +5,4 @@ package unix
 import "net"
 
 // peerCred is only implemented on Linux.
-func peerCred(*net.UnixConn) (pid, uid int) { return -1, -1 }
+func peerCred(*net.UnixConn) (pid, uid, sid int) { return -1, -1, 0 }

@@ -64,7 +64,7 @@ func (l *Listener) Accept() (transport.Conn, error) {
 		return nil, transport.FilterCloseErr(err)
 	}
 	info := transport.Info{Transport: Name, Remote: l.path, PeerPID: -1, PeerUID: -1}
-	info.PeerPID, info.PeerUID = peerCred(c)
+	info.PeerPID, info.PeerUID, info.PeerSID = peerCred(c)
 	return transport.NewStreamConn(c, info, l.opts.MaxPayload, l.opts.WriteTimeout), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	xunix "golang.org/x/sys/unix"
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/transport"
@@ -85,8 +86,10 @@ func TestListenDialAccept(t *testing.T) {
 	if info.Transport != unix.Name {
 		t.Errorf("Info().Transport = %q", info.Transport)
 	}
-	if runtime.GOOS == "linux" && (info.PeerPID != os.Getpid() || info.PeerUID != os.Getuid()) {
-		t.Errorf("peer credentials pid %d uid %d, want this process: %d %d", info.PeerPID, info.PeerUID, os.Getpid(), os.Getuid())
+	sid, _ := xunix.Getsid(0)
+	if runtime.GOOS == "linux" && (info.PeerPID != os.Getpid() || info.PeerUID != os.Getuid() || info.PeerSID != sid) {
+		t.Errorf("peer credentials pid %d uid %d session %d, want this process's: %d %d %d",
+			info.PeerPID, info.PeerUID, info.PeerSID, os.Getpid(), os.Getuid(), sid)
 	}
 
 	if err := client.WriteFrame(&wire.Frame{Type: wire.TypeMessage, ID: 2, Payload: []byte("hello")}); err != nil {

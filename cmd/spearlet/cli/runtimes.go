@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -27,11 +28,20 @@ var defaultConfig []byte
 // binary is built with -tags nokubernetes, which leaves client-go out.
 var runtimes = map[spear.RuntimeType]agent.NewRuntime{
 	spear.Process: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
-		return process.New(process.Options{
-			Factory: env.Factory,
-			Logger:  env.Logger,
-			Worker:  workerCommand(context.Background(), env.Config, env.Logger),
-		})
+		opts := process.Options{
+			Factory:   env.Factory,
+			Logger:    env.Logger,
+			Worker:    workerCommand(context.Background(), env.Config, env.Logger),
+			Cgroups:   process.CgroupMode(env.Config.Process.Cgroups),
+			Leftovers: env.Leftovers,
+		}
+		if r := env.Config.Process.UserRange; r != "" {
+			var err error
+			if opts.UserRange, err = process.ParseUIDRange(r); err != nil {
+				return nil, fmt.Errorf("process.user_range: %w", err)
+			}
+		}
+		return process.New(opts)
 	},
 	spear.Wasm: func(env agent.RuntimeEnv) (runtime.Runtime, error) {
 		return wasm.New(wasm.Options{

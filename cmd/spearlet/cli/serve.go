@@ -41,7 +41,7 @@ type settingFlag struct {
 }
 
 var settingFlags = []settingFlag{
-	{"state-dir", "", "private state directory: API socket and token, TLS keys, lock (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
+	{"state-dir", "", "private state directory: API socket and token, TLS keys, lock, records for cleanup after a crash (default " + statedir.Default() + ")", func(c *agent.Config) *string { return &c.StateDir }},
 	{"api-socket", "", "the API's unix socket (default " + api.SocketName + " in the state directory; none: no socket)", func(c *agent.Config) *string { return &c.API.Socket }},
 	{"api-http-addr", "http-addr", "HTTP API address (default " + agent.DefaultHTTPAddr + "; none: the socket only)", func(c *agent.Config) *string { return &c.API.HTTPAddr }},
 	{"api-grpc-addr", "", "gRPC API address (default " + agent.DefaultGRPCAddr + ")", func(c *agent.Config) *string { return &c.API.GRPCAddr }},

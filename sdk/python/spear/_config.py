@@ -3,7 +3,9 @@ hand-off."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from dataclasses import dataclass
 from typing import MutableMapping, Optional
 
@@ -68,8 +70,13 @@ class Config:
         file named by SPEAR_SECRET_FILE, or SPEAR_SECRET. Each holds it
         hex-encoded; surrounding whitespace is ignored. SPEAR_SECRET and
         SPEAR_SECRET_FD are removed from the environment once read, so that
-        processes the function starts do not inherit them.
+        processes the function starts do not inherit them. Reading this
+        process's own environment (environ None) first makes the process
+        non-dumpable on Linux, so that other processes of its user cannot
+        read the secret out of it (docs/security.md).
         """
+        if environ is None:
+            protect_process()
         env = os.environ if environ is None else environ
         instance_id = env.get(ENV_INSTANCE_ID, "")
         if not instance_id:
@@ -88,6 +95,22 @@ class Config:
         if tls is not None and channel != "tcp":
             raise ConfigError(f"SPEAR_TLS_* is set for a {channel} channel, which has no TLS")
         return cls(instance_id=instance_id, secret=secret, channel=channel, address=address, tls=tls)
+
+
+#: prctl's option that sets whether the process is dumpable.
+PR_SET_DUMPABLE = 4
+
+
+def protect_process() -> None:
+    """Make the process non-dumpable (Linux): other processes of the same
+    user can then no longer ptrace it, read its memory or environment, or
+    open its descriptors through /proc. It also means no core dumps."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise ConfigError(f"cannot make the process non-dumpable: {os.strerror(err)}")
 
 
 def read_secret(env: MutableMapping[str, str]) -> Secret:

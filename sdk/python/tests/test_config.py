@@ -1,6 +1,8 @@
 """The bootstrap environment and the secret hand-off."""
 
 import os
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -23,6 +25,26 @@ def pipe_holding(text: str) -> int:
 
 
 class SecretHandoffTest(unittest.TestCase):
+    @unittest.skipUnless(sys.platform.startswith("linux"), "PR_SET_DUMPABLE is Linux's")
+    def test_from_env_makes_the_process_non_dumpable(self):
+        # In a child: the test process itself stays dumpable.
+        script = (
+            "import ctypes, spear\n"
+            "libc = ctypes.CDLL(None)\n"
+            "before = libc.prctl(3, 0, 0, 0, 0)\n"  # PR_GET_DUMPABLE
+            "spear.Config.from_env()\n"
+            "print(before, libc.prctl(3, 0, 0, 0, 0))\n"
+        )
+        fd = pipe_holding(SECRET)
+        try:
+            env = dict(os.environ, **base(SPEAR_SECRET_FD=str(fd)))
+            env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            out = subprocess.run([sys.executable, "-c", script], env=env, pass_fds=(fd,),
+                                 capture_output=True, text=True, check=True).stdout
+        finally:
+            os.close(fd)
+        self.assertEqual(out.split(), ["1", "0"])
+
     def test_fd_wins_and_is_closed(self):
         fd = pipe_holding(f"  {SECRET}\n")
         with tempfile.NamedTemporaryFile("w") as f:
