@@ -236,22 +236,11 @@ func connect(conn Conn, id spear.InstanceID, secret spear.Secret, slot Slot, fea
 	if err := frameErr(f); err != nil {
 		return nil, err
 	}
-	ch, err := codec.DecodeAuthChallenge(f.Payload)
-	if f.Type != wire.TypeAuthChallenge || err != nil || len(ch.Nonce) != NonceSize {
-		return nil, fmt.Errorf("%w: expected an AUTH_CHALLENGE, got %s", spear.ErrInvalidMessage, f.Type)
+	a, err := AnswerChallenge(f, id, secret, slot, features...)
+	if err != nil {
+		return nil, err
 	}
-	clientNonce := make([]byte, NonceSize)
-	_, _ = rand.Read(clientNonce)
-	full := id.String()
-	req := codec.AppendAuthRequest(nil, &codec.AuthRequest{
-		InstanceID:     full,
-		ClientNonce:    clientNonce,
-		Proof:          Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
-		Connection:     slot.Connection,
-		MaxConnections: slot.MaxConnections,
-		Features:       features,
-	})
-	if err := conn.WriteFrame(&wire.Frame{Type: wire.TypeAuthRequest, Payload: req}); err != nil {
+	if err := conn.WriteFrame(&a.Request); err != nil {
 		return nil, fmt.Errorf("%w: send auth request: %w", spear.ErrConnectionFailed, err)
 	}
 	f, err = conn.ReadFrame()
@@ -265,11 +254,48 @@ func connect(conn Conn, id spear.InstanceID, secret spear.Secret, slot Slot, fea
 	if f.Type != wire.TypeAuthResponse || err != nil {
 		return nil, fmt.Errorf("%w: expected an AUTH_RESPONSE, got %s", spear.ErrInvalidMessage, f.Type)
 	}
-	want := Proof(secret, roleAgent, ch.Nonce, clientNonce, full)
+	want := Proof(secret, roleAgent, a.Nonce, a.ClientNonce, id.String())
 	if !hmac.Equal(want, resp.ServerProof) {
 		return nil, fmt.Errorf("%w: the agent could not prove it knows the secret", spear.ErrAuthFailed)
 	}
 	return &resp, nil
+}
+
+// Answer is an instance's answer to an AUTH_CHALLENGE.
+type Answer struct {
+	// Request is the AUTH_REQUEST frame to send.
+	Request wire.Frame
+	// Nonce is the agent's nonce, from the challenge, and ClientNonce the
+	// instance's fresh one: with the secret they give the proof the
+	// agent's AUTH_RESPONSE must carry.
+	Nonce, ClientNonce []byte
+}
+
+// AnswerChallenge builds the AUTH_REQUEST with which instance id, holding
+// secret, answers f, an AUTH_CHALLENGE frame: a fresh client nonce and
+// the proof. It is Connect's first half, and all a wasm guest's host
+// import needs (runtime/wasm). Errors match spear.ErrInvalidMessage.
+func AnswerChallenge(f wire.Frame, id spear.InstanceID, secret spear.Secret, slot Slot, features ...string) (Answer, error) {
+	ch, err := codec.DecodeAuthChallenge(f.Payload)
+	if f.Type != wire.TypeAuthChallenge || err != nil || len(ch.Nonce) != NonceSize {
+		return Answer{}, fmt.Errorf("%w: expected an AUTH_CHALLENGE, got %s", spear.ErrInvalidMessage, f.Type)
+	}
+	clientNonce := make([]byte, NonceSize)
+	_, _ = rand.Read(clientNonce)
+	full := id.String()
+	req := codec.AppendAuthRequest(nil, &codec.AuthRequest{
+		InstanceID:     full,
+		ClientNonce:    clientNonce,
+		Proof:          Proof(secret, roleInstance, ch.Nonce, clientNonce, full),
+		Connection:     slot.Connection,
+		MaxConnections: slot.MaxConnections,
+		Features:       features,
+	})
+	return Answer{
+		Request:     wire.Frame{Type: wire.TypeAuthRequest, Payload: req},
+		Nonce:       ch.Nonce,
+		ClientNonce: clientNonce,
+	}, nil
 }
 
 // frameErr turns an ERROR frame into a *spear.RemoteError wrapped with the

@@ -107,7 +107,7 @@ func (run *incarnation) runModule() {
 		k, v, _ := strings.Cut(kv, "=")
 		cfg = cfg.WithEnv(k, v)
 	}
-	ctx := experimental.WithMemoryAllocator(run.ctx, run.mem)
+	ctx := experimental.WithMemoryAllocator(context.WithValue(run.ctx, incarnationKey{}, run), run.mem)
 	mod, err := inst.rt.engine.InstantiateModule(ctx, inst.mod.compiled, cfg)
 	if mod != nil {
 		_ = mod.Close(context.Background())

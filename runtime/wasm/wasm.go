@@ -144,6 +144,11 @@ func New(opts Options) (*Runtime, error) {
 		cache.Close(ctx)
 		return nil, fmt.Errorf("%w: instantiate WASI: %w", spear.ErrConfig, err)
 	}
+	if err := instantiateHost(ctx, engine); err != nil {
+		engine.Close(ctx)
+		cache.Close(ctx)
+		return nil, fmt.Errorf("%w: instantiate %s: %w", spear.ErrConfig, hostModule, err)
+	}
 	return &Runtime{
 		opts:      opts,
 		log:       log.With("runtime", spear.Wasm.String()),
@@ -320,8 +325,14 @@ func (r *Runtime) compileNow(code []byte) (wazero.CompiledModule, uint64, error)
 		return fail("the module is not a WASI command: it exports no _start")
 	}
 	for _, fn := range cm.ImportedFunctions() {
-		if mod, name, _ := fn.Import(); mod != wasi_snapshot_preview1.ModuleName {
-			return fail("the module imports %s.%s; only %s is provided", mod, name, wasi_snapshot_preview1.ModuleName)
+		switch mod, name, _ := fn.Import(); mod {
+		case wasi_snapshot_preview1.ModuleName:
+		case hostModule:
+			if err := checkHostImport(name, fn.ParamTypes(), fn.ResultTypes()); err != nil {
+				return fail("%v", err)
+			}
+		default:
+			return fail("the module imports %s.%s; only %s and %s are provided", mod, name, wasi_snapshot_preview1.ModuleName, hostModule)
 		}
 	}
 	var minPages uint32

@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/rawguest"
 	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/proto/spearpb"
 	"github.com/spear-go/spear/runtime"
@@ -564,4 +566,71 @@ func BenchmarkStartFromCache(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/start")
+}
+
+// TestRuntimeFreeGuestConnects starts rawguest.Connect, which answers the
+// handshake through spear_v1.auth_request and never sees its secret. The
+// agent accepted it (Start waits for that), so the proof the host wrote
+// was right; the guest then reads the terminate signal without answering,
+// and Stop ends it after the grace period.
+func TestRuntimeFreeGuestConnects(t *testing.T) {
+	rt := sharedRuntime(t)
+	ctx := testContext(t)
+	id := spear.InstanceID{Runtime: spear.Wasm, Name: fmt.Sprintf("raw-%d", names.Add(1))}
+	inst, err := rt.Start(ctx, id, runtime.Settings{StopGrace: 10 * time.Millisecond}, wasm.Spec{Code: rawguest.Connect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inst.Channel().Connected():
+	default:
+		t.Error("Start returned before the channel was connected")
+	}
+	if st := inst.Info().Status; st != runtime.StatusRunning {
+		t.Errorf("after Start: status %s, want running", st)
+	}
+	if err := rt.Stop(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if st := inst.Info().Status; st != runtime.StatusStopped {
+		t.Errorf("after Stop: status %s", st)
+	}
+}
+
+// TestHostCallMisuse: a guest that hands spear_v1.auth_request a buffer
+// outside its memory fails its Start with an error that says so; the
+// runtime goes on starting other instances.
+func TestHostCallMisuse(t *testing.T) {
+	rt := sharedRuntime(t)
+	ctx := testContext(t)
+	id := spear.InstanceID{Runtime: spear.Wasm, Name: "raw-misuse"}
+	inst, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: rawguest.BadOutput})
+	want := "spear_v1.auth_request: out [1048576, +"
+	if !errors.Is(err, spear.ErrConnectionFailed) || inst != nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want a connection failure saying %q", err, want)
+	}
+	if _, ok := shared.f.Get(id); ok {
+		t.Error("a failed start left a channel behind")
+	}
+	mustCall(t, start(t, runtime.Settings{}, wasm.Spec{}), "echo", "")
+}
+
+func TestHostImportChecked(t *testing.T) {
+	rt := sharedRuntime(t)
+	ctx := testContext(t)
+	for _, tc := range []struct {
+		name, from, to, want string
+	}{
+		{"unknown function", "auth_request", "auth_requesx", "spear_v1.auth_requesx, which does not exist"},
+		{"unknown module", "spear_v1", "spear_v9", "imports spear_v9.auth_request; only wasi_snapshot_preview1 and spear_v1 are provided"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code := bytes.Replace(rawguest.Connect, []byte(tc.from), []byte(tc.to), 1)
+			id := spear.InstanceID{Runtime: spear.Wasm, Name: "raw-import"}
+			_, err := rt.Start(ctx, id, runtime.Settings{}, wasm.Spec{Code: code})
+			if !errors.Is(err, spear.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an invalid config saying %q", err, tc.want)
+			}
+		})
+	}
 }
