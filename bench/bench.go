@@ -99,6 +99,7 @@ var comparisons = []comparison{
 	{name: "traced64", setup: invokePair(true)},
 	{name: "idle10k", run: runIdle},
 	{name: "start", run: runStart},
+	{name: "wasmstart", run: runWasmStart},
 	{name: "coldstart", run: runColdStart},
 	{name: "connections", run: runConnections},
 }

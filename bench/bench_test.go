@@ -14,8 +14,10 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/channel"
+	"github.com/spear-go/spear/internal/rawguest"
 	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
+	"github.com/spear-go/spear/runtime/wasm"
 )
 
 func TestMain(m *testing.M) {
@@ -79,7 +81,7 @@ func TestQuickRun(t *testing.T) {
 		}
 		want = append(want, "ratio "+c.name, "time "+c.name, "time "+c.name+".base")
 	}
-	want = append(want, "ratio start", "time start", "time start.base", "mem start.rss")
+	want = append(want, "ratio start", "time start", "time start.base", "mem start.rss", "us wasmstart.agent", "us wasmstart.floor")
 	want = append(want, "us coldstart.process", "us coldstart.process.warm", "ops conns1", "ops conns2", "ops conns4", "ratio conns2", "ratio conns4")
 	want = append(want, "mem idle10k", "mem idle10k.go", "mem idle10k.rss_before", "mem idle10k.rss_after", "n idle10k")
 	for _, w := range want {
@@ -225,6 +227,31 @@ func BenchmarkAgentRoundTrip64(b *testing.B) {
 
 func BenchmarkWasm64(b *testing.B) {
 	benchPair(b, func(ctx context.Context) (*pair, error) { return wasmPair(ctx, 64) })
+}
+
+// BenchmarkWasmStartAgent starts and stops rawguest.Connect, to profile
+// wasmstart.agent (-cpuprofile; ns/op includes the untimed Stop of the
+// command's figure, µs/start does not).
+func BenchmarkWasmStartAgent(b *testing.B) {
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	wrt, err := wasm.New(wasm.Options{Factory: f})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer wrt.Close(context.Background())
+	var total float64
+	for b.Loop() {
+		d, err := timeWasmStarts(context.Background(), wrt, rawguest.Connect, 1, runtime.Settings{StopGrace: time.Millisecond}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += d
+	}
+	b.ReportMetric(total/1e3/float64(b.N), "µs/start")
 }
 
 func BenchmarkHTTP64(b *testing.B) { benchPair(b, httpPair(64)) }

@@ -37,15 +37,14 @@ func startChild() (int, bool) {
 // (cmd/spear-worker) from spawn to ready (spawn, connect, authenticate,
 // first request answered) with a bare spawn of the same binary until it
 // connects to a plain unix socket; stopping is not timed. It reports the
-// instance's resident memory after its first answer (mem start.rss), and
-// times wasm starts too.
+// instance's resident memory after its first answer (mem start.rss).
 func runStart(ctx context.Context, o Options, p *printer) error {
 	pb, err := newProcessBench(o)
 	if err != nil {
 		return err
 	}
 	defer pb.close()
-	f, prt := pb.f, pb.prt
+	prt := pb.prt
 	dir, err := os.MkdirTemp("", "spear-bench-")
 	if err != nil {
 		return err
@@ -128,10 +127,7 @@ func runStart(ctx context.Context, o Options, p *printer) error {
 	if len(rss) > 0 {
 		p.line("mem", "start.rss", "%.0f", median(rss))
 	}
-	if o.Quick {
-		return nil // compiling the module takes seconds, a minute under -race
-	}
-	return runWasmStart(ctx, f, rounds, p)
+	return nil
 }
 
 // executable is the binary the comparisons that start instances of the
