@@ -31,7 +31,7 @@ const (
 	// connDrainTimeout bounds how long an exited instance's channel waits
 	// for its connection to deliver what the instance wrote before it
 	// exited (see exit).
-	connDrainTimeout = 500 * time.Millisecond
+	connDrainTimeout = time.Second
 )
 
 // Instance is one child process and its channel. It implements
