@@ -22,8 +22,13 @@ var noDecoderType = spear.RegisterRuntimeType("runtime-test-nodecoder")
 // testSpec is a runtime's own spec: one required field and an
 // environment.
 type testSpec struct {
-	Greeting string      `json:"greeting"`
-	Env      runtime.Env `json:"env,omitempty"`
+	Greeting string        `json:"greeting"`
+	Env      runtime.Env   `json:"env,omitempty"`
+	Memory   runtime.Bytes `json:"memory,omitempty"`
+	Limits   struct {
+		Memory runtime.Bytes `json:"memory,omitempty"`
+		Count  int           `json:"count,omitempty"`
+	} `json:"limits,omitzero"`
 }
 
 func (testSpec) RuntimeType() spear.RuntimeType { return testType }
@@ -82,10 +87,33 @@ func TestDecodeJSON(t *testing.T) {
 		`{"greeting":"hi","env":{"A":"x\u0000"}}`: "env.A: the value holds a NUL byte",
 		`{"greeting":7}`:                    "greeting: number is not a string",
 		`{"greeting":"hi","env":{"A":[1]}}`: "env.A: want a string",
+		// The errors of a field type's UnmarshalJSON, which encoding/json
+		// passes on without where they were, name their field.
+		`{"greeting":"hi","memory":"lots"}`:            `memory: "lots" is not a whole number`,
+		`{"greeting":"hi","limits":{"memory":"lots"}}`: `limits.memory: "lots" is not a whole number`,
+		`{"greeting":"hi","limits":{"memroy":1}}`:      "limits.memroy: unknown field",
+		`{"greeting":"hi","limits":{"count":"x"}}`:     "limits.count: string is not a int",
 	})
 	s, err := runtime.SpecAs[testSpec](spec)
 	if err != nil || s.Greeting != "hi" || strings.Join(s.Env.List(), ",") != "A=1,B=2" {
 		t.Errorf("decoded %+v, %v", s, err)
+	}
+}
+
+// TestDecodeJSONEveryProblem: each bad member is reported, on its own
+// path, where encoding/json stops at the first.
+func TestDecodeJSONEveryProblem(t *testing.T) {
+	_, err := runtime.DecodeJSON[testSpec]([]byte(`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`))
+	var got []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		fe, ok := errors.AsType[*runtime.FieldError](e)
+		if !ok {
+			t.Fatalf("%T %v is no *runtime.FieldError", e, e)
+		}
+		got = append(got, fe.Field)
+	}
+	if want := "limits.memory limits.count memory colour"; strings.Join(got, " ") != want {
+		t.Errorf("fields %q, want %q (error: %v)", got, want, err)
 	}
 }
 
