@@ -346,6 +346,7 @@ func FuzzParseConfig(f *testing.F) {
 		"functions:\n  - &f {name: a, runtime: process, command: x}\n  - {<<: *f, name: b}\n",
 		"channels: {heartbeat_interval: 1ms}\nmax_payload: -1\n",
 		"functions: [{name: a, runtime: process, command: x, channel: {type: memory}, restart: {policy: allways}}]\n",
+		"process: {cgroups: maybe, user_range: 5-1}\nfunctions: [{name: a, runtime: process, command: x, limits: {memory: lots, cpu: [1], pids: x, disk: 1}, env: {A: [1]}}]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -359,8 +360,6 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// A file that does not decode still gets the validation's problems of
-// its other functions in the same report.
 // The mistakes that a field type's own decoding finds (limits.memory,
 // inside a process function's limits) and those of the process runtime's
 // own settings, which used to surface only when the runtime was created,
@@ -409,6 +408,8 @@ functions:
 	}
 }
 
+// A file that does not decode still gets the validation's problems of
+// its other functions in the same report.
 func TestDecodeAndValidationProblemsTogether(t *testing.T) {
 	_, err := ParseConfig([]byte("functions:\n  - {name: a, runtime: proces}\n  - {name: b, runtime: process, comand: x}\n"))
 	want := "line 2, column 24: functions[0].runtime: \"proces\": want one of process, agent-fake, toy; did you mean \"process\"?\n" +

@@ -112,7 +112,7 @@ func decodeStrict[S any](data []byte) (S, error) {
 // *FieldError values: one for each member that fails alone (blame), or
 // else one for the whole spec.
 func decodeError[S Spec](data []byte, err error) error {
-	if errs := blame[S](data, nil, ""); len(errs) > 0 {
+	if errs := blame[S](data, "", nil, nil); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	return fieldError[S]("", err)
@@ -142,17 +142,15 @@ func fieldError[S Spec](path string, err error) error {
 }
 
 // blame returns an error for each member of the JSON object obj, at path
-// and nested in its parents by wrap (nil at the top), that alone fails to
-// decode into an S: at the deepest member that does, such as
-// "limits.memory" for a value that Bytes refuses, with the error that
-// member alone gives. It returns none when obj is not an object or no
-// member fails alone (the members fail only together). encoding/json
-// stops at its first error, and its UnmarshalJSON errors do not say where
-// they were; blame finds them all, and where.
-func blame[S Spec](obj []byte, wrap func([]byte) []byte, path string) []error {
-	if wrap == nil {
-		wrap = func(b []byte) []byte { return b }
-	}
+// in the spec and decoded between prefix and suffix (its parents' keys
+// and braces), that alone fails to decode into an S: at the deepest
+// member that does, such as "limits.memory" for a value that Bytes
+// refuses, with the error that member alone gives. It returns none when
+// obj is not an object or no member fails alone (they fail only
+// together). encoding/json stops at its first error, and an UnmarshalJSON
+// method's error does not say where it was; blame finds them all, and
+// where.
+func blame[S Spec](obj []byte, path string, prefix, suffix []byte) []error {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil
@@ -166,13 +164,14 @@ func blame[S Spec](obj []byte, wrap func([]byte) []byte, path string) []error {
 			return errs
 		}
 		k, _ := json.Marshal(key)
-		inKey := func(b []byte) []byte { return wrap(slices.Concat([]byte("{"), k, []byte(":"), b, []byte("}"))) }
-		_, err = decodeStrict[S](inKey(value))
+		pre := slices.Concat(prefix, []byte("{"), k, []byte(":"))
+		suf := slices.Concat([]byte("}"), suffix)
+		_, err = decodeStrict[S](slices.Concat(pre, value, suf))
 		if err == nil {
 			continue
 		}
 		at := joinField(path, key)
-		if deeper := blame[S](value, inKey, at); len(deeper) > 0 {
+		if deeper := blame[S](value, at, pre, suf); len(deeper) > 0 {
 			errs = append(errs, deeper...)
 		} else {
 			errs = append(errs, fieldError[S](at, err))

@@ -105,7 +105,7 @@ func TestDecodeJSON(t *testing.T) {
 func TestDecodeJSONEveryProblem(t *testing.T) {
 	_, err := runtime.DecodeJSON[testSpec]([]byte(`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`))
 	var got []string
-	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+	for _, e := range flattenJoin(err) {
 		fe, ok := errors.AsType[*runtime.FieldError](e)
 		if !ok {
 			t.Fatalf("%T %v is no *runtime.FieldError", e, e)
@@ -191,4 +191,33 @@ func TestEnvScalars(t *testing.T) {
 	if got := strings.Join(e.List(), ","); got != "DEBUG=true,NAME=x,PORT=8080,RATIO=0.5" {
 		t.Errorf("env = %s", got)
 	}
+}
+
+// Every error of DecodeJSON is a *runtime.FieldError, whatever the input.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`,
+		`{"env":{"A":[1],"B":{"C":1}},"limits":{"limits":{}}}`, `[1]`, `{"limits":[{"memory":1}]}`, `{"a":`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := runtime.DecodeJSON[testSpec](b)
+		for _, e := range flattenJoin(err) {
+			if _, ok := errors.AsType[*runtime.FieldError](e); !ok {
+				t.Fatalf("error %T %q is not a *runtime.FieldError", e, e)
+			}
+		}
+	})
+}
+
+// flattenJoin lists the errors errors.Join joined into err.
+func flattenJoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
 }
