@@ -89,7 +89,7 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 		}
 		cfg.validateRuntimes(&rt)
 		for _, e := range rt.errs {
-			if !within(err, e.(*ConfigError).Path) {
+			if ce, ok := errors.AsType[*ConfigError](e); ok && !within(err, ce.Path) {
 				p.errs = append(p.errs, e)
 			}
 		}

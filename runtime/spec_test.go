@@ -104,14 +104,7 @@ func TestDecodeJSON(t *testing.T) {
 // path, where encoding/json stops at the first.
 func TestDecodeJSONEveryProblem(t *testing.T) {
 	_, err := runtime.DecodeJSON[testSpec]([]byte(`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`))
-	var got []string
-	for _, e := range flattenJoin(err) {
-		fe, ok := errors.AsType[*runtime.FieldError](e)
-		if !ok {
-			t.Fatalf("%T %v is no *runtime.FieldError", e, e)
-		}
-		got = append(got, fe.Field)
-	}
+	got := runtimetest.Fields(t, err)
 	if want := "limits.memory limits.count memory colour"; strings.Join(got, " ") != want {
 		t.Errorf("fields %q, want %q (error: %v)", got, want, err)
 	}
@@ -203,21 +196,6 @@ func FuzzDecodeJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := runtime.DecodeJSON[testSpec](b)
-		for _, e := range flattenJoin(err) {
-			if _, ok := errors.AsType[*runtime.FieldError](e); !ok {
-				t.Fatalf("error %T %q is not a *runtime.FieldError", e, e)
-			}
-		}
+		runtimetest.Fields(t, err)
 	})
-}
-
-// flattenJoin lists the errors errors.Join joined into err.
-func flattenJoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }

@@ -124,14 +124,7 @@ func TestValidateOptions(t *testing.T) {
 		`{"user_range":"0-10"}`:                               {"user_range"},
 		`{"user_range":"20-10","cgroups":"on"}`:               {"user_range", "cgroups"},
 	} {
-		var got []string
-		for _, e := range flattenJoin(kind.ValidateOptions([]byte(in))) {
-			fe, ok := errors.AsType[*runtime.FieldError](e)
-			if !ok || !errors.Is(e, spear.ErrInvalidConfig) {
-				t.Fatalf("%s: %T %v is no *runtime.FieldError", in, e, e)
-			}
-			got = append(got, fe.Field)
-		}
+		got := runtimetest.Fields(t, kind.ValidateOptions([]byte(in)))
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%s: problems on %q, want %q", in, got, want)
 		}
@@ -148,15 +141,4 @@ func TestValidateOptions(t *testing.T) {
 			t.Errorf("New(%+v): %v, want an error matching spear.ErrInvalidConfig", o, err)
 		}
 	}
-}
-
-// flattenJoin lists the errors errors.Join joined into err.
-func flattenJoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
 }
