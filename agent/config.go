@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -598,6 +599,7 @@ func (c Config) Validate() error {
 	if h := c.Channels.HeartbeatInterval.D(); channel.CheckHeartbeatInterval(h) != nil {
 		p.add("channels.heartbeat_interval", "%s is under %s", h, channel.MinHeartbeatInterval)
 	}
+	c.validateRuntimes(&p)
 	seen := map[string]int{}
 	for i, f := range c.Functions {
 		at := yamlpos.Index("functions", i)
@@ -609,6 +611,26 @@ func (c Config) Validate() error {
 		f.validate(&p, at)
 	}
 	return p.err()
+}
+
+// validateRuntimes records the problems that the registered runtimes
+// find in their sections of c (Kind.ValidateOptions): the settings each
+// is created with, checked here so that a mistake is found when the
+// configuration is loaded, at its line, rather than when the runtime is
+// created.
+func (c Config) validateRuntimes(p *problems) {
+	sections := map[spear.RuntimeType]any{spear.Process: c.Process, spear.Wasm: c.Wasm, spear.Kubernetes: c.Kubernetes}
+	for _, k := range runtime.Kinds() {
+		section, ok := sections[k.Type]
+		if !ok || k.ValidateOptions == nil {
+			continue
+		}
+		b, err := json.Marshal(section)
+		if err == nil {
+			err = k.ValidateOptions(b)
+		}
+		p.addSpec(k.Type.String(), err)
+	}
 }
 
 // problems collects a configuration's problems.
@@ -779,12 +801,17 @@ func didYouMean(word string, candidates []string) string {
 	return ""
 }
 
-// flatten lists the errors that errors.Join joined into err.
+// joinType is the type of errors.Join's errors.
+var joinType = reflect.TypeOf(errors.Join(errors.New("")))
+
+// flatten lists the errors that errors.Join joined into err. Another
+// error with several causes, such as fmt.Errorf("%w: %w", ...), is one
+// problem, not several.
 func flatten(err error) []error {
 	if err == nil {
 		return nil
 	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
+	if j, ok := err.(interface{ Unwrap() []error }); ok && reflect.TypeOf(err) == joinType {
 		var out []error
 		for _, e := range j.Unwrap() {
 			out = append(out, flatten(e)...)

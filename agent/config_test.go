@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -345,6 +346,7 @@ func FuzzParseConfig(f *testing.F) {
 		"functions:\n  - &f {name: a, runtime: process, command: x}\n  - {<<: *f, name: b}\n",
 		"channels: {heartbeat_interval: 1ms}\nmax_payload: -1\n",
 		"functions: [{name: a, runtime: process, command: x, channel: {type: memory}, restart: {policy: allways}}]\n",
+		"process: {cgroups: maybe, user_range: 5-1}\nfunctions: [{name: a, runtime: process, command: x, limits: {memory: lots, cpu: [1], pids: x, disk: 1}, env: {A: [1]}}]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -358,6 +360,54 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
+// The mistakes that a field type's own decoding finds (limits.memory,
+// inside a process function's limits) and those of the process runtime's
+// own settings, which used to surface only when the runtime was created,
+// are reported at load with their field's path and position, all of them.
+func TestLoadConfigRuntimeProblemsPlaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spearlet.yaml")
+	src := `process:
+  cgroups: sometimes
+  user_range: 2000-1000
+functions:
+  - name: a
+    runtime: process
+    command: /bin/a
+    limits:
+      memory: lots
+      cpu: many
+      memroy: 1Mi
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	want := path + `:2:12: process.cgroups: "sometimes": want auto, none or required
+` + path + `:3:15: process.user_range: 2000-1000: want FIRST-LAST with FIRST above 0 (root) and LAST not below it, such as 200000-200999
+` + path + `:9:15: functions[0].limits.memory: "lots" is not a whole number of bytes with an optional suffix such as Mi or G
+` + path + `:10:12: functions[0].limits.cpu: "many" is not a number of CPUs such as 0.5 or 500m
+` + path + `:11:15: functions[0].limits.memroy: unknown field: the process runtime has no such setting`
+	if err == nil || err.Error() != want {
+		t.Fatalf("err:\n%v\nwant:\n%s", err, want)
+	}
+	for _, e := range flatten(err) {
+		if ce, ok := errors.AsType[*ConfigError](e); !ok || ce.Line == 0 {
+			t.Errorf("%v: not a *ConfigError with a position", e)
+		}
+	}
+	// Once the functions decode, the runtime's settings are still checked,
+	// by Validate, with the runtime's own rule: this range parses, but
+	// holds root.
+	_, err = ParseConfig([]byte("process:\n  user_range: 0-10\nfunctions: [{name: a, runtime: process, command: /bin/a}]\n"))
+	if want := "line 2, column 15: process.user_range: 0-10: want FIRST-LAST"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+	if err := (Config{Process: ProcessConfig{Cgroups: "always"}}).Validate(); err == nil || !strings.HasPrefix(err.Error(), `process.cgroups: "always"`) {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
 // A file that does not decode still gets the validation's problems of
 // its other functions in the same report.
 func TestDecodeAndValidationProblemsTogether(t *testing.T) {
@@ -366,5 +416,15 @@ func TestDecodeAndValidationProblemsTogether(t *testing.T) {
 		"line 3, column 33: functions[1].comand: unknown field; did you mean \"command\"?"
 	if err == nil || err.Error() != want {
 		t.Errorf("err:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// An error with several causes (fmt.Errorf with two %w) is one problem;
+// only errors.Join lists several.
+func TestFlattenSplitsOnlyJoins(t *testing.T) {
+	one := fmt.Errorf("%w: %w", spear.ErrInvalidConfig, errors.New("bad"))
+	other := errors.New("other")
+	if got := flatten(errors.Join(one, other)); len(got) != 2 || got[0] != one || got[1] != other {
+		t.Errorf("flatten = %q, want [%q %q]", got, one, other)
 	}
 }

@@ -81,10 +81,16 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 		// Report with them the validation's problems of the functions
 		// that decoded, which are not echoes of these.
 		err = configErrors(err)
-		var p problems
+		var p, rt problems
 		for i, f := range cfg.Functions {
 			if at := yamlpos.Index("functions", i); !within(err, at) {
 				f.validate(&p, at)
+			}
+		}
+		cfg.validateRuntimes(&rt)
+		for _, e := range rt.errs {
+			if ce, ok := errors.AsType[*ConfigError](e); ok && !within(err, ce.Path) {
+				p.errs = append(p.errs, e)
 			}
 		}
 		return Config{}, placed(doc, errors.Join(err, p.err()))

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,13 @@ type Kind struct {
 	// MaxConcurrency is the default cap on in-flight invocations per
 	// instance for functions of this type (0: the agent's default).
 	MaxConcurrency int
+	// ValidateOptions, when set, checks the runtime's own section of the
+	// agent's configuration (the mapping under the runtime's name, such
+	// as process:), given as JSON, with the rules the runtime applies
+	// when it is created from it: the agent reports those mistakes when
+	// the configuration is loaded, with their lines. Each problem is a
+	// *FieldError naming a field of the section.
+	ValidateOptions func(section []byte) error
 }
 
 var (
@@ -80,34 +88,103 @@ func Kinds() []Kind {
 //
 //	runtime.Register(runtime.Kind{Type: spear.Process, DecodeSpec: runtime.DecodeJSON[Spec]})
 //
-// Its errors are *FieldError values when they concern one field.
+// Its errors are *FieldError values that name the field, however deep:
+// an error from a field type's own UnmarshalJSON (such as Bytes', for
+// "limits.memory") is placed too.
 func DecodeJSON[S Spec](data []byte) (Spec, error) {
-	var s S
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return nil, decodeError(s.RuntimeType(), err)
+	s, err := decodeStrict[S](data)
+	if err != nil {
+		return nil, decodeError[S](data, err)
 	}
 	return s, nil
 }
 
-// decodeError turns a JSON decoding error into a *FieldError when it
-// concerns one field.
-func decodeError(t spear.RuntimeType, err error) error {
+// decodeStrict decodes data into an S, refusing unknown fields.
+func decodeStrict[S any](data []byte) (S, error) {
+	var s S
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&s)
+	return s, err
+}
+
+// decodeError turns err, the error of decoding data into an S, into
+// *FieldError values: one for each member that fails alone (blame), or
+// else one for the whole spec.
+func decodeError[S Spec](data []byte, err error) error {
+	if errs := blame[S](data, "", nil, nil); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return fieldError[S]("", err)
+}
+
+// fieldError turns err, an error of decoding the value at path (the spec
+// as a whole when ""), into a *FieldError on the field it concerns.
+func fieldError[S Spec](path string, err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
 		return BadField(te.Field, "%s is not a %s", te.Value, te.Type)
-	}
-	// The standard library gives unknown fields no type of their own.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field, uerr := strconv.Unquote(name)
-		if uerr == nil {
-			return BadField(field, "unknown field: the %s runtime has no such setting", t)
-		}
 	}
 	var fe *FieldError
 	if errors.As(err, &fe) {
 		return fe
 	}
-	return fmt.Errorf("%w: %w", spear.ErrInvalidConfig, err)
+	// The standard library gives unknown fields no type of their own.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if field, uerr := strconv.Unquote(name); uerr == nil {
+			var s S
+			return BadField(cmp.Or(path, field), "unknown field: the %s runtime has no such setting", s.RuntimeType())
+		}
+	}
+	// encoding/json passes on an UnmarshalJSON method's error (Bytes',
+	// say) as it is, without where it was: blame found it.
+	return BadField(path, "%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// blame returns an error for each member of the JSON object obj, at path
+// in the spec and decoded between prefix and suffix (its parents' keys
+// and braces), that alone fails to decode into an S: at the deepest
+// member that does, such as "limits.memory" for a value that Bytes
+// refuses, with the error that member alone gives. It returns none when
+// obj is not an object or no member fails alone (they fail only
+// together). encoding/json stops at its first error, and an UnmarshalJSON
+// method's error does not say where it was; blame finds them all, and
+// where.
+func blame[S Spec](obj []byte, path string, prefix, suffix []byte) []error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	var errs []error
+	for dec.More() {
+		t, err := dec.Token()
+		key, ok := t.(string)
+		var value json.RawMessage
+		if err != nil || !ok || dec.Decode(&value) != nil {
+			return errs
+		}
+		k, _ := json.Marshal(key)
+		pre := slices.Concat(prefix, []byte("{"), k, []byte(":"))
+		suf := slices.Concat([]byte("}"), suffix)
+		_, err = decodeStrict[S](slices.Concat(pre, value, suf))
+		if err == nil {
+			continue
+		}
+		at := joinField(path, key)
+		if deeper := blame[S](value, at, pre, suf); len(deeper) > 0 {
+			errs = append(errs, deeper...)
+		} else {
+			errs = append(errs, fieldError[S](at, err))
+		}
+	}
+	return errs
+}
+
+// joinField returns the field path of key inside path, as FieldError
+// spells it ("limits.memory").
+func joinField(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }

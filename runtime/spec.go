@@ -108,8 +108,9 @@ func Accept[S Spec](id spear.InstanceID, set Settings, spec Spec, startTimeout, 
 }
 
 // FieldError is a problem with one field of a spec. Field is the field's
-// name in a function's configuration, such as "command" or "env.PATH". It
-// matches spear.ErrInvalidConfig and spear.ErrConfig.
+// name in a function's configuration, such as "command", "env.PATH" or
+// "limits.memory"; empty for the spec as a whole. It matches
+// spear.ErrInvalidConfig and spear.ErrConfig.
 type FieldError struct {
 	Field   string
 	Problem string
@@ -121,7 +122,12 @@ func BadField(field, format string, args ...any) error {
 	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Problem
+	}
+	return e.Field + ": " + e.Problem
+}
 
 // Is makes the error match spear.ErrInvalidConfig and spear.ErrConfig.
 func (e *FieldError) Is(target error) bool {

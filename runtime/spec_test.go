@@ -22,8 +22,13 @@ var noDecoderType = spear.RegisterRuntimeType("runtime-test-nodecoder")
 // testSpec is a runtime's own spec: one required field and an
 // environment.
 type testSpec struct {
-	Greeting string      `json:"greeting"`
-	Env      runtime.Env `json:"env,omitempty"`
+	Greeting string        `json:"greeting"`
+	Env      runtime.Env   `json:"env,omitempty"`
+	Memory   runtime.Bytes `json:"memory,omitempty"`
+	Limits   struct {
+		Memory runtime.Bytes `json:"memory,omitempty"`
+		Count  int           `json:"count,omitempty"`
+	} `json:"limits,omitzero"`
 }
 
 func (testSpec) RuntimeType() spear.RuntimeType { return testType }
@@ -82,10 +87,26 @@ func TestDecodeJSON(t *testing.T) {
 		`{"greeting":"hi","env":{"A":"x\u0000"}}`: "env.A: the value holds a NUL byte",
 		`{"greeting":7}`:                    "greeting: number is not a string",
 		`{"greeting":"hi","env":{"A":[1]}}`: "env.A: want a string",
+		// The errors of a field type's UnmarshalJSON, which encoding/json
+		// passes on without where they were, name their field.
+		`{"greeting":"hi","memory":"lots"}`:            `memory: "lots" is not a whole number`,
+		`{"greeting":"hi","limits":{"memory":"lots"}}`: `limits.memory: "lots" is not a whole number`,
+		`{"greeting":"hi","limits":{"memroy":1}}`:      "limits.memroy: unknown field",
+		`{"greeting":"hi","limits":{"count":"x"}}`:     "limits.count: string is not a int",
 	})
 	s, err := runtime.SpecAs[testSpec](spec)
 	if err != nil || s.Greeting != "hi" || strings.Join(s.Env.List(), ",") != "A=1,B=2" {
 		t.Errorf("decoded %+v, %v", s, err)
+	}
+}
+
+// TestDecodeJSONEveryProblem: each bad member is reported, on its own
+// path, where encoding/json stops at the first.
+func TestDecodeJSONEveryProblem(t *testing.T) {
+	_, err := runtime.DecodeJSON[testSpec]([]byte(`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`))
+	got := runtimetest.Fields(t, err)
+	if want := "limits.memory limits.count memory colour"; strings.Join(got, " ") != want {
+		t.Errorf("fields %q, want %q (error: %v)", got, want, err)
 	}
 }
 
@@ -163,4 +184,18 @@ func TestEnvScalars(t *testing.T) {
 	if got := strings.Join(e.List(), ","); got != "DEBUG=true,NAME=x,PORT=8080,RATIO=0.5" {
 		t.Errorf("env = %s", got)
 	}
+}
+
+// Every error of DecodeJSON is a *runtime.FieldError, whatever the input.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"greeting":"hi","limits":{"memory":"lots","count":"x"},"memory":"heaps","colour":1}`,
+		`{"env":{"A":[1],"B":{"C":1}},"limits":{"limits":{}}}`, `[1]`, `{"limits":[{"memory":1}]}`, `{"a":`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := runtime.DecodeJSON[testSpec](b)
+		runtimetest.Fields(t, err)
+	})
 }

@@ -79,3 +79,34 @@ func TestCLIExitStatuses(t *testing.T) {
 		t.Errorf("after SIGHUP: health --live exit %d %q\n%s", code, out, stderr)
 	}
 }
+
+// Every mistake of a configuration is reported by serve when it loads,
+// before anything starts: with the file, line and column, and the path of
+// the field, also for values that a field's own type refuses (memory
+// amounts, inside limits and at a wasm function's top level) and for the
+// process runtime's own settings.
+func TestServeReportsConfigMistakes(t *testing.T) {
+	path := writeConfig(t, `process:
+  cgroups: sometimes
+  user_range: 2000-1000
+functions:
+  - name: echo
+    runtime: process
+    command: /bin/cat
+    limits:
+      memory: lots
+  - name: w
+    runtime: wasm
+    wasm: "@wasmecho"
+    memory: heaps
+`)
+	code, _, stderr := run(t, []string{"SPEARLET_STATE_DIR=" + t.TempDir()}, "serve", "--config", path)
+	want := "spearlet: " + path + `:2:12: process.cgroups: "sometimes": want auto, none or required
+` + path + `:3:15: process.user_range: 2000-1000: want FIRST-LAST with FIRST above 0 (root) and LAST not below it, such as 200000-200999
+` + path + `:9:15: functions[0].limits.memory: "lots" is not a whole number of bytes with an optional suffix such as Mi or G
+` + path + `:13:13: functions[1].memory: "heaps" is not a whole number of bytes with an optional suffix such as Mi or G
+`
+	if code != 1 || stderr != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and:\n%s", code, stderr, want)
+	}
+}

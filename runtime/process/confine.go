@@ -1,10 +1,6 @@
 package process
 
-import (
-	"fmt"
-
-	"github.com/spear-go/spear"
-)
+import "github.com/spear-go/spear/runtime"
 
 // CgroupMode says whether a Runtime puts its instances in cgroups.
 type CgroupMode string
@@ -23,11 +19,13 @@ const (
 	CgroupsRequired CgroupMode = "required"
 )
 
-// Validate checks m is one of the modes, or empty.
+// Validate checks m is one of the modes, or empty. Its error is a
+// *runtime.FieldError on "cgroups", the setting of the agent's process
+// section.
 func (m CgroupMode) Validate() error {
 	switch m {
 	case "", CgroupsAuto, CgroupsNone, CgroupsRequired:
 		return nil
 	}
-	return fmt.Errorf("%w: cgroup mode %q: want %s, %s or %s", spear.ErrInvalidConfig, string(m), CgroupsAuto, CgroupsNone, CgroupsRequired)
+	return runtime.BadField("cgroups", "%q: want %s, %s or %s", string(m), CgroupsAuto, CgroupsNone, CgroupsRequired)
 }

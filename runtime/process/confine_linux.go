@@ -34,9 +34,6 @@ type confiner struct {
 // newConfiner sets up confinement as mode says, and announces on log what
 // it could set up and what it falls back to.
 func newConfiner(mode CgroupMode, parent string, book *leftover.Book, log *slog.Logger) (*confiner, error) {
-	if err := mode.Validate(); err != nil {
-		return nil, err
-	}
 	c := &confiner{book: book}
 	why := errors.New("cgroups: none in the configuration")
 	if mode != CgroupsNone {

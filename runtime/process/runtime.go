@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,39 @@ type Options struct {
 	Leftovers *leftover.Book
 }
 
+// check reports the problems of the options that an agent's
+// configuration gives (its process section), each a *runtime.FieldError
+// naming the setting there.
+func (o Options) check() error {
+	errs := []error{o.Cgroups.Validate()}
+	if o.UserRange != (UIDRange{}) {
+		errs = append(errs, o.UserRange.validate())
+	}
+	return errors.Join(errs...)
+}
+
+// validateOptions is the Kind's ValidateOptions: it checks the process
+// section of an agent's configuration, as the agent gives New its
+// settings, so that their mistakes are found when the configuration is
+// loaded.
+func validateOptions(section []byte) error {
+	var s struct {
+		Cgroups   CgroupMode `json:"cgroups"`
+		UserRange string     `json:"user_range"`
+	}
+	if err := json.Unmarshal(section, &s); err != nil {
+		return err
+	}
+	var errs []error
+	o := Options{Cgroups: s.Cgroups}
+	if s.UserRange != "" {
+		var err error
+		o.UserRange, err = ParseUIDRange(s.UserRange)
+		errs = append(errs, err)
+	}
+	return errors.Join(append(errs, o.check())...)
+}
+
 // Runtime runs instances as child processes. It implements runtime.Runtime
 // for spear.Process and is safe for concurrent use.
 type Runtime struct {
@@ -96,8 +130,8 @@ func New(opts Options) (*Runtime, error) {
 	if opts.LogLines < 0 {
 		return nil, fmt.Errorf("%w: process.Options.LogLines is negative", spear.ErrInvalidConfig)
 	}
-	if u := opts.UserRange; u != (UIDRange{}) && (u.First <= 0 || u.Last < u.First) {
-		return nil, fmt.Errorf("%w: process.Options.UserRange %d-%d is empty or includes root", spear.ErrInvalidConfig, u.First, u.Last)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	r := &Runtime{
 		factory:    opts.Factory,

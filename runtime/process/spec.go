@@ -80,7 +80,7 @@ func (s Spec) Resolve(dir string) (runtime.Spec, error) {
 }
 
 func init() {
-	runtime.Register(runtime.Kind{Type: spear.Process, DecodeSpec: runtime.DecodeJSON[Spec]})
+	runtime.Register(runtime.Kind{Type: spear.Process, DecodeSpec: runtime.DecodeJSON[Spec], ValidateOptions: validateOptions})
 }
 
 // RuntimeType returns spear.Process.

@@ -38,9 +38,9 @@ func TestDecodeSpec(t *testing.T) {
 		`{"command":"x","secret":"file"}`:            `secret: "file" is not a way to hand over the secret`,
 		`{"command":"x","user":"a b"}`:               `user: "a b" is not a user`,
 		`{"command":"x","user":"a:"}`:                `user: "a:" is not a user`,
-		`{"command":"x","limits":{"cpu":"lots"}}`:    `"lots" is not a number of CPUs`,
+		`{"command":"x","limits":{"cpu":"lots"}}`:    `limits.cpu: "lots" is not a number of CPUs`,
 		`{"command":"x","limits":{"pids":-1}}`:       "limits.pids: negative",
-		`{"command":"x","limits":{"disk":1}}`:        "unknown field",
+		`{"command":"x","limits":{"disk":1}}`:        "limits.disk: unknown field",
 	})
 	s, err := runtime.SpecAs[process.Spec](spec)
 	if err != nil || s.Command != process.SelfCommand || strings.Join(s.Args, " ") != "worker" ||
@@ -105,5 +105,40 @@ func TestWorkerCommand(t *testing.T) {
 	defer none.Close(testCtx(t))
 	if _, err := c.start(testCtx(t), none, newID()); !errors.Is(err, spear.ErrConfig) || !strings.Contains(err.Error(), process.WorkerCommand) {
 		t.Errorf("start without a worker: %v, want a configuration error naming %s", err, process.WorkerCommand)
+	}
+}
+
+// The process section of an agent's configuration is checked by the
+// Kind, at load, with the rules New applies: each problem names its
+// setting.
+func TestValidateOptions(t *testing.T) {
+	kind, ok := runtime.Lookup(spear.Process)
+	if !ok || kind.ValidateOptions == nil {
+		t.Fatal("the process Kind checks no options")
+	}
+	for in, want := range map[string][]string{
+		`{}`: nil,
+		`{"cgroups":"required","user_range":"200000-200999"}`: nil,
+		`{"cgroups":"sometimes"}`:                             {"cgroups"},
+		`{"user_range":"200000"}`:                             {"user_range"},
+		`{"user_range":"0-10"}`:                               {"user_range"},
+		`{"user_range":"20-10","cgroups":"on"}`:               {"user_range", "cgroups"},
+	} {
+		got := runtimetest.Fields(t, kind.ValidateOptions([]byte(in)))
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: problems on %q, want %q", in, got, want)
+		}
+	}
+	// New refuses the same, by the same rule.
+	f, err := channel.NewFactory(channel.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, o := range []process.Options{{Cgroups: "sometimes"}, {UserRange: process.UIDRange{First: 0, Last: 10}}} {
+		o.Factory = f
+		if _, err := process.New(o); !errors.Is(err, spear.ErrInvalidConfig) {
+			t.Errorf("New(%+v): %v, want an error matching spear.ErrInvalidConfig", o, err)
+		}
 	}
 }

@@ -22,15 +22,29 @@ type UIDRange struct {
 	First, Last int
 }
 
-// ParseUIDRange parses "FIRST-LAST", such as "200000-200999".
+// ParseUIDRange parses "FIRST-LAST", such as "200000-200999". Its error
+// is a *runtime.FieldError on "user_range", the setting of the agent's
+// process section.
 func ParseUIDRange(s string) (UIDRange, error) {
 	a, b, ok := strings.Cut(s, "-")
 	first, err1 := strconv.Atoi(a)
 	last, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || first <= 0 || last < first {
-		return UIDRange{}, fmt.Errorf("%w: user range %q: want FIRST-LAST, such as 200000-200999, above 0", spear.ErrInvalidConfig, s)
+	if !ok || err1 != nil || err2 != nil {
+		return UIDRange{}, runtime.BadField("user_range", "%q: want FIRST-LAST, such as 200000-200999", s)
 	}
-	return UIDRange{First: first, Last: last}, nil
+	r := UIDRange{First: first, Last: last}
+	if err := r.validate(); err != nil {
+		return UIDRange{}, err
+	}
+	return r, nil
+}
+
+// validate checks that r holds at least one user id and not root's.
+func (r UIDRange) validate() error {
+	if r.First <= 0 || r.Last < r.First {
+		return runtime.BadField("user_range", "%d-%d: want FIRST-LAST with FIRST above 0 (root) and LAST not below it, such as 200000-200999", r.First, r.Last)
+	}
+	return nil
 }
 
 // account is who an instance's processes run as.

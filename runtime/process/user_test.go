@@ -12,14 +12,18 @@ import (
 	"testing"
 
 	"github.com/spear-go/spear"
+	"github.com/spear-go/spear/runtime"
 	"github.com/spear-go/spear/runtime/process"
 )
 
 // Test users: numbers with no entry in the user database, far from any
-// real user's.
-const (
-	testUID    = 3999001
-	testRange0 = 3999100
+// real user's, and of this test process alone: tests that run at once
+// (another checkout's, on a shared machine) must not count each other's
+// processes against a user's RLIMIT_NPROC (TestPIDsLimit). The ranges the
+// tests take lie within testRange0 to testRange0+98.
+var (
+	testUID    = 4_000_000 + os.Getpid()%1_000_000*100
+	testRange0 = testUID + 1
 )
 
 // needRoot skips a test that runs instances as other users.
@@ -102,7 +106,7 @@ func TestRunAsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if st.Uid != testUID || st.Gid != testUID || fi.Mode().Perm() != 0o600 {
+	if int(st.Uid) != testUID || int(st.Gid) != testUID || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: uid %d gid %d mode %v, want %d %d 0600", sock, st.Uid, st.Gid, fi.Mode().Perm(), testUID, testUID)
 	}
 	if di, err := os.Stat(filepath.Dir(sock)); err != nil || di.Mode().Perm() != 0o711 {
@@ -138,22 +142,30 @@ func TestUserRange(t *testing.T) {
 	}
 }
 
-// Without cgroup pids limits, RLIMIT_NPROC bounds an instance that runs
-// as a user of its own.
+// The pids limit bounds an instance's processes and threads together:
+// pids.max, or without cgroup pids limits RLIMIT_NPROC, for an instance
+// that runs as a user of its own. The instance keeps threads to spare
+// (tiny's reserveThreads), as a Go program that meets its limit must: one
+// that needs a new thread there aborts.
 func TestPIDsLimit(t *testing.T) {
 	needRoot(t)
 	tiny := publicCopy(t, buildTiny(t))
+	const limit, spawn = 24, 64
 	for _, mode := range confinementModes(t) {
 		t.Run(string(mode), func(t *testing.T) {
 			e := newEnvWith(t, process.Options{Cgroups: mode, UserRange: process.UIDRange{First: testRange0 + 10, Last: testRange0 + 19}})
-			inst := e.start(t, child{Spec: process.Spec{Command: tiny, User: process.UserRange, Limits: process.Limits{PIDs: 24}}})
-			out, err := invoke(t, inst, "spawn", "64")
+			// A bounded GOMAXPROCS bounds the instance's own threads, on
+			// machines with many CPUs too.
+			inst := e.start(t, child{Spec: process.Spec{Command: tiny, User: process.UserRange, Env: runtime.Env{"GOMAXPROCS": "2"},
+				Limits: process.Limits{PIDs: limit}}})
+			out, err := invoke(t, inst, "spawn", strconv.Itoa(spawn))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var started int
-			if _, err := fmt.Sscanf(out, "started %d", &started); err != nil || started >= 64 || started == 0 {
-				t.Errorf("spawning 64 processes under a limit of 24: %q", out)
+			var started, threads int
+			if _, err := fmt.Sscanf(out, "started %d threads %d", &started, &threads); err != nil ||
+				started == 0 || threads <= 0 || started+threads > limit || !strings.Contains(out, "resource temporarily unavailable") {
+				t.Errorf("spawning %d processes under a limit of %d: %q, want a refusal (EAGAIN) once processes and threads reach the limit", spawn, limit, out)
 			}
 			t.Logf("%s: %s", inst.Info().ID, out)
 		})

@@ -48,3 +48,26 @@ func CheckKind(tb testing.TB, t spear.RuntimeType, good string, bad map[string]s
 	}
 	return spec
 }
+
+// Fields returns the fields that the *runtime.FieldError values in err
+// (one, or several joined by errors.Join) name, in order. Any other error
+// fails the test at once.
+func Fields(tb testing.TB, err error) []string {
+	tb.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	var fields []string
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		fe, ok := errors.AsType[*runtime.FieldError](e)
+		if !ok || !errors.Is(e, spear.ErrInvalidConfig) {
+			tb.Fatalf("%T %q is not a *runtime.FieldError", e, e)
+		}
+		fields = append(fields, fe.Field)
+	}
+	return fields
+}

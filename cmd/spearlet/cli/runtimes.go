@@ -38,7 +38,7 @@ var runtimes = map[spear.RuntimeType]agent.NewRuntime{
 		if r := env.Config.Process.UserRange; r != "" {
 			var err error
 			if opts.UserRange, err = process.ParseUIDRange(r); err != nil {
-				return nil, fmt.Errorf("process.user_range: %w", err)
+				return nil, fmt.Errorf("process: %w", err)
 			}
 		}
 		return process.New(opts)
