@@ -12,6 +12,7 @@ import (
 
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent"
+	"github.com/spear-go/spear/internal/checkout"
 	"github.com/spear-go/spear/internal/wasmecho"
 	"github.com/spear-go/spear/runtime/process"
 	"github.com/spear-go/spear/runtime/wasm"
@@ -90,6 +91,15 @@ func TestBuildWorker(t *testing.T) {
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode()&0o100 == 0 {
 		t.Fatalf("worker %s: %v %v", path, st, err)
+	}
+	// Each checkout has its worker of its own.
+	cwd, _ := os.Getwd()
+	cache, _ := os.UserCacheDir()
+	if want := workerPath(cache, checkout.Root(cwd)); path != want {
+		t.Errorf("worker built at %s, want %s", path, want)
+	}
+	if a, b := workerPath(cache, "/src/a/spear"), workerPath(cache, "/src/b/spear"); filepath.Dir(a) == filepath.Dir(b) {
+		t.Errorf("two checkouts share the worker directory %s", filepath.Dir(a))
 	}
 	cmd := workerCommand(context.Background(), agent.Config{Functions: []agent.FunctionConfig{{Runtime: "process", Spec: process.Spec{Command: process.WorkerCommand}}}}, slog.New(slog.DiscardHandler))
 	if len(cmd) != 1 || cmd[0] != path {

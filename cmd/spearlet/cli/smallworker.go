@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"os"
@@ -80,7 +82,8 @@ func buildWorker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, "spearlet", "worker")
+	path := workerPath(cache, root)
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
@@ -97,6 +100,14 @@ func buildWorker(ctx context.Context) (string, error) {
 	}
 	// Renamed into place, so a concurrent start never runs a half-written
 	// binary.
-	path := filepath.Join(dir, "spear-worker")
 	return path, os.Rename(tmp.Name(), path)
+}
+
+// workerPath is where the worker of the checkout at root goes in the
+// cache directory: one directory per checkout, named by a hash of its
+// path, so that spearlets of two checkouts (two versions of the protocol,
+// perhaps) never replace each other's worker.
+func workerPath(cache, root string) string {
+	sum := sha256.Sum256([]byte(root))
+	return filepath.Join(cache, "spearlet", "worker", hex.EncodeToString(sum[:6]), "spear-worker")
 }
