@@ -72,8 +72,8 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // explain turns err into an *unreachableError when the connection to the
 // daemon could not be made, over tcp or a unix socket alike.
 func (d *daemonFlags) explain(err error) error {
-	if _, ok := err.(*unreachableError); ok {
-		return err
+	if _, ok := errors.AsType[*unreachableError](err); ok {
+		return err // already explained
 	}
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
 		return &unreachableError{err: op}

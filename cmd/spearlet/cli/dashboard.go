@@ -67,7 +67,7 @@ address, so that the token is not in any process's command line.`,
 		ctx, cancel := context.WithTimeout(cmd.Context(), healthTimeout)
 		defer cancel()
 		if err := c.Live(ctx); err != nil {
-			if u, ok := d.explain(err).(*unreachableError); ok && defaulted {
+			if u, ok := errors.AsType[*unreachableError](d.explain(err)); ok && defaulted {
 				u.hint = fmt.Sprintf("A browser needs the daemon's TCP API address: when it listens elsewhere than %s (api.http_addr), pass that with --addr (or $%s).",
 					client.DefaultAddr, client.EnvAddr)
 				return u
