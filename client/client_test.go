@@ -169,3 +169,36 @@ func TestFindsSocket(t *testing.T) {
 		t.Errorf("target %+v, want the socket and no token", tg)
 	}
 }
+
+// DashboardURL is the TCP address with the token found as the other calls
+// find it; a socket, or no token, is an error that says why.
+func TestDashboardURL(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, api.TokenName), []byte("a+b&c\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:7480", "http://127.0.0.1:7480/ui/?token=a%2Bb%26c"},
+		{"https://node.example:8443/", "https://node.example:8443/ui/?token=a%2Bb%26c"},
+	} {
+		got, err := (&Client{Addr: tc.addr, StateDir: dir}).DashboardURL()
+		if err != nil || got != tc.want {
+			t.Errorf("DashboardURL of %s = %q, %v; want %q", tc.addr, got, err, tc.want)
+		}
+	}
+	got, err := (&Client{Addr: "127.0.0.1:1", StateDir: dir, Token: "given"}).DashboardURL()
+	if want := "http://127.0.0.1:1/ui/?token=given"; err != nil || got != want {
+		t.Errorf("with Token: %q, %v; want %q", got, err, want)
+	}
+	_, err = (&Client{Addr: "unix:/run/x/api.sock", StateDir: dir}).DashboardURL()
+	if se, ok := errors.AsType[*SocketError](err); !ok || se.Path != "/run/x/api.sock" || !strings.Contains(err.Error(), "TCP API address") {
+		t.Errorf("over a socket: %v; want a *SocketError naming it", err)
+	}
+	_, err = (&Client{Addr: "127.0.0.1:7480", StateDir: t.TempDir()}).DashboardURL()
+	if err == nil || !strings.Contains(err.Error(), "no token") {
+		t.Errorf("without a token: %v; want no token", err)
+	}
+	if _, err := (&Client{Addr: "ftp://x"}).DashboardURL(); err == nil || !strings.Contains(err.Error(), "bad daemon address") {
+		t.Errorf("bad address: %v", err)
+	}
+}

@@ -57,11 +57,12 @@ func FromEnv(addr string) *Client {
 
 // target is how a Client reaches the daemon, worked out once.
 type target struct {
-	base  string // URL prefix: "http://localhost" over the socket
-	hc    *http.Client
-	token string // sent over TCP only
-	where string // for messages: the socket path or the address
-	err   error
+	base   string // URL prefix: "http://localhost" over the socket
+	hc     *http.Client
+	token  string // sent over TCP only
+	where  string // for messages: the socket path or the address
+	socket bool   // reached through a unix socket
+	err    error
 }
 
 // resolve works out the target once; see Client.
@@ -96,7 +97,7 @@ func (c *Client) find() *target {
 			}
 			hc = &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16}}
 		}
-		return &target{base: "http://localhost", hc: hc, where: path}
+		return &target{base: "http://localhost", hc: hc, where: path, socket: true}
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
@@ -125,6 +126,36 @@ func (c *Client) find() *target {
 		}
 	}
 	return t
+}
+
+// SocketError is the answer of DashboardURL for a client that reaches
+// the daemon through its unix socket, which a browser cannot use.
+type SocketError struct{ Path string }
+
+// Error says why there is no address for a browser.
+func (e *SocketError) Error() string {
+	return fmt.Sprintf("the daemon is reached through its unix socket %s, which a browser cannot use: "+
+		"the dashboard needs its TCP API address (api.http_addr, default %s)", e.Path, DefaultAddr)
+}
+
+// DashboardURL returns the address at which a browser logs in to the
+// daemon's dashboard: the daemon's HTTP API address with the token in
+// the query (/ui/?token=...), which the daemon trades for a cookie
+// (docs/security.md). The URL holds the token: give it only to whoever
+// may read the token. It fails with a *SocketError when the client
+// reaches the daemon through a unix socket, and when it has no token.
+// It does not call the daemon.
+func (c *Client) DashboardURL() (string, error) {
+	t := c.resolve()
+	switch {
+	case t.err != nil:
+		return "", t.err
+	case t.socket:
+		return "", &SocketError{Path: t.where}
+	case t.token == "":
+		return "", fmt.Errorf("dashboard: %s", c.authHint(t))
+	}
+	return t.base + "/ui/?" + url.Values{"token": {t.token}}.Encode(), nil
 }
 
 // tlsConfig is the TLS of an https address with a CA or client

@@ -53,11 +53,18 @@ func (d *daemonFlags) client() *client.Client {
 
 // unreachableError is a daemon that did not answer: nothing listens where
 // the CLI looked, or the address is wrong.
-type unreachableError struct{ err error }
+type unreachableError struct {
+	err  error
+	hint string // said after the advice, when the command has more to say
+}
 
 func (e *unreachableError) Error() string {
-	return fmt.Sprintf("cannot reach the spearlet daemon: %v\n"+
+	msg := fmt.Sprintf("cannot reach the spearlet daemon: %v\n"+
 		"Is it running? Start one with \"spearlet serve\", or point --addr (or $%s) at the one you run.", e.err, client.EnvAddr)
+	if e.hint != "" {
+		msg += "\n" + e.hint
+	}
+	return msg
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }
@@ -65,6 +72,9 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // explain turns err into an *unreachableError when the connection to the
 // daemon could not be made, over tcp or a unix socket alike.
 func (d *daemonFlags) explain(err error) error {
+	if _, ok := errors.AsType[*unreachableError](err); ok {
+		return err // already explained
+	}
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
 		return &unreachableError{err: op}
 	}
