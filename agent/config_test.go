@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -356,7 +356,7 @@ wasm: {cache_dir: cache}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("LoadConfig =\n%+v\nwant\n%+v", cfg, want)
 	}
-	if got := pathSettings(reflect.TypeFor[Config](), ""); len(got) != 12 {
+	if got := pathSettings(); len(got) != 12 {
 		t.Errorf("this test sets 12 path settings; the Config has %d: %v", len(got), got)
 	}
 
@@ -374,47 +374,51 @@ wasm: {cache_dir: cache}
 // Every setting named as a file or directory is tagged spear:"path", so
 // that ResolvePaths resolves it: a new one cannot be forgotten.
 func TestPathSettingsTagged(t *testing.T) {
-	tagged := pathSettings(reflect.TypeFor[Config](), "")
-	var walk func(t reflect.Type, at string)
-	walk = func(typ reflect.Type, at string) {
-		for f := range typ.Fields() {
-			name := yamlName(at, f)
-			switch {
-			case f.Type.Kind() == reflect.Struct:
-				walk(f.Type, name)
-			case f.Type.Kind() == reflect.String && pathLike.MatchString(name) && !slices.Contains(tagged, name):
-				t.Errorf("%s looks like a path but is not tagged spear:\"path\"", name)
-			}
+	for name, tagged := range stringSettings(reflect.TypeFor[Config](), "") {
+		if pathLike.MatchString(name) && !tagged {
+			t.Errorf("%s looks like a path but is not tagged spear:\"path\"", name)
 		}
 	}
-	walk(reflect.TypeFor[Config](), "")
 }
 
 // pathLike matches the names of settings that hold a path.
 var pathLike = regexp.MustCompile(`(_file|_dir|_path|socket|kubeconfig)$`)
 
-// pathSettings lists the YAML paths of the fields of typ, and of the
-// structs in it, tagged spear:"path".
-func pathSettings(typ reflect.Type, at string) []string {
+// pathSettings lists the YAML paths of the settings tagged spear:"path".
+func pathSettings() []string {
 	var out []string
-	for f := range typ.Fields() {
-		name := yamlName(at, f)
-		if f.Type.Kind() == reflect.Struct {
-			out = append(out, pathSettings(f.Type, name)...)
-		} else if kind, _, _ := strings.Cut(f.Tag.Get("spear"), ","); kind == "path" {
+	for name, tagged := range stringSettings(reflect.TypeFor[Config](), "") {
+		if tagged {
 			out = append(out, name)
 		}
 	}
 	return out
 }
 
-// yamlName is the YAML path of field f of the struct at path at.
-func yamlName(at string, f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	if at == "" {
-		return name
+// stringSettings yields the YAML path of each string field of typ, and
+// of the structs in it, and whether it is tagged spear:"path".
+func stringSettings(typ reflect.Type, at string) iter.Seq2[string, bool] {
+	return func(yield func(string, bool) bool) {
+		for f := range typ.Fields() {
+			name := jsonName(f)
+			if at != "" {
+				name = at + "." + name
+			}
+			switch f.Type.Kind() {
+			case reflect.Struct:
+				for n, tagged := range stringSettings(f.Type, name) {
+					if !yield(n, tagged) {
+						return
+					}
+				}
+			case reflect.String:
+				kind, _, _ := strings.Cut(f.Tag.Get("spear"), ",")
+				if !yield(name, kind == "path") {
+					return
+				}
+			}
+		}
 	}
-	return at + "." + name
 }
 
 // A bare number is seconds, in the configuration and in ParseDuration.
