@@ -67,14 +67,16 @@ const (
 )
 
 // Config is the daemon's configuration. Its YAML form is documented in
-// docs/agent.md; zero values mean the defaults.
+// docs/agent.md; zero values mean the defaults. A setting whose value is
+// a file or directory is tagged spear:"path" (spear:"path,none" when
+// "none" turns it off), which ResolvePaths reads.
 type Config struct {
 	// StateDir is the agent's private state directory (default
 	// /var/lib/spearlet for root, else $XDG_STATE_HOME/spearlet): its API
 	// socket and token, its TLS keys, its lock, and the records of what it
 	// started, for the next start to clean up after a crash. Two agents
 	// never share one.
-	StateDir   string           `json:"state_dir,omitempty"`
+	StateDir   string           `json:"state_dir,omitempty" spear:"path"`
 	API        APIConfig        `json:"api,omitzero"`
 	Channels   ChannelsConfig   `json:"channels,omitzero"`
 	Process    ProcessConfig    `json:"process,omitzero"`
@@ -104,13 +106,13 @@ type APIConfig struct {
 	// Socket is the HTTP API's unix socket (default api.sock in the state
 	// directory; "none": no socket). Whoever may open it may use the API: it is
 	// the agent user's alone (0600), or also SocketGroup's.
-	Socket string `json:"socket,omitempty"`
+	Socket string `json:"socket,omitempty" spear:"path,none"`
 	// SocketGroup, a group name or id, may use the socket too (0660).
 	SocketGroup string `json:"socket_group,omitempty"`
 	// TokenFile holds the bearer token that callers over TCP present
 	// (default api-token in the state directory, generated at first
 	// start). Set it to a mounted Kubernetes Secret to share one token.
-	TokenFile string `json:"token_file,omitempty"`
+	TokenFile string `json:"token_file,omitempty" spear:"path"`
 	// Hostnames are names, besides localhost, the machine's hostname and
 	// IP addresses, that the API answers to in the Host header.
 	Hostnames []string `json:"hostnames,omitempty"`
@@ -125,9 +127,9 @@ type APIConfig struct {
 // certificate and key (PEM); with ClientCAFile, a client certificate that
 // chains to it authenticates a caller as the token does.
 type APITLSConfig struct {
-	CertFile     string `json:"cert_file,omitempty"`
-	KeyFile      string `json:"key_file,omitempty"`
-	ClientCAFile string `json:"client_ca_file,omitempty"`
+	CertFile     string `json:"cert_file,omitempty" spear:"path"`
+	KeyFile      string `json:"key_file,omitempty" spear:"path"`
+	ClientCAFile string `json:"client_ca_file,omitempty" spear:"path"`
 }
 
 // addrNone is the value of an API address that turns the listener off
@@ -137,7 +139,7 @@ const addrNone = "none"
 // ChannelsConfig configures the channel factory (channel.Options) and the
 // channels' defaults.
 type ChannelsConfig struct {
-	SocketDir     string `json:"socket_dir,omitempty"`
+	SocketDir     string `json:"socket_dir,omitempty" spear:"path"`
 	TCPAddr       string `json:"tcp_addr,omitempty"`
 	GRPCAddr      string `json:"grpc_addr,omitempty"`
 	AdvertiseTCP  string `json:"advertise_tcp,omitempty"`
@@ -160,12 +162,12 @@ type ChannelTLSConfig struct {
 	Mode string `json:"mode,omitempty"`
 	// CertFile and KeyFile are the agent's certificate and key (PEM);
 	// default a self-signed pair generated into the state directory.
-	CertFile string `json:"cert_file,omitempty"`
-	KeyFile  string `json:"key_file,omitempty"`
+	CertFile string `json:"cert_file,omitempty" spear:"path"`
+	KeyFile  string `json:"key_file,omitempty" spear:"path"`
 	// CAFile, with a configured certificate, is the CA that instances
 	// verify it against (by name: ServerName, else the advertised host);
 	// without it, instances pin the certificate itself.
-	CAFile     string `json:"ca_file,omitempty"`
+	CAFile     string `json:"ca_file,omitempty" spear:"path"`
 	ServerName string `json:"server_name,omitempty"`
 }
 
@@ -198,7 +200,7 @@ func (m MetricsConfig) perInstance() bool { return m.PerInstance == nil || *m.Pe
 // a function has runtime kubernetes.
 type KubernetesConfig struct {
 	// Kubeconfig is the kubeconfig file; empty means the in-cluster config.
-	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Kubeconfig string `json:"kubeconfig,omitempty" spear:"path"`
 	// Namespace is where pods go when a function names none.
 	Namespace string `json:"namespace,omitempty"`
 	// NodeName is the node the agent runs on; a DaemonSet sets it from
@@ -216,7 +218,7 @@ type WasmConfig struct {
 	// there, else none (modules are compiled at every start). A directory
 	// set here that cannot be used is an error; on a read-only root
 	// filesystem, point it at a writable volume.
-	CacheDir string `json:"cache_dir,omitempty"`
+	CacheDir string `json:"cache_dir,omitempty" spear:"path"`
 }
 
 // FunctionConfig declares one function and its pool of instances. In

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -312,6 +314,110 @@ func TestLoadConfigResolvesPaths(t *testing.T) {
 	}
 	if got := cfg.Functions[0].Spec.(process.Spec); got.Command != "./bin/fn" || got.Dir != "work" {
 		t.Errorf("parsed from bytes: %+v", got)
+	}
+}
+
+// The agent's own relative paths are the config file's directory's too,
+// as its functions' are: state_dir: state in dir A, loaded from dir B, is
+// A/state. Absolute paths, empty ones (the defaults) and api.socket: none
+// stay as written, and bytes, which have no directory, keep them
+// relative.
+func TestLoadConfigResolvesAgentPaths(t *testing.T) {
+	a := t.TempDir()
+	path := filepath.Join(a, "spearlet.yaml")
+	src := `state_dir: state
+api:
+  socket: run/api.sock
+  token_file: secrets/token
+  tls: {cert_file: tls/api.pem, key_file: tls/api-key.pem, client_ca_file: /etc/spear/ca.pem}
+channels:
+  socket_dir: sockets
+  tls: {mode: server, cert_file: tls/ch.pem, key_file: tls/ch-key.pem, ca_file: ../ca.pem}
+kubernetes: {kubeconfig: kube/config}
+wasm: {cache_dir: cache}
+`
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // B: the agent runs elsewhere
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := cfg
+	want.StateDir = filepath.Join(a, "state")
+	want.API.Socket = filepath.Join(a, "run", "api.sock")
+	want.API.TokenFile = filepath.Join(a, "secrets", "token")
+	want.API.TLS = APITLSConfig{CertFile: filepath.Join(a, "tls", "api.pem"), KeyFile: filepath.Join(a, "tls", "api-key.pem"), ClientCAFile: "/etc/spear/ca.pem"}
+	want.Channels.SocketDir = filepath.Join(a, "sockets")
+	want.Channels.TLS = ChannelTLSConfig{Mode: TLSServer, CertFile: filepath.Join(a, "tls", "ch.pem"), KeyFile: filepath.Join(a, "tls", "ch-key.pem"), CAFile: filepath.Join(filepath.Dir(a), "ca.pem")}
+	want.Kubernetes.Kubeconfig = filepath.Join(a, "kube", "config")
+	want.Wasm.CacheDir = filepath.Join(a, "cache")
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("LoadConfig =\n%+v\nwant\n%+v", cfg, want)
+	}
+	if got := pathSettings(); len(got) != 12 {
+		t.Errorf("this test sets 12 path settings; the Config has %d: %v", len(got), got)
+	}
+
+	if err := os.WriteFile(path, []byte("api: {socket: none}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := LoadConfig(path); err != nil || cfg.API.Socket != "none" || cfg.StateDir != "" {
+		t.Errorf("socket none, no state_dir: %+v, %v", cfg.API, err)
+	}
+	if cfg, err := ParseConfig([]byte(src)); err != nil || cfg.StateDir != "state" || cfg.Wasm.CacheDir != "cache" {
+		t.Errorf("parsed from bytes: state_dir %q, cache_dir %q, %v", cfg.StateDir, cfg.Wasm.CacheDir, err)
+	}
+}
+
+// Every setting named as a file or directory is tagged spear:"path", so
+// that ResolvePaths resolves it: a new one cannot be forgotten.
+func TestPathSettingsTagged(t *testing.T) {
+	for name, tagged := range stringSettings(reflect.TypeFor[Config](), "") {
+		if pathLike.MatchString(name) && !tagged {
+			t.Errorf("%s looks like a path but is not tagged spear:\"path\"", name)
+		}
+	}
+}
+
+// pathLike matches the names of settings that hold a path.
+var pathLike = regexp.MustCompile(`(_file|_dir|_path|socket|kubeconfig)$`)
+
+// pathSettings lists the YAML paths of the settings tagged spear:"path".
+func pathSettings() []string {
+	var out []string
+	for name, tagged := range stringSettings(reflect.TypeFor[Config](), "") {
+		if tagged {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// stringSettings yields the YAML path of each string field of typ, and
+// of the structs in it, and whether it is tagged spear:"path".
+func stringSettings(typ reflect.Type, at string) iter.Seq2[string, bool] {
+	return func(yield func(string, bool) bool) {
+		for f := range typ.Fields() {
+			name := jsonName(f)
+			if at != "" {
+				name = at + "." + name
+			}
+			switch f.Type.Kind() {
+			case reflect.Struct:
+				for n, tagged := range stringSettings(f.Type, name) {
+					if !yield(n, tagged) {
+						return
+					}
+				}
+			case reflect.String:
+				kind, _, _ := strings.Cut(f.Tag.Get("spear"), ",")
+				if !yield(name, kind == "path") {
+					return
+				}
+			}
+		}
 	}
 }
 

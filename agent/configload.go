@@ -43,10 +43,10 @@ func (e *ConfigError) Is(target error) bool {
 }
 
 // LoadConfig reads the YAML configuration at path and validates it, as
-// ParseConfig does. The relative paths of its functions (a process's
-// command and dir, a wasm module) are resolved against the file's
-// directory, which is also where process instances run when they name no
-// dir. Errors match spear.ErrConfig; those about the content are
+// ParseConfig does. Its relative paths are resolved against the file's
+// directory: the agent's (ResolvePaths) and its functions' (a process's
+// command and dir, a wasm module), and that directory is where process
+// instances run when they name no dir. Errors match spear.ErrConfig; those about the content are
 // *ConfigError values with the file, line and column, and match
 // spear.ErrInvalidConfig.
 func LoadConfig(path string) (Config, error) {
@@ -95,6 +95,9 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 		}
 		return Config{}, placed(doc, errors.Join(err, p.err()))
 	}
+	if dir != "" {
+		cfg = cfg.ResolvePaths(dir)
+	}
 	var p problems
 	for i, f := range cfg.Functions {
 		if r, ok := f.Spec.(runtime.Resolver); ok {
@@ -110,6 +113,36 @@ func parseConfig(file, dir string, b []byte) (Config, error) {
 		return Config{}, placed(doc, err)
 	}
 	return cfg, nil
+}
+
+// ResolvePaths returns c with its relative path-valued settings, the
+// fields tagged spear:"path" (state_dir, api.socket, api.token_file, the
+// TLS files, channels.socket_dir, kubernetes.kubeconfig,
+// wasm.cache_dir), joined to dir. Empty values (the defaults), absolute
+// paths and "none" where it turns a setting off stay as they are. The
+// functions' paths are their specs' (runtime.Resolver). LoadConfig
+// resolves with the file's directory; serve then resolves what the
+// environment and flags set with the working directory.
+func (c Config) ResolvePaths(dir string) Config {
+	resolvePaths(reflect.ValueOf(&c).Elem(), dir)
+	return c
+}
+
+// resolvePaths joins the relative values of the fields of the struct v
+// tagged spear:"path", and of the structs in it, to dir.
+func resolvePaths(v reflect.Value, dir string) {
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		kind, opt, _ := strings.Cut(f.Tag.Get("spear"), ",")
+		switch {
+		case f.Type.Kind() == reflect.Struct:
+			resolvePaths(fv, dir)
+		case kind != "path" || f.Type.Kind() != reflect.String:
+		case fv.String() == "" || filepath.IsAbs(fv.String()) || opt == "none" && fv.String() == addrNone:
+		default:
+			fv.SetString(filepath.Join(dir, fv.String()))
+		}
+	}
 }
 
 // within reports whether one of the *ConfigError values in err is about

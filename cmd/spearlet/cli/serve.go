@@ -197,7 +197,9 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 
 // load reads the configuration as serve runs it: the file (or the
 // embedded default), then the environment, then the flags that are set.
-// A reload reads it again so.
+// The file's relative paths are its directory's; those of the
+// environment and the flags are the working directory's, as whoever
+// typed them expects. A reload reads it again so.
 func (f *serveFlags) load(cmd *cobra.Command) (agent.Config, error) {
 	path := f.config
 	if path == "" {
@@ -213,6 +215,11 @@ func (f *serveFlags) load(cmd *cobra.Command) (agent.Config, error) {
 		if fl.Changed(s.name) || s.old != "" && fl.Changed(s.old) {
 			*s.field(&cfg) = *f.settings[s.name]
 		}
+	}
+	// Without a working directory (removed), relative paths stay so and
+	// fail where they are used.
+	if wd, err := os.Getwd(); err == nil {
+		cfg = cfg.ResolvePaths(wd)
 	}
 	return cfg, cfg.Validate()
 }

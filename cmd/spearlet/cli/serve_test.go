@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -137,6 +138,52 @@ func TestWasmFileCheckedAtLoad(t *testing.T) {
 	}
 	if w := cfg.Functions[0].Spec.(wasm.Spec); w.Module != filepath.Join(dir, "missing.wasm") {
 		t.Errorf("module = %q", w.Module)
+	}
+}
+
+// serve resolves a relative path from the config file against the
+// file's directory, and one from the environment or a flag against the
+// working directory; --print-config shows them absolute.
+func TestServeResolvesPaths(t *testing.T) {
+	a := t.TempDir()
+	path := filepath.Join(a, "spearlet.yaml")
+	if err := os.WriteFile(path, []byte("state_dir: state\nwasm: {cache_dir: cache}\nchannels: {socket_dir: sockets}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := t.TempDir()
+	t.Chdir(b)
+	t.Setenv("SPEARLET_SOCKET_DIR", "env-sockets")
+	t.Setenv("SPEARLET_API_TOKEN_FILE", "env-token")
+	code, out, stderr := mainCLI(t, "serve", "-c", path, "--print-config=json", "--api-socket", "flag.sock")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var cfg struct {
+		StateDir string `json:"state_dir"`
+		API      struct {
+			Socket    string `json:"socket"`
+			TokenFile string `json:"token_file"`
+		} `json:"api"`
+		Channels struct {
+			SocketDir string `json:"socket_dir"`
+		} `json:"channels"`
+		Wasm struct {
+			CacheDir string `json:"cache_dir"`
+		} `json:"wasm"`
+	}
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"state_dir", cfg.StateDir, filepath.Join(a, "state")},
+		{"wasm.cache_dir", cfg.Wasm.CacheDir, filepath.Join(a, "cache")},
+		{"channels.socket_dir (environment over the file)", cfg.Channels.SocketDir, filepath.Join(b, "env-sockets")},
+		{"api.token_file (environment)", cfg.API.TokenFile, filepath.Join(b, "env-token")},
+		{"api.socket (flag)", cfg.API.Socket, filepath.Join(b, "flag.sock")},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
 	}
 }
 
