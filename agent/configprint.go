@@ -39,8 +39,9 @@ func (c Config) Print(w io.Writer, format string) error {
 // word of the name (between '_' or '-') such as TOKEN or PASSWORD.
 var secretWord = regexp.MustCompile(`(?i)(?:^|[_-])(?:secret|token|password|passwd|pass|credentials?|key|apikey|auth|cookie|session)(?:$|[_-])`)
 
-// notSecret matches the names whose values only say where a secret is.
-var notSecret = regexp.MustCompile(`(?i)[_-](?:file|path|dir)$`)
+// notSecret matches the names whose values only say where a secret is,
+// or how long to wait for one (auth_timeout).
+var notSecret = regexp.MustCompile(`(?i)[_-](?:file|path|dir|timeout)$`)
 
 // isSecret reports whether a key's value is to be hidden.
 func isSecret(key string) bool { return secretWord.MatchString(key) && !notSecret.MatchString(key) }

@@ -130,7 +130,8 @@ func (s *apiServer) start(a *Agent, log *slog.Logger, g interface{ Go(func() err
 	reflection.Register(s.grpc)
 	if s.grpcLn != nil {
 		g.Go(func() error {
-			if err := s.grpc.Serve(s.grpcLn); err != nil {
+			// ErrServerStopped: the shutdown came before Serve began.
+			if err := s.grpc.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				return fmt.Errorf("grpc api: %w", err)
 			}
 			return nil

@@ -172,6 +172,13 @@ func TestPrintConfig(t *testing.T) {
 	if strings.Contains(out, "s3cret") {
 		t.Errorf("--print-config shows a secret:\n%s", out)
 	}
+	// What it prints loads again: durations such as auth_timeout are not
+	// taken for secrets.
+	again := filepath.Join(dir, "again.yaml")
+	os.WriteFile(again, []byte(out), 0o600)
+	if _, err := loadConfig(again); err != nil || strings.Contains(out, "auth_timeout: <redacted>") {
+		t.Errorf("--print-config's output does not load again: %v\n%s", err, out)
+	}
 	// The old name still works, hidden, with a warning (on stderr in the
 	// binary; where SetOut sends it here).
 	code, out, stderr = mainCLI(t, "serve", "--print-config=json", "--grpc-addr", "0.0.0.0:7171")
