@@ -121,12 +121,7 @@ func ExecuteStream(ctx context.Context, ch *Channel, inv Invocation) (*Stream, e
 	var f wire.Frame
 	req := inv.request(ctx, 0) // streams have no default timeout
 	*buf = codec.PutExecuteRequest(&f, *buf, &req, s.PeerSplit())
-	st, err := s.OpenStream(ctx, &f)
-	if err != nil {
-		ch.done(i)
-		return nil, ch.err("stream", err)
-	}
-	return &Stream{st: st, ch: ch, slot: i}, nil
+	return ch.stream(ctx, s, i, &f)
 }
 
 // Signal kinds, re-exported for callers of SendSignal.

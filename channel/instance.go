@@ -240,7 +240,13 @@ func (c *Channel) Stream(ctx context.Context, m Message) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.OpenStream(ctx, &wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload})
+	return c.stream(ctx, s, i, &wire.Frame{Type: m.Type, Flags: m.Flags, Payload: m.Payload})
+}
+
+// stream opens a stream with f on session s, which holds slot i's place
+// (given back when the stream ends, or now if it does not open).
+func (c *Channel) stream(ctx context.Context, s *session.Session, i int, f *wire.Frame) (*Stream, error) {
+	st, err := s.OpenStream(ctx, f)
 	if err != nil {
 		c.done(i)
 		return nil, c.err("stream", err)
