@@ -331,7 +331,7 @@ func SecretFromEnv() (spear.Secret, error) {
 		raw, err = readSecretFD(fd)
 	case file != "":
 		source = spear.EnvSecretFile
-		raw, err = os.ReadFile(file)
+		raw, err = readSecretFile(file)
 	case env != "":
 		source, raw = spear.EnvSecret, []byte(env)
 	default:
@@ -359,14 +359,28 @@ func readSecretFD(value string) ([]byte, error) {
 	if err != nil || fd < 0 {
 		return nil, fmt.Errorf("%q is not a file descriptor number", value)
 	}
-	f := os.NewFile(uintptr(fd), spear.EnvSecretFD)
+	return readHandoff(os.NewFile(uintptr(fd), spear.EnvSecretFD), fmt.Sprintf("descriptor %d", fd))
+}
+
+// readSecretFile reads the file at path.
+func readSecretFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return readHandoff(f, path)
+}
+
+// readHandoff reads f, named what in errors, to EOF, at most
+// maxSecretHandoff bytes, and closes it.
+func readHandoff(f *os.File, what string) ([]byte, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretHandoff+1))
 	if err != nil {
-		return nil, fmt.Errorf("descriptor %d: %w", fd, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(b) > maxSecretHandoff {
-		return nil, fmt.Errorf("descriptor %d holds more than %d bytes", fd, maxSecretHandoff)
+		return nil, fmt.Errorf("%s holds more than %d bytes", what, maxSecretHandoff)
 	}
 	return b, nil
 }

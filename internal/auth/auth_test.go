@@ -536,6 +536,12 @@ func TestSecretFromEnv(t *testing.T) {
 	if err := os.WriteFile(file, []byte("c0ffee\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A file far larger than any secret is refused, not read whole (it
+	// could be /dev/zero).
+	huge := filepath.Join(t.TempDir(), "huge")
+	if err := os.WriteFile(huge, bytes.Repeat([]byte("ab"), 8<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	const fromFD = "@fd" // the secret field's marker for "a pipe holding 5ec8e7"
 	for _, tt := range []struct {
 		name              string
@@ -550,6 +556,7 @@ func TestSecretFromEnv(t *testing.T) {
 		{"descriptor not a number", "three", "abcd", "", ""},
 		{"descriptor not open", "987654", "abcd", "", ""},
 		{"missing file", "", "", file + ".missing", ""},
+		{"file too large", "", "", huge, ""},
 		{"none", "", "", "", ""},
 		{"not hex", "", "xyz", "", ""},
 	} {

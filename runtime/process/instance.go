@@ -51,7 +51,6 @@ type Instance struct {
 	out      *runtime.Output
 	log      *slog.Logger
 	acct     account      // the user the process runs as
-	uid      int          // acct.uid
 	conf     *confinement // its processes' cgroup or session
 
 	exitCtx  context.Context // cancelled once the process has exited (before it is reaped)
@@ -89,7 +88,7 @@ func (i *Instance) peerCheck(info transport.Info) error {
 	if pid <= 0 {
 		return fmt.Errorf("%w: the instance's process never started", spear.ErrAuthFailed)
 	}
-	return checkPeer(info, pid, i.uid)
+	return checkPeer(info, pid, i.acct.uid)
 }
 
 // ID returns the instance's id.
@@ -156,7 +155,7 @@ func (i *Instance) run(cmd *exec.Cmd, started chan<- error, outR, errR, outW, er
 	}
 	defer childReaped() // after cmd.Wait below
 	pid := cmd.Process.Pid
-	if err := i.conf.started(pid, i.uid); err != nil {
+	if err := i.conf.started(pid, i.acct.uid); err != nil {
 		i.log.Warn("instance not recorded for cleanup after a crash of the agent", "err", err)
 	}
 	i.mu.Lock()

@@ -212,7 +212,6 @@ func (r *Runtime) start(ctx context.Context, id spear.InstanceID, set runtime.Se
 		i.fail("no user to run as")
 		return nil, err
 	}
-	i.uid = i.acct.uid
 	var cfg channel.Config
 	if set.Channel != nil {
 		cfg = *set.Channel

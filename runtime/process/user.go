@@ -52,7 +52,7 @@ type account struct {
 	uid, gid int
 	home     string // HOME: "" for the agent's own, "/" for a user with no entry
 	ranged   bool   // taken from the runtime's range, to give back
-	other    bool   // not the agent's own user
+	other    bool   // not the agent's own user and group
 }
 
 // takeAccount resolves a Spec's User: the agent's own user when empty, a
@@ -68,7 +68,7 @@ func (r *Runtime) takeAccount(name string) (account, error) {
 	}
 	if name != UserRange {
 		a, err := lookupAccount(name)
-		a.other = a.uid != os.Geteuid()
+		a.other = a.uid != os.Geteuid() || a.gid != os.Getegid()
 		return a, err
 	}
 	r.mu.Lock()
@@ -126,7 +126,8 @@ func lookupAccount(spec string) (account, error) {
 }
 
 // credential is what the child's SysProcAttr needs to run as a: its user,
-// its group and no supplementary groups; nil for the agent's own user.
+// its group and no supplementary groups; nil for the agent's own user
+// and group.
 func (a account) credential() *syscall.Credential {
 	if !a.other {
 		return nil

@@ -74,19 +74,26 @@ func asUser(t *testing.T, mode, user string) child {
 }
 
 // procUID returns the real user id of process pid.
-func procUID(t *testing.T, pid int) int {
+func procUID(t *testing.T, pid int) int { return procID(t, pid, "Uid:") }
+
+// procGID returns the real group id of process pid.
+func procGID(t *testing.T, pid int) int { return procID(t, pid, "Gid:") }
+
+// procID returns the first id of the /proc status line of pid that
+// begins with key ("Uid:", "Gid:").
+func procID(t *testing.T, pid int, key string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Uid:"); ok {
-			uid, _ := strconv.Atoi(strings.Fields(v)[0])
-			return uid
+		if v, ok := strings.CutPrefix(l, key); ok {
+			id, _ := strconv.Atoi(strings.Fields(v)[0])
+			return id
 		}
 	}
-	t.Fatal("no Uid in /proc status")
+	t.Fatalf("no %s in /proc status", key)
 	return -1
 }
 
@@ -116,6 +123,19 @@ func TestRunAsUser(t *testing.T) {
 	// non-dumpable.)
 	if home, _ := invoke(t, inst, "getenv", "HOME"); home != "/" {
 		t.Errorf("HOME = %q for a user with no home, want /", home)
+	}
+}
+
+// A user that is the agent's own with another group runs in that group:
+// the group is not dropped because the user matches.
+func TestRunAsOwnUserOtherGroup(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t)
+	inst := e.start(t, asUser(t, "echo", fmt.Sprintf("%d:%d", os.Geteuid(), testUID)))
+	echo(t, inst, "in another group")
+	pid := inst.Info().PID
+	if uid, gid := procUID(t, pid), procGID(t, pid); uid != os.Geteuid() || gid != testUID {
+		t.Errorf("instance runs as %d:%d, want %d:%d", uid, gid, os.Geteuid(), testUID)
 	}
 }
 
