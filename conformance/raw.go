@@ -293,7 +293,7 @@ func (c *rawConn) call(ctx context.Context, method string, payload []byte) ([]by
 			out, _, err := codec.DecodeExecuteResponse(f.Payload)
 			return out, err
 		case wire.TypeError:
-			return nil, decodeError(f.Payload)
+			return nil, codec.FrameError(f)
 		}
 		return nil, fmt.Errorf("%s answered %s", f.Type, method)
 	}
@@ -337,12 +337,4 @@ func (c *rawConn) closedWithin(ctx context.Context, d time.Duration) ([]wire.Fra
 		}
 		seen = append(seen, f)
 	}
-}
-
-func decodeError(b []byte) error {
-	var e spearpb.Error
-	if err := proto.Unmarshal(b, &e); err != nil {
-		return fmt.Errorf("undecodable ERROR: %w", err)
-	}
-	return &spear.RemoteError{Code: spear.Code(e.Code), Message: e.Message}
 }

@@ -158,6 +158,14 @@ func TestSplitMalformed(t *testing.T) {
 			t.Errorf("response %s: %v, want ErrInvalidMessage", name, err)
 		}
 	}
+	// The request's payload field is not the response's: refuse the
+	// response's own, even empty.
+	for _, env := range [][]byte{AppendExecuteResponse(nil, []byte("in the envelope"), nil), {0x0a, 0}} {
+		f := wire.Frame{Type: wire.TypeExecuteResponse, Flags: wire.FlagSplit, Payload: append([]byte{0, 0, 0, byte(len(env))}, env...)}
+		if _, _, err := ExecuteResponseOf(&f); !errors.Is(err, spear.ErrInvalidMessage) {
+			t.Errorf("response with payload field %x in its envelope: %v, want ErrInvalidMessage", env, err)
+		}
+	}
 }
 
 // FuzzSplitExecuteRequest: a split payload decodes to the same request as

@@ -519,7 +519,7 @@ class _Connection:
                 self.send_error(req.id, e.code, f"last {e.message}")
             return
         if req._gathered:
-            data = b"".join(req._gathered) + data
+            data = b"".join((*req._gathered, data))  # one copy of it all
         flags: int = 0
         if req._split:
             # The result follows a 4-byte empty envelope, never copied into a message.

@@ -201,11 +201,21 @@ def _encode_map(num: int, m: Optional[Dict[str, str]]) -> bytes:
 
 
 def decode_execute_request(b: Buffer) -> ExecuteRequest:
+    return _decode_execute_request(b, None)
+
+
+def _decode_execute_request(b: Buffer, body: Optional[memoryview]) -> ExecuteRequest:
+    # body is the payload of the split layout, whose envelope b must then
+    # have no payload field: one pass checks that and decodes the rest.
     method, payload, timeout, metadata = "", b"", 0, {}
+    if body is not None:
+        payload = bytes(body)
     for num, _typ, v in fields(b):
         if num == 1:
             method = _text(v)
         elif num == 2:
+            if body is not None:
+                raise ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field")
             payload = _blob(v)
         elif num == 3:
             timeout = _number(v)
@@ -242,13 +252,10 @@ def split_payload(b: Buffer) -> Tuple[memoryview, memoryview]:
 
 
 def decode_execute_request_split(b: Buffer) -> ExecuteRequest:
-    """An ExecuteRequest in the split layout; its payload is a view of b."""
+    """An ExecuteRequest in the split layout; its payload is the bytes after
+    the envelope (copied once, as the unsplit layout's is)."""
     envelope, body = split_payload(b)
-    for num, _typ, _v in fields(envelope):
-        if num == 2:
-            raise ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field")
-    r = decode_execute_request(envelope)
-    return r._replace(payload=bytes(body))
+    return _decode_execute_request(envelope, body)
 
 
 def encode_execute_request_split(

@@ -91,6 +91,12 @@ class VectorTest(unittest.TestCase):
             pb.decode_execute_request_split(b"\x00\x00\x00\x09abc")  # envelope longer than the payload
         with self.assertRaises(ProtocolError):  # the payload belongs after the envelope, not in it
             pb.decode_execute_request_split(len(b"\x12\x01x").to_bytes(4, "big") + b"\x12\x01x")
+        for envelope in (b"\x12\x00", b"\x0a\x01m\x12\x00"):  # even an empty one, after another field
+            with self.assertRaises(ProtocolError):
+                pb.decode_execute_request_split(len(envelope).to_bytes(4, "big") + envelope + b"body")
+        r = pb.decode_execute_request_split(b"\x00\x00\x00\x00")  # an empty envelope, an empty payload
+        self.assertEqual(r, pb.ExecuteRequest("", b"", 0, {}))
+        self.assertIs(type(r.payload), bytes)
 
     def test_control_frames(self):
         for name in ("signal_terminate", "signal_custom"):

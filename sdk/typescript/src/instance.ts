@@ -386,8 +386,6 @@ class Connection implements Sink {
   readonly #link: Link;
   readonly #peerMax: number;
   readonly #requests = new Map<bigint, Request>();
-  /** Ids of running requests that came in the split layout. */
-  readonly #split = new Set<bigint>();
   #framesIn = 0;
   #ending: string | undefined;
   #idle: (() => void)[] = [];
@@ -529,7 +527,7 @@ class Connection implements Sink {
     const handler = this.#inst.handlerFor(r.method);
     if (!handler) return this.sendError(f.id, Code.NOT_FOUND, `no method ${JSON.stringify(r.method)}`);
     const req = new Request(this, f.id, r.method, r.payload, r.metadata, (f.flags & Flag.STREAM) !== 0, r.timeoutMs);
-    if (f.flags & Flag.SPLIT) this.#split.add(f.id); // answered in the request's layout
+    req.split = (f.flags & Flag.SPLIT) !== 0;
     this.#requests.set(f.id, req);
     void this.#run(req, handler);
   }
@@ -552,7 +550,6 @@ class Connection implements Sink {
       } catch {
         // The connection is gone: nobody to answer.
       }
-      this.#split.delete(req.id);
       if (this.#requests.size === 0) for (const wake of this.#idle.splice(0)) wake();
     };
     req.onInterrupt((e) => finish(() => this.sendError(req.id, e.code, e.message)));
@@ -590,7 +587,7 @@ class Connection implements Sink {
       return;
     }
     if (req.gathered.length) data = Buffer.concat([...req.gathered, data]);
-    const split = this.#split.has(req.id);
+    const split = req.split;
     // Split, the result follows a 4-byte empty envelope, never copied into a message.
     const lead = split ? [pb.SPLIT_RESPONSE_HEADER] : data.length ? [pb.varint(1 * 8 + 2), pb.varint(data.length)] : [];
     const size = split ? 4 + data.length : pb.executeResponseSize(data.length);

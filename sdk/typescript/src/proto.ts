@@ -188,12 +188,17 @@ function encodeMap(field: number, m: Record<string, string> | undefined): Buffer
     .map((k) => bytesField(field, Buffer.concat([stringField(1, k), stringField(2, m![k]!)])));
 }
 
-export function decodeExecuteRequest(b: Uint8Array): ExecuteRequest {
-  const out: ExecuteRequest = { method: "", payload: Buffer.alloc(0), timeoutMs: 0, metadata: {} };
+export function decodeExecuteRequest(b: Uint8Array, body?: Buffer): ExecuteRequest {
+  // body is the payload of the split layout, whose envelope b must then have
+  // no payload field: one pass checks that and decodes the rest.
+  const out: ExecuteRequest = { method: "", payload: body ?? Buffer.alloc(0), timeoutMs: 0, metadata: {} };
   for (const f of fields(b)) {
     switch (f.num) {
       case 1: out.method = text(f.value); break;
-      case 2: out.payload = blob(f.value); break;
+      case 2:
+        if (body) throw new ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field");
+        out.payload = blob(f.value);
+        break;
       case 3: out.timeoutMs = num(f.value); break;
       case 4: {
         const [k, v] = mapEntry(f.value);
@@ -228,8 +233,7 @@ export function splitPayload(b: Uint8Array): { envelope: Buffer; body: Buffer } 
 /** An ExecuteRequest in the split layout; its payload is a view of b. */
 export function decodeExecuteRequestSplit(b: Uint8Array): ExecuteRequest {
   const { envelope, body } = splitPayload(b);
-  if (fields(envelope).some((f) => f.num === 2)) throw new ProtocolError(Code.INVALID_MESSAGE, "split envelope has a payload field");
-  return { ...decodeExecuteRequest(envelope), payload: body };
+  return decodeExecuteRequest(envelope, body);
 }
 
 /** spear.v1.ExecuteRequest in the split layout, for tests and tools acting as the agent. */

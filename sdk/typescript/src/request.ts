@@ -33,6 +33,8 @@ export class Request {
   readonly deadline: number | undefined;
   /** @internal */
   readonly gathered: Buffer[] = [];
+  /** @internal Whether the request came in the split layout; so goes the answer. */
+  split = false;
   readonly #sink: Sink;
   #ended = false;
   #controller: AbortController | undefined; // made when signal is first read

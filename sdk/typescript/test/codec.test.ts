@@ -86,6 +86,11 @@ test("execute frames, split", () => {
   assert.deepEqual(encode(v.type, v.flags, BigInt(v.id), Buffer.concat([pb.SPLIT_RESPONSE_HEADER, a.payload])), raw);
   assert.throws(() => pb.decodeExecuteRequestSplit(Buffer.from("00000009616263", "hex")), ProtocolError); // envelope longer than the payload
   assert.throws(() => pb.decodeExecuteRequestSplit(Buffer.from("00000003120178", "hex")), ProtocolError); // a payload field in the envelope
+  for (const envelope of ["00000002" + "1200", "00000005" + "0a016d" + "1200"]) { // even an empty one, after another field
+    assert.throws(() => pb.decodeExecuteRequestSplit(Buffer.from(envelope + "626f6479", "hex")), ProtocolError);
+  }
+  const empty = pb.decodeExecuteRequestSplit(Buffer.alloc(4)); // an empty envelope, an empty payload
+  assert.deepEqual([empty.method, empty.payload.length, empty.timeoutMs, empty.metadata], ["", 0, 0, {}]);
 });
 
 test("control frames", () => {
