@@ -49,6 +49,7 @@ type pool struct {
 	set    runtime.Settings // what every instance of fn gets
 	log    *slog.Logger
 	met    *metrics
+	ins    *fnInstruments // fn's series in met
 	now    func() time.Time
 	ctx    context.Context // ends at shutdown
 	cancel context.CancelFunc
@@ -120,6 +121,7 @@ func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metri
 		set:     fn.settings(),
 		log:     log.With("function", fn.Name, "runtime", rt.Type().String()),
 		met:     met,
+		ins:     met.init(fn.Name, rt.Type()),
 		now:     time.Now,
 		bal:     bal,
 		changed: make(chan struct{}),

@@ -89,7 +89,6 @@ func (a *Agent) Reload(ctx context.Context, cfg Config) (api.Reload, error) {
 		if err != nil {
 			return abort(err)
 		}
-		a.met.init(fn.Name, rt.Type())
 		started[fn.Name] = newPool(fn, rt, a.log, a.met)
 	}
 	var g errgroup.Group
