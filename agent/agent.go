@@ -409,13 +409,18 @@ func (a *Agent) observe(fn *function, started time.Time, err error) {
 		return
 	}
 	took := time.Since(started)
+	outcome := "ok"
+	if err != nil {
+		c := classify(err)
+		outcome = c.outcome()
+		if c.http >= 500 {
+			a.log.Debug("invocation failed", "function", fn.pool.fn.Name, "err", err)
+		}
+	}
 	ins := fn.pool.ins
-	ins.invocations[outcome(err)].Inc()
+	ins.invocations[outcome].Inc()
 	ins.duration.Observe(took.Seconds())
 	ins.latency.Latency(took)
-	if err != nil && HTTPStatus(err) >= 500 {
-		a.log.Debug("invocation failed", "function", fn.pool.fn.Name, "err", err)
-	}
 }
 
 // Functions describes the configured functions, in config order, with

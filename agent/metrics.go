@@ -179,12 +179,10 @@ func (c *coldStart) end(a *attempt) {
 	endInstanceSpan(c.span, a)
 }
 
-// outcome names how an invocation ended.
-func outcome(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	switch ErrorCode(err) {
+// outcome names how an invocation that failed with an error of class c
+// ended.
+func (c class) outcome() string {
+	switch c.code {
 	case "deadline_exceeded":
 		return "timeout"
 	case "no_instance", "shutting_down", "instance_failed":
