@@ -230,7 +230,7 @@ func (p *pool) warm(ctx context.Context, n int, one bool) error {
 	}
 	for {
 		p.mu.Lock()
-		ready, failed, changed := p.readyLocked(), p.crash.lastErr, p.changed
+		ready, failed, changed := p.readyLocked(), p.crash.lastErr, p.changedLocked()
 		p.mu.Unlock()
 		switch {
 		case ready >= n:
