@@ -178,10 +178,12 @@ func (a *Agent) updateGRPCHealth(s *health.Server, served map[string]bool) {
 		return healthpb.HealthCheckResponse_NOT_SERVING
 	}
 	now := map[string]bool{}
+	ready := true // as Ready says, from the same pass over the pools
 	for _, f := range a.Functions() {
 		ok := f.Ready > 0 || (f.Health == HealthNoInstances && f.MinInstances == 0)
 		s.SetServingStatus(GRPCHealthPrefix+f.Name, status(ok))
 		now[f.Name] = true
+		ready = ready && f.ReadinessMet
 	}
 	for name := range served {
 		if !now[name] {
@@ -192,7 +194,6 @@ func (a *Agent) updateGRPCHealth(s *health.Server, served map[string]bool) {
 	for name := range now {
 		served[name] = true
 	}
-	ready, _ := a.Ready()
 	s.SetServingStatus("", status(ready))
 }
 
