@@ -118,7 +118,6 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i, fn := range cfg.Functions {
-		a.met.init(fn.Name, rts[i].Type())
 		a.fns[fn.Name] = &function{pool: newPool(fn, rts[i], a.log, a.met)}
 		a.order = append(a.order, fn.Name)
 	}
@@ -218,7 +217,7 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (res Result, err err
 	defer func() { endSpan(span, err) }()
 	fn, timeout, err := a.admit(inv)
 	if err != nil {
-		a.observe(fn, inv.Function, started, err)
+		a.observe(fn, started, err)
 		return Result{}, err
 	}
 	defer a.leave(fn)
@@ -228,7 +227,7 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (res Result, err err
 	for attempt := 1; ; attempt++ {
 		m, err := a.acquire(ctx, p, inv.Key)
 		if err != nil {
-			a.observe(fn, inv.Function, started, err)
+			a.observe(fn, started, err)
 			return Result{}, err
 		}
 		began := time.Now()
@@ -239,7 +238,7 @@ func (a *Agent) Invoke(ctx context.Context, inv Invocation) (res Result, err err
 		if retryable(ctx, err, attempt) {
 			continue
 		}
-		a.observe(fn, inv.Function, started, err)
+		a.observe(fn, started, err)
 		if err != nil {
 			return Result{}, err
 		}
@@ -255,7 +254,7 @@ func (a *Agent) acquire(ctx context.Context, p *pool, key string) (*member, erro
 	actx, span := a.startAcquireSpan(ctx, p.fn.Name)
 	m, err := p.acquire(actx, key)
 	endSpan(span, err)
-	a.met.wait.WithLabelValues(p.fn.Name).Observe(time.Since(begun).Seconds())
+	p.ins.wait.Observe(time.Since(begun).Seconds())
 	return m, err
 }
 
@@ -271,7 +270,6 @@ type Stream struct {
 	st      *channel.Stream
 	cancel  context.CancelFunc
 	started time.Time
-	name    string
 	ended   bool
 	err     error         // what ended the stream, for the instance's standing
 	spans   [2]trace.Span // the invocation's and the execute request's; nil when tracing is off
@@ -285,7 +283,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 	ctx, span := a.startInvokeSpan(ctx, &inv, true)
 	fn, timeout, err := a.admit(inv)
 	if err != nil {
-		a.observe(fn, inv.Function, started, err)
+		a.observe(fn, started, err)
 		endSpan(span, err)
 		return nil, err
 	}
@@ -296,7 +294,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		if err != nil {
 			cancel()
 			a.leave(fn)
-			a.observe(fn, inv.Function, started, err)
+			a.observe(fn, started, err)
 			endSpan(span, err)
 			return nil, err
 		}
@@ -305,7 +303,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		if err == nil {
 			setInstance(span, m.inst.ID())
 			return &Stream{Instance: m.inst.ID(), a: a, fn: fn, m: m, st: st, cancel: cancel, started: started,
-				name: inv.Function, spans: [2]trace.Span{xspan, span}}, nil
+				spans: [2]trace.Span{xspan, span}}, nil
 		}
 		endSpan(xspan, err)
 		p.release(m, 0, err)
@@ -314,7 +312,7 @@ func (a *Agent) InvokeStream(ctx context.Context, inv Invocation) (*Stream, erro
 		}
 		cancel()
 		a.leave(fn)
-		a.observe(fn, inv.Function, started, err)
+		a.observe(fn, started, err)
 		endSpan(span, err)
 		return nil, err
 	}
@@ -341,7 +339,7 @@ func (s *Stream) Recv() ([]byte, error) {
 
 // finish records how the invocation ended.
 func (s *Stream) finish(err error) {
-	s.a.observe(s.fn, s.name, s.started, err)
+	s.a.observe(s.fn, s.started, err)
 	for _, span := range s.spans {
 		endSpan(span, err)
 	}
@@ -406,17 +404,23 @@ func (a *Agent) leave(fn *function) {
 
 // observe records an invocation's outcome; invocations of unknown
 // functions (fn nil) are not recorded, keeping the label set fixed.
-func (a *Agent) observe(fn *function, name string, started time.Time, err error) {
+func (a *Agent) observe(fn *function, started time.Time, err error) {
 	if fn == nil {
 		return
 	}
 	took := time.Since(started)
-	a.met.invocations.WithLabelValues(name, outcome(err)).Inc()
-	a.met.duration.WithLabelValues(name).Observe(took.Seconds())
-	a.met.latencyOf(name).Latency(took)
-	if err != nil && HTTPStatus(err) >= 500 {
-		a.log.Debug("invocation failed", "function", name, "err", err)
+	outcome := "ok"
+	if err != nil {
+		c := classify(err)
+		outcome = c.outcome()
+		if c.http >= 500 {
+			a.log.Debug("invocation failed", "function", fn.pool.fn.Name, "err", err)
+		}
 	}
+	ins := fn.pool.ins
+	ins.invocations[outcome].Inc()
+	ins.duration.Observe(took.Seconds())
+	ins.latency.Latency(took)
 }
 
 // Functions describes the configured functions, in config order, with

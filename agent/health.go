@@ -128,9 +128,14 @@ func sickReason(sick []string) string {
 // min_instances ready or is marked readiness: optional. The API's
 // answering is the rest of readiness (it listens).
 func (a *Agent) Ready() (bool, []api.FunctionHealth) {
-	ready := !a.isDraining()
+	return readiness(a.isDraining(), a.Functions())
+}
+
+// readiness is Ready of a functions list already made.
+func readiness(draining bool, fns []api.Function) (bool, []api.FunctionHealth) {
+	ready := !draining
 	var waiting []api.FunctionHealth
-	for _, f := range a.Functions() {
+	for _, f := range fns {
 		if !f.ReadinessMet {
 			ready = false
 			waiting = append(waiting, api.FunctionHealth{Function: f.Name, Health: f.Health, Reason: f.HealthReason,
@@ -178,7 +183,8 @@ func (a *Agent) updateGRPCHealth(s *health.Server, served map[string]bool) {
 		return healthpb.HealthCheckResponse_NOT_SERVING
 	}
 	now := map[string]bool{}
-	for _, f := range a.Functions() {
+	fns := a.Functions()
+	for _, f := range fns {
 		ok := f.Ready > 0 || (f.Health == HealthNoInstances && f.MinInstances == 0)
 		s.SetServingStatus(GRPCHealthPrefix+f.Name, status(ok))
 		now[f.Name] = true
@@ -192,7 +198,7 @@ func (a *Agent) updateGRPCHealth(s *health.Server, served map[string]bool) {
 	for name := range now {
 		served[name] = true
 	}
-	ready, _ := a.Ready()
+	ready, _ := readiness(false, fns)
 	s.SetServingStatus("", status(ready))
 }
 

@@ -99,26 +99,42 @@ func newMetrics(reg prometheus.Registerer, a *Agent, build buildinfo.Info, perIn
 	return m
 }
 
-// init creates every series of a function, so that dashboards see zeros.
-func (m *metrics) init(function string, rt spear.RuntimeType) {
+// fnInstruments are the series one function's invocations feed,
+// resolved once when its pool is made so that an invocation only counts
+// (no label lookups, no shared lock).
+type fnInstruments struct {
+	invocations map[string]prometheus.Counter // by outcome
+	duration    prometheus.Observer
+	wait        prometheus.Observer
+	latency     *stats.Counters
+}
+
+// init creates every series of a function, so that dashboards see zeros,
+// and returns those its invocations feed.
+func (m *metrics) init(function string, rt spear.RuntimeType) *fnInstruments {
+	ins := &fnInstruments{
+		invocations: make(map[string]prometheus.Counter, len(outcomes)),
+		duration:    m.duration.WithLabelValues(function),
+		wait:        m.wait.WithLabelValues(function),
+	}
 	for _, o := range outcomes {
-		m.invocations.WithLabelValues(function, o)
+		ins.invocations[o] = m.invocations.WithLabelValues(function, o)
 	}
 	m.starts.WithLabelValues(function, "ok")
 	m.starts.WithLabelValues(function, "error")
 	m.restarts.WithLabelValues(function)
-	m.duration.WithLabelValues(function)
 	for _, o := range []string{"ejected", "refused_last", "refused_cap"} {
 		m.ejections.WithLabelValues(function, o)
 	}
 	m.startDuration.WithLabelValues(function, rt.String())
-	m.wait.WithLabelValues(function)
 	m.coldStarts.WithLabelValues(function)
 	m.latencyMu.Lock()
 	if m.latency[function] == nil {
 		m.latency[function] = stats.New()
 	}
+	ins.latency = m.latency[function]
 	m.latencyMu.Unlock()
+	return ins
 }
 
 // latencyOf returns function's latency counters; init must have run.
@@ -163,12 +179,10 @@ func (c *coldStart) end(a *attempt) {
 	endInstanceSpan(c.span, a)
 }
 
-// outcome names how an invocation ended.
-func outcome(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	switch ErrorCode(err) {
+// outcome names how an invocation that failed with an error of class c
+// ended.
+func (c class) outcome() string {
+	switch c.code {
 	case "deadline_exceeded":
 		return "timeout"
 	case "no_instance", "shutting_down", "instance_failed":

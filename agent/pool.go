@@ -40,8 +40,9 @@ const crashLoopAfter = 3
 // belong to wg. shutdown cancels ctx, which aborts starts; watchers end
 // when their instance has stopped.
 //
-// Waiters for capacity block on changed, which is closed (and replaced) on
-// every change that may free capacity.
+// Waiters for capacity block on changedLocked's channel, which the next
+// change that may free capacity closes. It is made only when someone
+// waits, so that a release with no waiter allocates nothing.
 type pool struct {
 	// Immutable after newPool.
 	fn     FunctionConfig
@@ -49,6 +50,7 @@ type pool struct {
 	set    runtime.Settings // what every instance of fn gets
 	log    *slog.Logger
 	met    *metrics
+	ins    *fnInstruments // fn's series in met
 	now    func() time.Time
 	ctx    context.Context // ends at shutdown
 	cancel context.CancelFunc
@@ -115,15 +117,15 @@ func newPool(fn FunctionConfig, rt runtime.Runtime, log *slog.Logger, met *metri
 		panic(err) // validated
 	}
 	p := &pool{
-		fn:      fn,
-		rt:      rt,
-		set:     fn.settings(),
-		log:     log.With("function", fn.Name, "runtime", rt.Type().String()),
-		met:     met,
-		now:     time.Now,
-		bal:     bal,
-		changed: make(chan struct{}),
-		scaler:  newAutoscaler(fn),
+		fn:     fn,
+		rt:     rt,
+		set:    fn.settings(),
+		log:    log.With("function", fn.Name, "runtime", rt.Type().String()),
+		met:    met,
+		ins:    met.init(fn.Name, rt.Type()),
+		now:    time.Now,
+		bal:    bal,
+		scaler: newAutoscaler(fn),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.timer = time.AfterFunc(time.Hour, p.wake)
@@ -185,7 +187,7 @@ func (p *pool) acquire(ctx context.Context, key string) (*member, error) {
 			own = p.startLocked(startDemand)
 			cold = p.met.coldStart(ctx, p.fn.Name, p.rt.Type())
 		}
-		changed, live := p.changed, len(p.members)
+		changed, live := p.changedLocked(), len(p.members)
 		p.mu.Unlock()
 
 		var ownDone <-chan struct{}
@@ -301,9 +303,20 @@ func (p *pool) release(m *member, took time.Duration, err error) {
 	p.mu.Unlock()
 }
 
+// changedLocked returns the channel that the next broadcast closes.
+func (p *pool) changedLocked() <-chan struct{} {
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+	}
+	return p.changed
+}
+
+// broadcastLocked wakes whoever waits on changedLocked's channel.
 func (p *pool) broadcastLocked() {
-	close(p.changed)
-	p.changed = make(chan struct{})
+	if p.changed != nil {
+		close(p.changed)
+		p.changed = nil
+	}
 }
 
 // markDirty makes the next pick rebuild the balancer's set and wakes the

@@ -89,7 +89,6 @@ func (a *Agent) Reload(ctx context.Context, cfg Config) (api.Reload, error) {
 		if err != nil {
 			return abort(err)
 		}
-		a.met.init(fn.Name, rt.Type())
 		started[fn.Name] = newPool(fn, rt, a.log, a.met)
 	}
 	var g errgroup.Group
@@ -231,7 +230,7 @@ func (p *pool) warm(ctx context.Context, n int, one bool) error {
 	}
 	for {
 		p.mu.Lock()
-		ready, failed, changed := p.readyLocked(), p.crash.lastErr, p.changed
+		ready, failed, changed := p.readyLocked(), p.crash.lastErr, p.changedLocked()
 		p.mu.Unlock()
 		switch {
 		case ready >= n:

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/spear-go/spear"
 	"github.com/spear-go/spear/agent/api"
 	"github.com/spear-go/spear/runtime"
@@ -309,5 +312,33 @@ func TestReloadConfig(t *testing.T) {
 	}
 	if res, err := b.ReloadConfig(testCtx(t)); err != nil || !slices.Equal(res.Added, []string{"two"}) {
 		t.Errorf("reload = %+v, %v", res, err)
+	}
+}
+
+// A function a reload rolls onto a new pool goes on counting in the same
+// series: its invocations, its latency and the dashboard's latency
+// counters carry across.
+func TestReloadKeepsFunctionSeries(t *testing.T) {
+	a, _ := newTestAgent(t, Config{Functions: []FunctionConfig{fnConfig("fn", 0)}})
+	if _, err := invoke(t, a, "", "before"); err != nil {
+		t.Fatal(err)
+	}
+	next := fnConfig("fn", 0)
+	next.MaxInstances = 3
+	if res, err := a.Reload(testCtx(t), Config{Functions: []FunctionConfig{next}}); err != nil || !slices.Equal(res.Changed, []string{"fn"}) {
+		t.Fatalf("reload = %+v, %v; want fn changed", res, err)
+	}
+	if _, err := invoke(t, a, "", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(t, a.met.invocations.WithLabelValues("fn", "ok")); got != 2 {
+		t.Errorf("invocations ok = %v, want 2 (one per pool)", got)
+	}
+	if got := a.met.latencyOf("fn").LatencyHistogram(windowBounds).Count; got != 2 {
+		t.Errorf("dashboard latency count = %d, want 2", got)
+	}
+	var m dto.Metric
+	if err := a.met.duration.WithLabelValues("fn").(prometheus.Histogram).Write(&m); err != nil || m.GetHistogram().GetSampleCount() != 2 {
+		t.Errorf("duration samples = %d (%v), want 2", m.GetHistogram().GetSampleCount(), err)
 	}
 }

@@ -99,9 +99,10 @@ func (a *Agent) handleUIEvents(w http.ResponseWriter, r *http.Request) {
 // dashboardSnapshot builds a snapshot; prev and prevCount hold the
 // previous snapshot's latency counts, which it updates.
 func (a *Agent) dashboardSnapshot(prev map[string][]uint64, prevCount map[string]uint64) dashboardSnapshot {
-	ready, _ := a.Ready()
-	snap := dashboardSnapshot{Time: time.Now(), Ready: ready, Draining: a.isDraining()}
-	for _, f := range a.Functions() {
+	fns, draining := a.Functions(), a.isDraining()
+	ready, _ := readiness(draining, fns)
+	snap := dashboardSnapshot{Time: time.Now(), Ready: ready, Draining: draining}
+	for _, f := range fns {
 		h := a.met.latencyOf(f.Name).LatencyHistogram(windowBounds)
 		df := dashboardFunction{Function: f, Invocations: h.Count}
 		if last, ok := prev[f.Name]; ok {
