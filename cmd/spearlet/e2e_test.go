@@ -66,6 +66,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// execCommand is the built spearlet with args, with no config from the
+// environment. Every test that runs the binary starts it here (or in
+// startDaemonIn), so each skips with -short, which builds no binary.
+func execCommand(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	cmd := exec.CommandContext(testCtx(t), binary, args...)
+	cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=")
+	return cmd
+}
+
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -211,8 +224,8 @@ func (d *daemon) token(t *testing.T) string {
 // directory (the socket there), and returns its stdout.
 func (d *daemon) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(testCtx(t), binary, args...)
-	cmd.Env = append(os.Environ(), client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
+	cmd := execCommand(t, args...)
+	cmd.Env = append(cmd.Env, client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
