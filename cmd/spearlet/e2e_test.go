@@ -510,33 +510,38 @@ type proc struct {
 // children lists the processes whose parent is parent, from /proc.
 func children(t *testing.T, parent int) []proc {
 	t.Helper()
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []proc
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pid, _ := strconv.Atoi(strings.Fields(s)[0])
-		if ppid == parent {
-			out = append(out, proc{pid: pid, state: f[0]})
+	for _, dir := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		if state, ppid, ok := procStat(pid); ok && ppid == parent {
+			out = append(out, proc{pid: pid, state: state})
 		}
 	}
 	return out
+}
+
+// procStat reads process pid's state ("R", "S", "Z"...) and parent from
+// /proc; ok is false once the process is gone (reaped).
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
 }
 
 // TestShutdown sends SIGTERM with invocations in flight.
