@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -359,12 +358,4 @@ func TestSecondAgentFailsFast(t *testing.T) {
 	if !strings.Contains(out, "address already in use") || strings.Contains(out, "instance started") || strings.Contains(out, "channel created") {
 		t.Errorf("same API port:\n%s\nwant it to fail before it starts anything", out)
 	}
-}
-
-// execCommand is the built spearlet with args, with no config from the
-// environment.
-func execCommand(t *testing.T, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(testCtx(t), binary, args...)
-	cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=")
-	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -15,8 +14,8 @@ import (
 // stdout and stderr.
 func run(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.CommandContext(testCtx(t), binary, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := execCommand(t, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -66,6 +66,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// execCommand is the built spearlet with args, with no config from the
+// environment. Every test that runs the binary starts it here (or in
+// startDaemonIn), so each skips with -short, which builds no binary.
+func execCommand(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	cmd := exec.CommandContext(testCtx(t), binary, args...)
+	cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=")
+	return cmd
+}
+
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -211,8 +224,8 @@ func (d *daemon) token(t *testing.T) string {
 // directory (the socket there), and returns its stdout.
 func (d *daemon) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(testCtx(t), binary, args...)
-	cmd.Env = append(os.Environ(), client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
+	cmd := execCommand(t, args...)
+	cmd.Env = append(cmd.Env, client.EnvAddr+"=", client.EnvStateDir+"="+d.stateDir)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -497,33 +510,38 @@ type proc struct {
 // children lists the processes whose parent is parent, from /proc.
 func children(t *testing.T, parent int) []proc {
 	t.Helper()
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []proc
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pid, _ := strconv.Atoi(strings.Fields(s)[0])
-		if ppid == parent {
-			out = append(out, proc{pid: pid, state: f[0]})
+	for _, dir := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		if state, ppid, ok := procStat(pid); ok && ppid == parent {
+			out = append(out, proc{pid: pid, state: state})
 		}
 	}
 	return out
+}
+
+// procStat reads process pid's state ("R", "S", "Z"...) and parent from
+// /proc; ok is false once the process is gone (reaped).
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
 }
 
 // TestShutdown sends SIGTERM with invocations in flight.

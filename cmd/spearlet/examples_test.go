@@ -107,7 +107,7 @@ functions:
 func TestNewPythonFunction(t *testing.T) {
 	needs(t, "python3")
 	dir := filepath.Join(t.TempDir(), "hello")
-	cmd := exec.Command(binary, "new", "function", "hello", "--lang", "python", "--dir", dir)
+	cmd := execCommand(t, "new", "function", "hello", "--lang", "python", "--dir", dir)
 	cmd.Dir = repoRoot(t) // the checkout whose SDK it uses
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("new function: %v\n%s", err, out)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,12 +96,8 @@ func spearDirs(t *testing.T, dir string) []string {
 
 // alive reports whether process pid runs (a zombie does not).
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	return len(f) > 0 && f[0] != "Z" && syscall.Kill(pid, 0) == nil
+	state, _, ok := procStat(pid)
+	return ok && state != "Z" && syscall.Kill(pid, 0) == nil
 }
 
 // waitGone waits until process pid no longer runs.

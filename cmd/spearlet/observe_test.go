@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -61,8 +59,8 @@ func TestLogsFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := instances(t, d, "echo")[0].ID
-	cmd := exec.CommandContext(testCtx(t), binary, "instances", "logs", id, "-f", "-n", "5", "--addr", d.addr)
-	cmd.Env = append(os.Environ(), client.EnvStateDir+"="+d.stateDir) // the token, over TCP
+	cmd := execCommand(t, "instances", "logs", id, "-f", "-n", "5", "--addr", d.addr)
+	cmd.Env = append(cmd.Env, client.EnvStateDir+"="+d.stateDir) // the token, over TCP
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

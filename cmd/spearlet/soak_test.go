@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -195,12 +194,11 @@ func waitDead(t *testing.T, pid int) {
 	t.Helper()
 	ctx := testCtx(t)
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
+		state, _, ok := procStat(pid)
+		if !ok {
 			return // reaped
 		}
-		// The state follows the command name's closing parenthesis.
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
+		if state == "Z" || state == "X" {
 			if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err != nil || len(tasks) <= 1 {
 				return
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,9 +37,8 @@ func TestWasmCacheDir(t *testing.T) {
 	}
 
 	// A directory given explicitly that cannot be used is an error.
-	cmd := exec.CommandContext(testCtx(t), binary, "serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
+	cmd := execCommand(t, "serve", "--api-http-addr", "127.0.0.1:0", "--api-grpc-addr", "127.0.0.1:0",
 		"--channels-socket-dir", t.TempDir(), "--state-dir", filepath.Join(t.TempDir(), "state"), "--wasm-cache-dir", filepath.Join(blocked, "wasm"))
-	cmd.Env = append(os.Environ(), "SPEARLET_CONFIG=")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "wasm compilation cache") {
 		t.Errorf("serve with an unusable --wasm-cache-dir: %v\n%s", err, out)
